@@ -1,0 +1,205 @@
+"""The one module that owns PostgreSQL connections: pool, transactions, roles, error translation."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import psycopg.errors
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from llmtally.db.embedded import EmbeddedServer
+from llmtally.errors import (
+    ConfigurationError,
+    DatabaseAuthFailed,
+    DatabaseError,
+    DatabaseUnreachable,
+    InsufficientPrivilege,
+    LlmtallyError,
+    SchemaNotReady,
+)
+from llmtally.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 10
+Row = dict[str, Any]
+
+
+def redact(url: str) -> str:
+    """The URL with its password masked, safe to print or log."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)
+
+
+def _where(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "local socket"
+        return f"{host}:{parts.port or 5432}" if parts.hostname else host
+    except ValueError:
+        return "the configured server"
+
+
+def translate(exc: BaseException, url: str = "") -> LlmtallyError:
+    """Turn a driver exception into an llmtally error with a one-line message."""
+    if isinstance(exc, LlmtallyError):
+        return exc
+    where = _where(url) if url else "the database"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return InsufficientPrivilege(f"permission denied: {text}")
+    if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedFunction):
+        return SchemaNotReady(
+            f"the llmtally schema is missing ({text}); run `llmtally migrate`", applied=0, expected=0
+        )
+    if isinstance(exc, psycopg.errors.InvalidPassword | psycopg.errors.InvalidAuthorizationSpecification):
+        return DatabaseAuthFailed(f"{where} rejected the login: check the user and password in DATABASE_URL")
+    if isinstance(exc, psycopg.errors.InvalidCatalogName):
+        return DatabaseError(f"{text} on {where}")
+    if isinstance(exc, psycopg.ProgrammingError) and "invalid" in text.lower() and "dsn" in text.lower():
+        return ConfigurationError(f"DATABASE_URL is not a valid PostgreSQL URL ({redact(url)})")
+    if isinstance(exc, psycopg.OperationalError):
+        low = text.lower()
+        if "password authentication failed" in low or "no password supplied" in low:
+            return DatabaseAuthFailed(f"{where} rejected the login: check the user and password in DATABASE_URL")
+        if "does not exist" in low and "database" in low:
+            return DatabaseError(f"{text.split(':')[-1].strip()} on {where}")
+        if "permission denied" in low:
+            return InsufficientPrivilege(f"permission denied on {where}: {text}")
+        detail = re.sub(r"^connection failed: ", "", text)
+        return DatabaseUnreachable(f"cannot reach PostgreSQL at {where}: {detail}")
+    if isinstance(exc, psycopg.Error):
+        return DatabaseError(text)
+    return DatabaseError(f"{type(exc).__name__}: {text}")
+
+
+def check_url(url: str) -> None:
+    if not re.match(r"^postgres(ql)?://", url) and "=" not in url:
+        raise ConfigurationError(
+            f"DATABASE_URL must start with postgresql:// (got {redact(url)!r})"
+        )
+    try:
+        psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigurationError(f"DATABASE_URL is not a valid PostgreSQL URL ({redact(url)})") from exc
+
+
+def connect_url(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
+    """Open one connection, translating failures into llmtally errors."""
+    check_url(url)
+    try:
+        return psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, **kwargs)
+    except psycopg.Error as exc:
+        raise translate(exc, url) from exc
+
+
+class Database:
+    """A pool of connections to one PostgreSQL database.
+
+    ``Database.from_settings`` starts the embedded server when no URL is configured.
+    """
+
+    def __init__(self, url: str, *, max_size: int = 4, embedded: EmbeddedServer | None = None) -> None:
+        check_url(url)
+        self.url = url
+        self.embedded = embedded
+        self._max_size = max_size
+        self._pool: ConnectionPool[Any] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, max_size: int = 4) -> Database:
+        if settings.database_url:
+            return cls(settings.database_url, max_size=max_size)
+        server = EmbeddedServer(settings.home)
+        return cls(server.start(), max_size=max_size, embedded=server)
+
+    @property
+    def where(self) -> str:
+        return "embedded PostgreSQL" if self.embedded else redact(self.url)
+
+    def open(self) -> Database:
+        if self._pool is None:
+            connect_url(self.url).close()  # fail fast with a precise error
+            self._pool = ConnectionPool(
+                self.url,
+                min_size=1,
+                max_size=self._max_size,
+                kwargs={"connect_timeout": CONNECT_TIMEOUT_S},
+                open=False,
+                name="llmtally",
+            )
+            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+        return self
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        if self.embedded is not None:
+            self.embedded.stop()
+
+    def __enter__(self) -> Database:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; driver errors leave as llmtally errors."""
+        pool = self.open()._pool
+        assert pool is not None
+        try:
+            with pool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            raise translate(exc, self.url) from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection[Any]]:
+        with self.connection() as conn, conn.transaction():
+            yield conn
+
+    @contextmanager
+    def as_user(self, user_id: str | None) -> Iterator[psycopg.Connection[Any]]:
+        """A transaction running as Supabase's ``authenticated`` role with the user's JWT claims.
+
+        Exactly what PostgREST does per request, so row-level security applies to everything
+        read inside. ``None`` runs as ``anon``.
+        """
+        role = "authenticated" if user_id else "anon"
+        claims = {"sub": user_id, "role": role} if user_id else {"role": role}
+        with self.transaction() as conn:
+            conn.execute(
+                "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
+                (role, json.dumps(claims)),
+            )
+            yield conn
+
+    def fetch_all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
+        with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(sql, params)  # type: ignore[arg-type]
+            return cur.fetchall()
+
+    def fetch_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Row | None:
+        rows = self.fetch_all(sql, params)
+        return rows[0] if rows else None
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
+        with self.transaction() as conn:
+            cur = conn.execute(sql, params)  # type: ignore[arg-type]
+            return cur.rowcount

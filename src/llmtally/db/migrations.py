@@ -1,0 +1,145 @@
+"""Numbered SQL migrations, applied in order under an advisory lock and recorded in a table."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+
+import psycopg
+
+from llmtally.db.database import Database, translate
+from llmtally.errors import SchemaNotReady
+
+log = logging.getLogger(__name__)
+
+# Any constant works as long as every llmtally process uses the same one.
+ADVISORY_LOCK_KEY = 0x6C6C6D74  # "llmt"
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+MIGRATIONS_TABLE = """
+create table if not exists public.llmtally_migrations (
+    version    integer primary key,
+    name       text not null,
+    checksum   text not null,
+    applied_at timestamptz not null default now()
+);
+alter table public.llmtally_migrations enable row level security;
+revoke all on table public.llmtally_migrations from public;
+"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str = field(repr=False)
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    @property
+    def filename(self) -> str:
+        return f"{self.version:04d}_{self.name}.sql"
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    applied: tuple[int, ...]
+    pending: tuple[Migration, ...]
+    latest: int
+
+    @property
+    def current(self) -> bool:
+        return not self.pending
+
+
+def load_migrations() -> list[Migration]:
+    """Every migration shipped in the package, in order."""
+    folder = resources.files("llmtally") / "sql" / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        match = _NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise RuntimeError(f"migrations are not numbered 1..n without gaps: {versions}")
+    return found
+
+
+def _applied(conn: psycopg.Connection) -> dict[int, str]:
+    exists = conn.execute("select to_regclass('public.llmtally_migrations') is not null").fetchone()
+    if not exists or not exists[0]:
+        return {}
+    rows = conn.execute("select version, checksum from public.llmtally_migrations").fetchall()
+    return {int(v): str(c) for v, c in rows}
+
+
+def status(db: Database) -> MigrationStatus:
+    migrations = load_migrations()
+    with db.connection() as conn:
+        applied = _applied(conn)
+        conn.rollback()
+    return MigrationStatus(
+        applied=tuple(sorted(applied)),
+        pending=tuple(m for m in migrations if m.version not in applied),
+        latest=migrations[-1].version,
+    )
+
+
+def migrate(db: Database) -> list[Migration]:
+    """Apply every pending migration; return those applied. Safe to run from many processes at once."""
+    done: list[Migration] = []
+    with db.connection() as conn:
+        conn.autocommit = True
+        try:
+            conn.execute("select pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+            try:
+                with conn.transaction():
+                    conn.execute(MIGRATIONS_TABLE)
+                applied = _applied(conn)
+                for migration in load_migrations():
+                    if migration.version in applied:
+                        if applied[migration.version] != migration.checksum:
+                            log.warning("migration %s differs from the one applied", migration.filename)
+                        continue
+                    log.info("applying migration %s", migration.filename)
+                    with conn.transaction():
+                        conn.execute(migration.sql.encode())
+                        conn.execute(
+                            "insert into public.llmtally_migrations (version, name, checksum) values (%s, %s, %s)",
+                            (migration.version, migration.name, migration.checksum),
+                        )
+                    done.append(migration)
+            finally:
+                conn.execute("select pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
+        except psycopg.Error as exc:
+            raise translate(exc, db.url) from exc
+        finally:
+            conn.autocommit = False
+    return done
+
+
+def ensure_current(db: Database) -> None:
+    """Raise SchemaNotReady, with the command that fixes it, unless every migration is applied."""
+    st = status(db)
+    if st.pending:
+        have = max(st.applied, default=0)
+        what = "missing" if not st.applied else f"at migration {have} of {st.latest}"
+        raise SchemaNotReady(
+            f"the llmtally schema in {db.where} is {what}: run `llmtally migrate`",
+            applied=have,
+            expected=st.latest,
+        )
+    if st.applied and max(st.applied) > st.latest:
+        raise SchemaNotReady(
+            f"the schema in {db.where} is newer (migration {max(st.applied)}) than this llmtally"
+            f" ({st.latest}): upgrade llmtally",
+            applied=max(st.applied),
+            expected=st.latest,
+        )

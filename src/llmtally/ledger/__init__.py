@@ -1,0 +1,1 @@
+"""The ledger: LiteLLM events in, rows in request_logs out."""
