@@ -1,1 +1,44 @@
+"""llmtally: know who spent what on LLMs.
+
+A LiteLLM callback and ledger that records every call in PostgreSQL against the user who made it,
+with exact per-user counters, analytics and row-level security.
+"""
+
+import os as _os
+
+# LiteLLM fetches its price map from the network at import unless told otherwise; the bundled
+# copy is what we want by default. A user who sets the variable keeps their choice.
+_os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from llmtally.errors import (  # noqa: E402
+    ConfigurationError,
+    DatabaseAuthFailed,
+    DatabaseError,
+    DatabaseUnreachable,
+    InsufficientPrivilege,
+    LlmtallyError,
+    SchemaNotReady,
+    UnknownUser,
+    UserInputError,
+)
+from llmtally.ledger.events import UsageEvent  # noqa: E402
+from llmtally.ledger.ledger import Ledger  # noqa: E402
+from llmtally.settings import Settings  # noqa: E402
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "ConfigurationError",
+    "DatabaseAuthFailed",
+    "DatabaseError",
+    "DatabaseUnreachable",
+    "InsufficientPrivilege",
+    "Ledger",
+    "LlmtallyError",
+    "SchemaNotReady",
+    "Settings",
+    "UnknownUser",
+    "UsageEvent",
+    "UserInputError",
+    "__version__",
+]

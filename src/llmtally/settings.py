@@ -31,9 +31,6 @@ class Settings(BaseSettings):
     content: Literal["full", "none"] = Field(
         default="full", description="Store message and response content (`full`) or usage only (`none`)."
     )
-    local_cost_map: bool = Field(
-        default=True, description="Use LiteLLM's bundled price map instead of fetching it at import."
-    )
 
     @property
     def embedded(self) -> bool:

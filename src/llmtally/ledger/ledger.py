@@ -1,0 +1,225 @@
+"""The public face of the ledger: start it, let LiteLLM calls flow, flush, close."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import uuid
+from typing import Any
+
+from llmtally.db.database import Database
+from llmtally.db.migrations import ensure_current, migrate
+from llmtally.db.queries import query
+from llmtally.errors import UserInputError
+from llmtally.ledger.callback import LedgerCallback
+from llmtally.ledger.events import UsageEvent
+from llmtally.ledger.writer import LedgerWriter, WriterStats
+from llmtally.settings import Settings
+
+log = logging.getLogger("llmtally")
+
+
+class Ledger:
+    """Records every LiteLLM call in PostgreSQL.
+
+    ::
+
+        ledger = llmtally.Ledger.from_env()
+        await ledger.start()          # connects, migrates an embedded database, registers the callback
+        await litellm.acompletion(..., user=user_id, metadata={"user_profile_id": user_id})
+        await ledger.close()          # flushes what is queued
+    """
+
+    def __init__(self, database_url: str | None = None, *, settings: Settings | None = None) -> None:
+        base = settings or Settings()
+        self.settings = base.model_copy(update={"database_url": database_url}) if database_url else base
+        self.db: Database | None = None
+        self._writer: LedgerWriter | None = None
+        self._callback: LedgerCallback | None = None
+
+    @classmethod
+    def from_env(cls) -> Ledger:
+        """A ledger configured from ``DATABASE_URL`` / ``LLMTALLY_*`` (embedded database if no URL)."""
+        return cls(settings=Settings())
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start_sync(self) -> Ledger:
+        """Blocking twin of :meth:`start`."""
+        if self._writer is not None:
+            return self
+        db = Database.from_settings(self.settings, max_size=4).open()
+        try:
+            if db.embedded is not None:
+                migrate(db)  # our own database: keep it current
+            else:
+                ensure_current(db)  # a shared database is migrated only by `llmtally migrate`
+        except BaseException:
+            db.close()
+            raise
+        self.db = db
+        self._writer = LedgerWriter(
+            db,
+            batch_size=self.settings.batch_size,
+            flush_interval_ms=self.settings.flush_interval_ms,
+            queue_size=self.settings.queue_size,
+            store_content=self.settings.content == "full",
+        )
+        self._writer.start()
+        import litellm
+
+        self._callback = LedgerCallback(self._writer.submit)
+        litellm.callbacks.append(self._callback)
+        log.info("llmtally ledger recording to %s", db.where)
+        return self
+
+    async def start(self) -> Ledger:
+        """Connect (starting the embedded server if no URL is set) and register the LiteLLM callback."""
+        return await asyncio.to_thread(self.start_sync)
+
+    def flush_sync(self, timeout: float | None = 30.0) -> bool:
+        """Wait until every recorded call is in the database. False on timeout."""
+        return self._require_writer().flush(timeout)
+
+    async def flush(self, timeout: float | None = 30.0) -> bool:
+        return await asyncio.to_thread(self.flush_sync, timeout)
+
+    def close_sync(self, timeout: float = 30.0) -> bool:
+        """Unregister the callback, drain the queue, release the database. False if events were left."""
+        drained = True
+        if self._callback is not None:
+            import litellm
+
+            if self._callback in litellm.callbacks:
+                litellm.callbacks.remove(self._callback)
+            self._callback = None
+        if self._writer is not None:
+            drained = self._writer.close(timeout)
+            self._writer = None
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+        return drained
+
+    async def close(self, timeout: float = 30.0) -> bool:
+        return await asyncio.to_thread(self.close_sync, timeout)
+
+    async def __aenter__(self) -> Ledger:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __enter__(self) -> Ledger:
+        return self.start_sync()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close_sync()
+
+    @property
+    def stats(self) -> WriterStats:
+        return self._require_writer().stats
+
+    def _require_writer(self) -> LedgerWriter:
+        if self._writer is None:
+            raise UserInputError("the ledger is not started: call `await ledger.start()` first")
+        return self._writer
+
+    def _require_db(self) -> Database:
+        if self.db is None:
+            raise UserInputError("the ledger is not started: call `await ledger.start()` first")
+        return self.db
+
+    # -- what the application tells us ---------------------------------------------------------
+    def record(self, event: UsageEvent) -> None:
+        """Queue an event built by the application (no I/O)."""
+        self._require_writer().submit(event)
+
+    def record_cancelled(
+        self,
+        *,
+        model: str,
+        messages: Any = None,
+        partial_response: str = "",
+        litellm_call_id: str | None = None,
+        user_profile_id: str | None = None,
+        session_id: str | None = None,
+        end_user: str | None = None,
+        provider: str | None = None,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+        started_at: dt.datetime | None = None,
+        stream: bool = True,
+        metadata: dict[str, Any] | None = None,
+    ) -> UsageEvent:
+        """Record a call the application abandoned or cancelled (LiteLLM fires no event for these).
+
+        Tokens not given are counted with LiteLLM's tokenizer: the prompt from ``messages``, the
+        completion from ``partial_response`` (what was streamed before the stop).
+        """
+        import litellm
+
+        if provider is None:
+            try:
+                provider = litellm.get_llm_provider(model)[1]
+            except Exception:
+                provider = "unknown"
+        if prompt_tokens is None:
+            prompt_tokens = _count_tokens(litellm, model, messages=messages) if messages else 0
+        if completion_tokens is None:
+            completion_tokens = _count_tokens(litellm, model, text=partial_response) if partial_response else 0
+        now = dt.datetime.now(dt.UTC)
+        start = started_at or now
+        event = UsageEvent(
+            litellm_call_id=litellm_call_id or f"cancelled-{uuid.uuid4()}",
+            model=model,
+            provider=provider,
+            status="cancelled",
+            user_profile_id=user_profile_id,
+            end_user=end_user,
+            session_id=session_id,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            messages=messages,
+            response={"partial": partial_response} if partial_response else None,
+            latency_ms=max(0, int((now - start).total_seconds() * 1000)),
+            stream=stream,
+            metadata=metadata or {},
+            created_at=start,
+        )
+        self.record(event)
+        return event
+
+    def upsert_user_sync(
+        self, user_id: str, *, email: str | None = None, full_name: str | None = None, provider: str | None = None
+    ) -> None:
+        if not user_id:
+            raise UserInputError("user_id must not be empty")
+        self._require_db().execute(
+            query("upsert_user"), {"user_id": user_id, "email": email, "full_name": full_name, "provider": provider}
+        )
+
+    async def upsert_user(
+        self, user_id: str, *, email: str | None = None, full_name: str | None = None, provider: str | None = None
+    ) -> None:
+        """Create or refresh a user's profile (the chat app calls this at every login)."""
+        await asyncio.to_thread(self.upsert_user_sync, user_id, email=email, full_name=full_name, provider=provider)
+
+    def link_session_sync(self, session_id: str, user_id: str) -> None:
+        if not session_id or not user_id:
+            raise UserInputError("session_id and user_id must not be empty")
+        with self._require_db().transaction() as conn:
+            conn.execute(query("upsert_user"), {"user_id": user_id, "email": None, "full_name": None, "provider": None})
+            conn.execute(query("link_session"), {"session_id": session_id, "user_id": user_id})
+
+    async def link_session(self, session_id: str, user_id: str) -> None:
+        """Map a session id to a user, so calls that carry only the session are still attributed."""
+        await asyncio.to_thread(self.link_session_sync, session_id, user_id)
+
+
+def _count_tokens(litellm: Any, model: str, **what: Any) -> int:
+    try:
+        return int(litellm.token_counter(model=model, **what))
+    except Exception:
+        text = what.get("text") or str(what.get("messages") or "")
+        return max(1, len(text) // 4)
