@@ -21,6 +21,17 @@ from llmtally.errors import (  # noqa: E402
     UnknownUser,
     UserInputError,
 )
+from llmtally.analytics import (  # noqa: E402
+    Analytics,
+    get_user_analytics,
+    get_user_analytics_async,
+    get_user_monthly_usage,
+    get_user_monthly_usage_async,
+    get_user_request_history,
+    get_user_request_history_async,
+    get_user_token_breakdown,
+    get_user_token_breakdown_async,
+)
 from llmtally.ledger.events import UsageEvent  # noqa: E402
 from llmtally.ledger.ledger import Ledger  # noqa: E402
 from llmtally.settings import Settings  # noqa: E402
@@ -28,6 +39,7 @@ from llmtally.settings import Settings  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
+    "Analytics",
     "ConfigurationError",
     "DatabaseAuthFailed",
     "DatabaseError",
@@ -41,4 +53,12 @@ __all__ = [
     "UsageEvent",
     "UserInputError",
     "__version__",
+    "get_user_analytics",
+    "get_user_analytics_async",
+    "get_user_monthly_usage",
+    "get_user_monthly_usage_async",
+    "get_user_request_history",
+    "get_user_request_history_async",
+    "get_user_token_breakdown",
+    "get_user_token_breakdown_async",
 ]

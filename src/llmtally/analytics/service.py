@@ -1,0 +1,176 @@
+"""Per-user and admin analytics, each answered from an index or the daily rollup."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from llmtally.analytics.models import (
+    DailyTotals,
+    ModelErrorRate,
+    ModelUsage,
+    MonthlyUsage,
+    ProviderUsage,
+    RequestHistory,
+    RequestRecord,
+    TokenBreakdown,
+    UserAnalytics,
+    UserSummary,
+    UserUsage,
+)
+from llmtally.db.database import Database
+from llmtally.db.migrations import ensure_current, migrate
+from llmtally.db.queries import query
+from llmtally.errors import UnknownUser, UserInputError
+from llmtally.settings import Settings
+
+DateLike = dt.date | dt.datetime | str | None
+
+
+def as_date(value: DateLike, name: str) -> dt.date | None:
+    """A date from a date, a datetime (its UTC day) or an ISO string; a clear error otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return (value.astimezone(dt.UTC) if value.tzinfo else value).date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise UserInputError(f"{name} must be a date like 2026-01-31 (got {value!r})") from None
+
+
+def _encode_cursor(created_at: dt.datetime, row_id: int) -> str:
+    return f"{created_at.isoformat()}~{row_id}"
+
+
+def _decode_cursor(cursor: str) -> tuple[dt.datetime, int]:
+    try:
+        at, row_id = cursor.rsplit("~", 1)
+        return dt.datetime.fromisoformat(at), int(row_id)
+    except ValueError:
+        raise UserInputError(f"invalid history cursor {cursor!r}: pass a next_before value") from None
+
+
+class Analytics:
+    """The analytics API over one database. Use as a context manager for many calls."""
+
+    def __init__(self, db: Database, *, owns_db: bool = False) -> None:
+        self.db = db
+        self._owns_db = owns_db
+
+    @classmethod
+    def connect(cls, database_url: str | None = None, *, settings: Settings | None = None) -> Analytics:
+        """Open the database the ledger would use: ``database_url``, else DATABASE_URL, else embedded."""
+        base = settings or Settings()
+        if database_url:
+            base = base.model_copy(update={"database_url": database_url})
+        db = Database.from_settings(base, max_size=2).open()
+        try:
+            if db.embedded is not None:
+                migrate(db)
+            else:
+                ensure_current(db)
+        except BaseException:
+            db.close()
+            raise
+        return cls(db, owns_db=True)
+
+    def close(self) -> None:
+        if self._owns_db:
+            self.db.close()
+
+    def __enter__(self) -> Analytics:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _require_user(self, user_id: str) -> None:
+        if not self.db.fetch_one(query("user_exists"), {"user_id": user_id}):
+            raise UnknownUser(user_id)
+
+    # -- per user --------------------------------------------------------------------------------
+    def user_analytics(self, user_id: str) -> UserAnalytics:
+        row = self.db.fetch_one(query("user_analytics"), {"user_id": user_id})
+        if row is None:
+            raise UnknownUser(user_id)
+        return UserAnalytics.from_row(row)
+
+    def user_request_history(self, user_id: str, limit: int = 50, before: str | None = None) -> RequestHistory:
+        if not 1 <= limit <= 1000:
+            raise UserInputError(f"limit must be between 1 and 1000 (got {limit})")
+        before_at, before_id = _decode_cursor(before) if before else (None, None)
+        rows = self.db.fetch_all(
+            query("user_history"),
+            {"user_id": user_id, "before_at": before_at, "before_id": before_id, "limit": limit + 1},
+        )
+        if not rows and before is None:
+            self._require_user(user_id)
+        items = [RequestRecord.from_row(r) for r in rows[:limit]]
+        next_before = _encode_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None
+        return RequestHistory(items=items, next_before=next_before)
+
+    def user_token_breakdown(self, user_id: str, since: DateLike = None, until: DateLike = None) -> TokenBreakdown:
+        since_d, until_d = as_date(since, "since"), as_date(until, "until")
+        rows = self.db.fetch_all(
+            query("user_breakdown_by_model"), {"user_id": user_id, "since": since_d, "until": until_d}
+        )
+        if not rows:
+            self._require_user(user_id)
+        by_model = [ModelUsage.from_row(r) for r in rows]
+        providers: dict[str, dict[str, Any]] = {}
+        for m in by_model:
+            p = providers.setdefault(
+                m.provider,
+                {"provider": m.provider, "requests": 0, "prompt_tokens": 0, "completion_tokens": 0,
+                 "total_tokens": 0, "cost": Decimal(0)},
+            )
+            p["requests"] += m.requests
+            p["prompt_tokens"] += m.prompt_tokens
+            p["completion_tokens"] += m.completion_tokens
+            p["total_tokens"] += m.total_tokens
+            p["cost"] += m.cost
+        by_provider = sorted(
+            (ProviderUsage(**p) for p in providers.values()), key=lambda p: (-p.cost, -p.total_tokens, p.provider)
+        )
+        return TokenBreakdown(user_id=user_id, since=since_d, until=until_d, by_model=by_model, by_provider=by_provider)
+
+    def user_monthly_usage(self, user_id: str, months: int = 12) -> list[MonthlyUsage]:
+        if not 1 <= months <= 120:
+            raise UserInputError(f"months must be between 1 and 120 (got {months})")
+        today = dt.datetime.now(dt.UTC).date()
+        index = today.year * 12 + today.month - 1 - (months - 1)
+        first = dt.date(index // 12, index % 12 + 1, 1)
+        rows = self.db.fetch_all(query("user_monthly"), {"user_id": user_id, "first_month": first})
+        if not rows:
+            self._require_user(user_id)
+        return [MonthlyUsage.from_row(r) for r in rows]
+
+    # -- admin -----------------------------------------------------------------------------------
+    def _period(self, since: DateLike, until: DateLike) -> dict[str, dt.date]:
+        today = dt.datetime.now(dt.UTC).date()
+        since_d = as_date(since, "since") or today.replace(day=1)
+        until_d = as_date(until, "until") or today + dt.timedelta(days=1)
+        if until_d <= since_d:
+            raise UserInputError(f"until ({until_d}) must be after since ({since_d})")
+        return {"since": since_d, "until": until_d}
+
+    def top_users(self, since: DateLike = None, until: DateLike = None, limit: int = 10) -> list[UserUsage]:
+        rows = self.db.fetch_all(query("top_users"), {**self._period(since, until), "limit": limit})
+        return [UserUsage.from_row(r) for r in rows]
+
+    def totals_by_model(self, since: DateLike = None, until: DateLike = None) -> list[ModelUsage]:
+        return [ModelUsage.from_row(r) for r in self.db.fetch_all(query("totals_by_model"), self._period(since, until))]
+
+    def totals_by_day(self, since: DateLike = None, until: DateLike = None) -> list[DailyTotals]:
+        return [DailyTotals.from_row(r) for r in self.db.fetch_all(query("totals_by_day"), self._period(since, until))]
+
+    def error_rate_by_model(self, since: DateLike = None, until: DateLike = None) -> list[ModelErrorRate]:
+        rows = self.db.fetch_all(query("error_rate_by_model"), self._period(since, until))
+        return [ModelErrorRate.from_row(r) for r in rows]
+
+    def users(self, limit: int = 1000) -> list[UserSummary]:
+        return [UserSummary.from_row(r) for r in self.db.fetch_all(query("list_users"), {"limit": limit})]

@@ -1,0 +1,98 @@
+"""Entry point and shared plumbing of the CLI."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from rich.console import Console
+
+from llmtally.db.database import Database
+from llmtally.db.migrations import ensure_current, migrate
+from llmtally.errors import LlmtallyError
+from llmtally.settings import Settings
+
+console = Console()
+
+
+class Group(click.Group):
+    """A group whose commands turn llmtally errors into one clean line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LlmtallyError as exc:
+            raise click.ClickException(str(exc)) from None
+        except pydantic_validation_error() as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+            raise click.ClickException(f"invalid setting {where}: {first.get('msg')}") from None
+
+
+def pydantic_validation_error() -> type[Exception]:
+    from pydantic import ValidationError
+
+    return ValidationError
+
+
+class State:
+    """What every command gets: the settings, and a way to open the database."""
+
+    def __init__(self, database_url: str | None) -> None:
+        self._database_url = database_url
+
+    @property
+    def settings(self) -> Settings:
+        settings = Settings()
+        if self._database_url:
+            settings = settings.model_copy(update={"database_url": self._database_url})
+        return settings
+
+    @contextmanager
+    def database(self, *, require_schema: bool = True) -> Iterator[Database]:
+        """Open the database; an embedded one is migrated, a shared one must already be."""
+        db = Database.from_settings(self.settings).open()
+        try:
+            if require_schema:
+                if db.embedded is not None:
+                    migrate(db)
+                else:
+                    ensure_current(db)
+            yield db
+        finally:
+            db.close()
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--database-url",
+    envvar=["LLMTALLY_DATABASE_URL", "DATABASE_URL"],
+    show_envvar=True,
+    metavar="URL",
+    help="PostgreSQL URL. Unset: the embedded server under LLMTALLY_HOME.",
+)
+@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
+@click.version_option(package_name="llmtally")
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None, verbose: int) -> None:
+    """llmtally: know who spent what on LLMs."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = State(database_url)
+
+
+def main() -> None:
+    from llmtally.cli import commands, prices  # noqa: F401  (registers the commands)
+
+    try:
+        cli(prog_name="llmtally")
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,161 @@
+"""migrate, demo, users, report."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+from decimal import Decimal
+
+import click
+from rich.table import Table
+
+from llmtally.analytics import Analytics
+from llmtally.cli.app import State, cli, console, pass_state
+from llmtally.db.migrations import migrate as run_migrations
+from llmtally.db.migrations import status as migration_status
+from llmtally.errors import UserInputError
+
+
+def money(value: Decimal | None) -> str:
+    return "unpriced" if value is None else f"${value:,.6f}"
+
+
+@cli.command()
+@click.option("--check", is_flag=True, help="Only report whether migrations are pending (exit 1 if so).")
+@pass_state
+def migrate(state: State, check: bool) -> None:
+    """Create or upgrade the llmtally schema (safe to run concurrently and repeatedly)."""
+    with state.database(require_schema=False) as db:
+        if check:
+            st = migration_status(db)
+            if st.pending:
+                names = ", ".join(m.filename for m in st.pending)
+                raise click.ClickException(f"{len(st.pending)} migration(s) pending in {db.where}: {names}")
+            console.print(f"schema is current in {db.where} (migration {st.latest})")
+            return
+        applied = run_migrations(db)
+        if applied:
+            for m in applied:
+                console.print(f"applied {m.filename}")
+        console.print(f"schema is current in {db.where} (migration {migration_status(db).latest})")
+
+
+@cli.command()
+@click.option("--users", "n_users", default=4, show_default=True, type=click.IntRange(1, 4), help="Simulated users.")
+@pass_state
+def demo(state: State, n_users: int) -> None:
+    """Simulate users chatting through LiteLLM (offline) and show what the ledger recorded."""
+    from llmtally.demo import run_demo
+    from llmtally.ledger.ledger import Ledger
+
+    async def go() -> tuple[int, int, int]:
+        async with Ledger(settings=state.settings) as ledger:
+            console.print(f"recording to {ledger.db.where if ledger.db else '?'}")
+            result = await run_demo(ledger, n_users)
+            return result.calls, result.failures, result.cancelled
+
+    calls, failures, cancelled = asyncio.run(go())
+    console.print(
+        f"[bold]{calls}[/] LiteLLM calls recorded ({failures} failed, {cancelled} cancelled by the user)."
+        " Totals include earlier runs."
+    )
+    with state.database() as db, Analytics(db) as analytics:
+        table = Table(title="Usage per user (lifetime)")
+        for col in ("user", "requests", "ok / failed / cancelled", "tokens (prompt+completion)", "cost", "models"):
+            table.add_column(col, justify="right" if col in ("requests", "cost") else "left")
+        for summary in analytics.users():
+            a = analytics.user_analytics(summary.user_id)
+            table.add_row(
+                f"{a.full_name or ''}\n[dim]{a.user_id}[/]",
+                str(a.requests.total),
+                f"{a.requests.success} / {a.requests.failure} / {a.requests.cancelled}",
+                f"{a.tokens.total:,} ({a.tokens.prompt:,}+{a.tokens.completion:,})",
+                money(a.cost) + (f"\n[yellow]{a.unpriced_requests} unpriced[/]" if a.unpriced_requests else ""),
+                ", ".join(a.models_used),
+            )
+        console.print(table)
+    console.print("Next: [bold]llmtally report --user github_583231[/], [bold]llmtally users[/], "
+                  "[bold]llmtally prices set openai/acme-internal-llm --input 1 --output 2[/]")
+
+
+@cli.command()
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
+@pass_state
+def users(state: State, limit: int) -> None:
+    """List users with their lifetime usage, biggest spenders first."""
+    with state.database() as db, Analytics(db) as analytics:
+        rows = analytics.users(limit)
+        table = Table(title=f"{len(rows)} user(s)")
+        for col in ("user id", "email", "name", "requests", "tokens", "cost", "last request"):
+            table.add_column(col)
+        for u in rows:
+            table.add_row(
+                u.user_id, u.email or "", u.full_name or "", f"{u.request_count:,}", f"{u.tokens_used:,}",
+                money(u.total_cost), u.last_request_at.strftime("%Y-%m-%d %H:%M") if u.last_request_at else "",
+            )
+        console.print(table)
+
+
+def parse_month(value: str | None) -> tuple[dt.date, dt.date]:
+    if value is None:
+        today = dt.datetime.now(dt.UTC).date()
+        start = today.replace(day=1)
+    else:
+        if not re.fullmatch(r"\d{4}-\d{2}", value):
+            raise UserInputError(f"--month must look like 2026-01 (got {value!r})")
+        year, month = int(value[:4]), int(value[5:])
+        if not 1 <= month <= 12:
+            raise UserInputError(f"--month has no month {month:02d} (got {value!r})")
+        start = dt.date(year, month, 1)
+    end = dt.date(start.year + start.month // 12, start.month % 12 + 1, 1)
+    return start, end
+
+
+@cli.command()
+@click.option("--user", "user_id", metavar="ID", help="One user's report (default: everyone).")
+@click.option("--month", metavar="YYYY-MM", help="Calendar month, UTC (default: this month).")
+@pass_state
+def report(state: State, user_id: str | None, month: str | None) -> None:
+    """Usage for a month: per model, per user, error rates; or one user's detail."""
+    since, until = parse_month(month)
+    label = since.strftime("%B %Y")
+    with state.database() as db, Analytics(db) as analytics:
+        if user_id:
+            a = analytics.user_analytics(user_id)
+            console.print(f"[bold]{a.full_name or a.user_id}[/] ({a.user_id}, {a.email or 'no email'})")
+            console.print(
+                f"lifetime: {a.requests.total:,} requests ({a.requests.failure} failed, {a.requests.cancelled}"
+                f" cancelled), {a.tokens.total:,} tokens, {money(a.cost)}"
+            )
+            breakdown = analytics.user_token_breakdown(user_id, since, until)
+            table = Table(title=f"{label} by model")
+            for col in ("model", "provider", "requests", "tokens", "cost"):
+                table.add_column(col)
+            for m in breakdown.by_model:
+                table.add_row(m.model, m.provider, str(m.requests), f"{m.total_tokens:,}",
+                              money(m.cost) + (" (+unpriced)" if m.unpriced_requests else ""))
+            console.print(table)
+            history = analytics.user_request_history(user_id, limit=10)
+            recent = Table(title="Last requests")
+            for col in ("when (UTC)", "model", "status", "tokens", "cost"):
+                recent.add_column(col)
+            for r in history.items:
+                recent.add_row(r.created_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"), r.model, r.status,
+                               str(r.tokens_used), money(r.total_cost))
+            console.print(recent)
+            return
+        models = analytics.totals_by_model(since, until)
+        table = Table(title=f"{label}: usage by model")
+        for col in ("model", "provider", "requests", "failures", "tokens", "cost"):
+            table.add_column(col)
+        for m in models:
+            table.add_row(m.model, m.provider, f"{m.requests:,}", f"{m.failures:,}", f"{m.total_tokens:,}",
+                          money(m.cost) + (f" (+{m.unpriced_requests} unpriced)" if m.unpriced_requests else ""))
+        console.print(table)
+        top = Table(title=f"{label}: top users by cost")
+        for col in ("user id", "email", "requests", "tokens", "cost"):
+            top.add_column(col)
+        for u in analytics.top_users(since, until, limit=10):
+            top.add_row(u.user_id, u.email or "", f"{u.requests:,}", f"{u.total_tokens:,}", money(u.cost))
+        console.print(top)

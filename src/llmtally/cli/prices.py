@@ -1,0 +1,71 @@
+"""prices list|set|delete|reprice."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from llmtally import prices as price_api
+from llmtally.cli.app import State, cli, console, pass_state
+
+
+@cli.group()
+def prices() -> None:
+    """Custom model prices, which win over LiteLLM's price map."""
+
+
+@prices.command("list")
+@pass_state
+def list_(state: State) -> None:
+    """Show custom prices (USD per million tokens)."""
+    with state.database() as db:
+        rows = price_api.list_prices(db)
+    if not rows:
+        console.print("no custom prices; LiteLLM's price map applies")
+        return
+    table = Table(title="Custom prices, USD per million tokens")
+    for col in ("model", "input", "output", "updated (UTC)"):
+        table.add_column(col)
+    for p in rows:
+        table.add_row(p.model, str(p.input_per_million), str(p.output_per_million), p.updated_at.strftime("%Y-%m-%d %H:%M"))
+    console.print(table)
+
+
+@prices.command("set")
+@click.argument("model")
+@click.option("--input", "input_", required=True, metavar="USD", help="Price of a million prompt tokens.")
+@click.option("--output", "output", required=True, metavar="USD", help="Price of a million completion tokens.")
+@click.option("--reprice/--no-reprice", default=True, show_default=True, help="Recompute stored rows of this model.")
+@pass_state
+def set_(state: State, model: str, input_: str, output: str, reprice: bool) -> None:
+    """Set MODEL's price (as recorded, e.g. gpt-4o-mini or openai/acme-internal-llm)."""
+    input_price = price_api.parse_price(input_, "--input")
+    output_price = price_api.parse_price(output, "--output")
+    with state.database() as db:
+        price_api.set_price(db, model, input_per_million=input_price, output_per_million=output_price)
+        console.print(f"{model}: ${input_price} in / ${output_price} out per million tokens")
+        if reprice:
+            bare = model.split("/", 1)[1] if "/" in model else model
+            changed = price_api.reprice(db, model) + (price_api.reprice(db, bare) if bare != model else 0)
+            console.print(f"repriced {changed} stored row(s)")
+
+
+@prices.command("delete")
+@click.argument("model")
+@pass_state
+def delete(state: State, model: str) -> None:
+    """Remove MODEL's custom price (run `llmtally prices reprice` to recompute stored rows)."""
+    with state.database() as db:
+        if not price_api.delete_price(db, model):
+            raise click.ClickException(f"no custom price for {model!r} (see `llmtally prices list`)")
+    console.print(f"removed the custom price of {model}")
+
+
+@prices.command("reprice")
+@click.option("--model", metavar="MODEL", help="Only this model (default: every recorded model).")
+@pass_state
+def reprice(state: State, model: str | None) -> None:
+    """Recompute stored costs from current prices; counters and rollups follow."""
+    with state.database() as db:
+        changed = price_api.reprice(db, model)
+    console.print(f"repriced {changed} stored row(s)")
