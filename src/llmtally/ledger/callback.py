@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -128,6 +129,9 @@ class LedgerCallback(CustomLogger):  # type: ignore[misc]
     def __init__(self, sink: Callable[[UsageEvent], None]) -> None:
         super().__init__()
         self._sink = sink
+        # LiteLLM de-duplicates callbacks by class name plus public str/int/bool attributes:
+        # a distinct id keeps two ledgers in one process (e.g. two databases) both registered.
+        self.ledger_id = uuid.uuid4().hex
 
     def _record(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any, status: Status) -> None:
         try:

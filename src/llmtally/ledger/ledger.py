@@ -82,6 +82,12 @@ class Ledger:
         return self._require_writer().flush(timeout)
 
     async def flush(self, timeout: float | None = 30.0) -> bool:
+        """Wait until every finished LiteLLM call is in the database. False on timeout.
+
+        LiteLLM runs async callbacks from its own logging queue after the call returns; that
+        queue is drained first, so a call awaited before ``flush()`` is recorded when it returns.
+        """
+        await _drain_litellm_logging(timeout)
         return await asyncio.to_thread(self.flush_sync, timeout)
 
     def close_sync(self, timeout: float = 30.0) -> bool:
@@ -90,8 +96,8 @@ class Ledger:
         if self._callback is not None:
             import litellm
 
-            if self._callback in litellm.callbacks:
-                litellm.callbacks.remove(self._callback)
+            # LiteLLM copies callbacks into several internal lists on first use: leave none behind.
+            litellm.logging_callback_manager.remove_callback_from_all_lists(self._callback)
             self._callback = None
         if self._writer is not None:
             drained = self._writer.close(timeout)
@@ -215,6 +221,19 @@ class Ledger:
     async def link_session(self, session_id: str, user_id: str) -> None:
         """Map a session id to a user, so calls that carry only the session are still attributed."""
         await asyncio.to_thread(self.link_session_sync, session_id, user_id)
+
+
+async def _drain_litellm_logging(timeout: float | None) -> None:
+    """Let LiteLLM's async logging worker run every queued callback (best effort)."""
+    await asyncio.sleep(0)  # success callbacks are scheduled as tasks that enqueue on their first step
+    try:
+        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+    except ImportError:  # a LiteLLM without the worker runs callbacks inline
+        return
+    try:
+        await asyncio.wait_for(GLOBAL_LOGGING_WORKER.flush(), timeout)
+    except TimeoutError:
+        log.warning("LiteLLM's logging queue did not drain within %ss", timeout)
 
 
 def _count_tokens(litellm: Any, model: str, **what: Any) -> int:

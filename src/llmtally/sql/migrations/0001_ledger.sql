@@ -179,81 +179,119 @@ comment on table public.model_prices is 'Custom prices (USD per token); they win
 -- ---------------------------------------------------------------------------------------------
 -- Counters and rollup: statement-level triggers, one upsert per user (and per rollup key) per batch
 -- ---------------------------------------------------------------------------------------------
--- One function serves INSERT (new rows count +1) and UPDATE (old rows -1, new rows +1, e.g. a
--- reprice). Keys are upserted in sorted order so concurrent writers lock rows in the same order.
+-- One function serves INSERT and UPDATE (e.g. a reprice): rows leaving (old_rows) are subtracted
+-- from the keys they counted in, rows arriving (new_rows) are added with one upsert per key. Keys are
+-- taken in sorted order so concurrent writers lock rows in the same order and cannot deadlock.
 create function public.llmtally_apply_usage() returns trigger
     language plpgsql
     set search_path = ''
 as $$
-declare
-    delta text;
 begin
-    if tg_op = 'INSERT' then
-        delta := 'select 1 as sign, * from new_rows';
-    else
-        delta := 'select 1 as sign, * from new_rows union all select -1 as sign, * from old_rows';
+    if tg_op = 'UPDATE' then
+        update public.user_profiles p set
+            tokens_used       = p.tokens_used - d.tokens_used,
+            prompt_tokens     = p.prompt_tokens - d.prompt_tokens,
+            completion_tokens = p.completion_tokens - d.completion_tokens,
+            total_cost        = p.total_cost - d.total_cost,
+            request_count     = p.request_count - d.request_count,
+            success_count     = p.success_count - d.success_count,
+            failure_count     = p.failure_count - d.failure_count,
+            cancelled_count   = p.cancelled_count - d.cancelled_count,
+            unpriced_count    = p.unpriced_count - d.unpriced_count
+          from (select user_profile_id,
+                       sum(tokens_used) as tokens_used, sum(prompt_tokens) as prompt_tokens,
+                       sum(completion_tokens) as completion_tokens, coalesce(sum(total_cost), 0) as total_cost,
+                       count(*) as request_count,
+                       count(*) filter (where status = 'success') as success_count,
+                       count(*) filter (where status = 'failure') as failure_count,
+                       count(*) filter (where status = 'cancelled') as cancelled_count,
+                       count(*) filter (where cost_status = 'unpriced') as unpriced_count
+                  from old_rows
+                 where user_profile_id is not null
+                 group by user_profile_id
+                 order by user_profile_id) d
+         where p.user_id = d.user_profile_id;
+
+        update public.usage_daily u set
+            requests          = u.requests - d.requests,
+            successes         = u.successes - d.successes,
+            failures          = u.failures - d.failures,
+            cancelled         = u.cancelled - d.cancelled,
+            prompt_tokens     = u.prompt_tokens - d.prompt_tokens,
+            completion_tokens = u.completion_tokens - d.completion_tokens,
+            tokens            = u.tokens - d.tokens,
+            cost              = u.cost - d.cost,
+            unpriced_requests = u.unpriced_requests - d.unpriced_requests,
+            latency_ms_sum    = u.latency_ms_sum - d.latency_ms_sum
+          from (select user_profile_id, (created_at at time zone 'UTC')::date as day, model, provider,
+                       count(*) as requests,
+                       count(*) filter (where status = 'success') as successes,
+                       count(*) filter (where status = 'failure') as failures,
+                       count(*) filter (where status = 'cancelled') as cancelled,
+                       sum(prompt_tokens) as prompt_tokens, sum(completion_tokens) as completion_tokens,
+                       sum(tokens_used) as tokens, coalesce(sum(total_cost), 0) as cost,
+                       count(*) filter (where cost_status = 'unpriced') as unpriced_requests,
+                       coalesce(sum(latency_ms), 0) as latency_ms_sum
+                  from old_rows
+                 group by 1, 2, 3, 4
+                 order by 1, 2, 3, 4) d
+         where u.user_id is not distinct from d.user_profile_id
+           and u.day = d.day and u.model = d.model and u.provider = d.provider;
     end if;
 
-    execute format($q$
-        with delta as (%s)
-        insert into public.user_profiles as p (
-            user_id, tokens_used, prompt_tokens, completion_tokens, total_cost, request_count,
-            success_count, failure_count, cancelled_count, unpriced_count, first_request_at, last_request_at)
-        select user_profile_id,
-               sum(sign * tokens_used), sum(sign * prompt_tokens), sum(sign * completion_tokens),
-               sum(sign * coalesce(total_cost, 0)), sum(sign),
-               coalesce(sum(sign) filter (where status = 'success'), 0),
-               coalesce(sum(sign) filter (where status = 'failure'), 0),
-               coalesce(sum(sign) filter (where status = 'cancelled'), 0),
-               coalesce(sum(sign) filter (where cost_status = 'unpriced'), 0),
-               min(created_at) filter (where sign > 0), max(created_at) filter (where sign > 0)
-          from delta
-         where user_profile_id is not null
-         group by user_profile_id
-         order by user_profile_id
-        on conflict (user_id) do update set
-            tokens_used       = p.tokens_used + excluded.tokens_used,
-            prompt_tokens     = p.prompt_tokens + excluded.prompt_tokens,
-            completion_tokens = p.completion_tokens + excluded.completion_tokens,
-            total_cost        = p.total_cost + excluded.total_cost,
-            request_count     = p.request_count + excluded.request_count,
-            success_count     = p.success_count + excluded.success_count,
-            failure_count     = p.failure_count + excluded.failure_count,
-            cancelled_count   = p.cancelled_count + excluded.cancelled_count,
-            unpriced_count    = p.unpriced_count + excluded.unpriced_count,
-            first_request_at  = least(p.first_request_at, excluded.first_request_at),
-            last_request_at   = greatest(p.last_request_at, excluded.last_request_at)
-    $q$, delta);
+    insert into public.user_profiles as p (
+        user_id, tokens_used, prompt_tokens, completion_tokens, total_cost, request_count,
+        success_count, failure_count, cancelled_count, unpriced_count, first_request_at, last_request_at)
+    select user_profile_id,
+           sum(tokens_used), sum(prompt_tokens), sum(completion_tokens), coalesce(sum(total_cost), 0), count(*),
+           count(*) filter (where status = 'success'),
+           count(*) filter (where status = 'failure'),
+           count(*) filter (where status = 'cancelled'),
+           count(*) filter (where cost_status = 'unpriced'),
+           min(created_at), max(created_at)
+      from new_rows
+     where user_profile_id is not null
+     group by user_profile_id
+     order by user_profile_id
+    on conflict (user_id) do update set
+        tokens_used       = p.tokens_used + excluded.tokens_used,
+        prompt_tokens     = p.prompt_tokens + excluded.prompt_tokens,
+        completion_tokens = p.completion_tokens + excluded.completion_tokens,
+        total_cost        = p.total_cost + excluded.total_cost,
+        request_count     = p.request_count + excluded.request_count,
+        success_count     = p.success_count + excluded.success_count,
+        failure_count     = p.failure_count + excluded.failure_count,
+        cancelled_count   = p.cancelled_count + excluded.cancelled_count,
+        unpriced_count    = p.unpriced_count + excluded.unpriced_count,
+        first_request_at  = least(p.first_request_at, excluded.first_request_at),
+        last_request_at   = greatest(p.last_request_at, excluded.last_request_at);
 
-    execute format($q$
-        with delta as (%s)
-        insert into public.usage_daily as u (
-            user_id, day, model, provider, requests, successes, failures, cancelled,
-            prompt_tokens, completion_tokens, tokens, cost, unpriced_requests, latency_ms_sum)
-        select user_profile_id, (created_at at time zone 'UTC')::date, model, provider,
-               sum(sign),
-               coalesce(sum(sign) filter (where status = 'success'), 0),
-               coalesce(sum(sign) filter (where status = 'failure'), 0),
-               coalesce(sum(sign) filter (where status = 'cancelled'), 0),
-               sum(sign * prompt_tokens), sum(sign * completion_tokens), sum(sign * tokens_used),
-               sum(sign * coalesce(total_cost, 0)),
-               coalesce(sum(sign) filter (where cost_status = 'unpriced'), 0),
-               sum(sign * coalesce(latency_ms, 0))
-          from delta
-         group by 1, 2, 3, 4
-         order by 1, 2, 3, 4
-        on conflict on constraint usage_daily_key do update set
-            requests          = u.requests + excluded.requests,
-            successes         = u.successes + excluded.successes,
-            failures          = u.failures + excluded.failures,
-            cancelled         = u.cancelled + excluded.cancelled,
-            prompt_tokens     = u.prompt_tokens + excluded.prompt_tokens,
-            completion_tokens = u.completion_tokens + excluded.completion_tokens,
-            tokens            = u.tokens + excluded.tokens,
-            cost              = u.cost + excluded.cost,
-            unpriced_requests = u.unpriced_requests + excluded.unpriced_requests,
-            latency_ms_sum    = u.latency_ms_sum + excluded.latency_ms_sum
-    $q$, delta);
+    insert into public.usage_daily as u (
+        user_id, day, model, provider, requests, successes, failures, cancelled,
+        prompt_tokens, completion_tokens, tokens, cost, unpriced_requests, latency_ms_sum)
+    select user_profile_id, (created_at at time zone 'UTC')::date, model, provider,
+           count(*),
+           count(*) filter (where status = 'success'),
+           count(*) filter (where status = 'failure'),
+           count(*) filter (where status = 'cancelled'),
+           sum(prompt_tokens), sum(completion_tokens), sum(tokens_used),
+           coalesce(sum(total_cost), 0),
+           count(*) filter (where cost_status = 'unpriced'),
+           coalesce(sum(latency_ms), 0)
+      from new_rows
+     group by 1, 2, 3, 4
+     order by 1, 2, 3, 4
+    on conflict on constraint usage_daily_key do update set
+        requests          = u.requests + excluded.requests,
+        successes         = u.successes + excluded.successes,
+        failures          = u.failures + excluded.failures,
+        cancelled         = u.cancelled + excluded.cancelled,
+        prompt_tokens     = u.prompt_tokens + excluded.prompt_tokens,
+        completion_tokens = u.completion_tokens + excluded.completion_tokens,
+        tokens            = u.tokens + excluded.tokens,
+        cost              = u.cost + excluded.cost,
+        unpriced_requests = u.unpriced_requests + excluded.unpriced_requests,
+        latency_ms_sum    = u.latency_ms_sum + excluded.latency_ms_sum;
     return null;
 end
 $$;

@@ -1,0 +1,47 @@
+"""The ledger's invariants, checked after every test that writes through it."""
+
+from __future__ import annotations
+
+from llmtally.db import Database
+
+
+def assert_counters_match_ledger(db: Database) -> None:
+    """user_profiles counters = sum over the user's rollup = sum over the user's request_logs rows."""
+    rows = db.fetch_all(
+        """
+        with logs as (
+            select coalesce(user_profile_id, '') as user_id, count(*) as requests, sum(tokens_used) as tokens,
+                   sum(prompt_tokens) as prompt, sum(completion_tokens) as completion,
+                   coalesce(sum(total_cost), 0) as cost,
+                   count(*) filter (where status = 'failure') as failures,
+                   count(*) filter (where status = 'cancelled') as cancelled,
+                   count(*) filter (where cost_status = 'unpriced') as unpriced
+              from request_logs group by 1
+        ), rollup as (
+            select coalesce(user_id, '') as user_id, sum(requests) as requests, sum(tokens) as tokens, sum(prompt_tokens) as prompt,
+                   sum(completion_tokens) as completion, sum(cost) as cost, sum(failures) as failures,
+                   sum(cancelled) as cancelled, sum(unpriced_requests) as unpriced
+              from usage_daily group by 1
+        )
+        select nullif(coalesce(l.user_id, r.user_id, p.user_id), '') as user_id,
+               l.requests as l_requests, r.requests as r_requests, p.request_count as p_requests,
+               l.tokens as l_tokens, r.tokens as r_tokens, p.tokens_used as p_tokens,
+               l.prompt as l_prompt, r.prompt as r_prompt, p.prompt_tokens as p_prompt,
+               l.completion as l_completion, r.completion as r_completion, p.completion_tokens as p_completion,
+               l.cost as l_cost, r.cost as r_cost, p.total_cost as p_cost,
+               l.failures as l_failures, r.failures as r_failures, p.failure_count as p_failures,
+               l.cancelled as l_cancelled, r.cancelled as r_cancelled, p.cancelled_count as p_cancelled,
+               l.unpriced as l_unpriced, r.unpriced as r_unpriced, p.unpriced_count as p_unpriced
+          from logs l
+          full join rollup r on r.user_id = l.user_id
+          full join user_profiles p on p.user_id = coalesce(l.user_id, r.user_id)
+        """
+    )
+    for row in rows:
+        anonymous = row["user_id"] is None
+        for what in ("requests", "tokens", "prompt", "completion", "cost", "failures", "cancelled", "unpriced"):
+            logged, rolled = row[f"l_{what}"] or 0, row[f"r_{what}"] or 0
+            assert logged == rolled, f"{row['user_id']}: {what} ledger {logged} != rollup {rolled}"
+            if not anonymous:
+                counter = row[f"p_{what}"] or 0
+                assert counter == logged, f"{row['user_id']}: {what} counter {counter} != ledger {logged}"
