@@ -10,18 +10,7 @@ import os as _os
 # copy is what we want by default. A user who sets the variable keeps their choice.
 _os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from llmtally.errors import (  # noqa: E402
-    ConfigurationError,
-    DatabaseAuthFailed,
-    DatabaseError,
-    DatabaseUnreachable,
-    InsufficientPrivilege,
-    LlmtallyError,
-    SchemaNotReady,
-    UnknownUser,
-    UserInputError,
-)
-from llmtally.analytics import (  # noqa: E402
+from llmtally.analytics import (
     Analytics,
     get_user_analytics,
     get_user_analytics_async,
@@ -32,9 +21,20 @@ from llmtally.analytics import (  # noqa: E402
     get_user_token_breakdown,
     get_user_token_breakdown_async,
 )
-from llmtally.ledger.events import UsageEvent  # noqa: E402
-from llmtally.ledger.ledger import Ledger  # noqa: E402
-from llmtally.settings import Settings  # noqa: E402
+from llmtally.errors import (
+    ConfigurationError,
+    DatabaseAuthFailed,
+    DatabaseError,
+    DatabaseUnreachable,
+    InsufficientPrivilege,
+    LlmtallyError,
+    SchemaNotReady,
+    UnknownUser,
+    UserInputError,
+)
+from llmtally.ledger.events import UsageEvent
+from llmtally.ledger.ledger import Ledger
+from llmtally.settings import Settings
 
 __version__ = "0.1.0"
 

@@ -18,7 +18,8 @@ def assert_counters_match_ledger(db: Database) -> None:
                    count(*) filter (where cost_status = 'unpriced') as unpriced
               from request_logs group by 1
         ), rollup as (
-            select coalesce(user_id, '') as user_id, sum(requests) as requests, sum(tokens) as tokens, sum(prompt_tokens) as prompt,
+            select coalesce(user_id, '') as user_id, sum(requests) as requests, sum(tokens) as tokens,
+                   sum(prompt_tokens) as prompt,
                    sum(completion_tokens) as completion, sum(cost) as cost, sum(failures) as failures,
                    sum(cancelled) as cancelled, sum(unpriced_requests) as unpriced
               from usage_daily group by 1

@@ -148,7 +148,9 @@ async def test_user_linking_metadata_then_session_map_then_raw_user(ledger: Ledg
     await ledger.flush()
     by_user = {r["end_user"]: r["user_profile_id"] for r in rows(db)}
     assert by_user == {"sess-9": "google_9", "someone": "google_9", "visitor-42": None}
-    profile = db.fetch_one("select email, full_name, provider, request_count from user_profiles where user_id='google_9'")
+    profile = db.fetch_one(
+        "select email, full_name, provider, request_count from user_profiles where user_id = 'google_9'"
+    )
     assert profile == {"email": "nine@example.com", "full_name": "Nine", "provider": "google", "request_count": 2}
     assert_counters_match_ledger(db)
 

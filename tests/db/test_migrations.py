@@ -71,7 +71,8 @@ def test_supabase_roles_and_auth_functions_exist_and_read_claims(db: Database) -
         sub, role = conn.execute("select auth.jwt() ->> 'sub', auth.role()").fetchone()
     assert (sub, role) == ("github_42", "authenticated")
     with db.transaction() as conn:
-        conn.execute("select set_config('request.jwt.claims', %s, true)", ('{"sub": "6a1f0e63-1a8a-4d53-9d55-2f6b9a1c0b11"}',))
+        claims = '{"sub": "6a1f0e63-1a8a-4d53-9d55-2f6b9a1c0b11"}'
+        conn.execute("select set_config('request.jwt.claims', %s, true)", (claims,))
         assert str(conn.execute("select auth.uid()").fetchone()[0]) == "6a1f0e63-1a8a-4d53-9d55-2f6b9a1c0b11"
 
 

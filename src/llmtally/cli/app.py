@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import click
+from pydantic import ValidationError
 from rich.console import Console
 
 from llmtally.db.database import Database
@@ -27,16 +28,10 @@ class Group(click.Group):
             return super().invoke(ctx)
         except LlmtallyError as exc:
             raise click.ClickException(str(exc)) from None
-        except pydantic_validation_error() as exc:
+        except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
             raise click.ClickException(f"invalid setting {where}: {first.get('msg')}") from None
-
-
-def pydantic_validation_error() -> type[Exception]:
-    from pydantic import ValidationError
-
-    return ValidationError
 
 
 class State:

@@ -27,7 +27,8 @@ def list_(state: State) -> None:
     for col in ("model", "input", "output", "updated (UTC)"):
         table.add_column(col)
     for p in rows:
-        table.add_row(p.model, str(p.input_per_million), str(p.output_per_million), p.updated_at.strftime("%Y-%m-%d %H:%M"))
+        updated = p.updated_at.strftime("%Y-%m-%d %H:%M")
+        table.add_row(p.model, str(p.input_per_million), str(p.output_per_million), updated)
     console.print(table)
 
 

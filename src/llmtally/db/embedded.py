@@ -6,6 +6,7 @@ process that uses the same home; the last process to let go of it stops it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import warnings
@@ -61,10 +62,8 @@ class EmbeddedServer:
         with psycopg.connect(self._server.get_uri("postgres"), autocommit=True) as conn:
             exists = conn.execute("select 1 from pg_database where datname = %s", (DATABASE_NAME,)).fetchone()
             if not exists:
-                try:
+                with contextlib.suppress(psycopg.errors.DuplicateDatabase):  # another process was first
                     conn.execute(f'create database "{DATABASE_NAME}"')
-                except psycopg.errors.DuplicateDatabase:
-                    pass  # another process created it first
 
     def stop(self) -> None:
         """Let go of the server; it stops when no other process of this home holds it."""

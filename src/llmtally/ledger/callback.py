@@ -48,7 +48,9 @@ def _usage(response_obj: Any, slo: Mapping[str, Any]) -> tuple[int, int, int | N
         usage = response_obj.get("usage")
     if usage is None:
         return 0, 0, None
-    get = usage.get if isinstance(usage, Mapping) else lambda k: getattr(usage, k, None)
+    def get(key: str) -> Any:
+        return usage.get(key) if isinstance(usage, Mapping) else getattr(usage, key, None)
+
     total = get("total_tokens")
     return _int(get("prompt_tokens")), _int(get("completion_tokens")), _int(total) if total else None
 

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Run llmtally from a fresh clone with nothing but Python >= 3.11 and git.
+
+    python3 dev.py run  [ARGS...]   the main job (today: `llmtally demo ARGS`)
+    python3 dev.py test [ARGS...]   the whole test suite (`pytest ARGS`)
+    python3 dev.py lint             ruff and mypy
+    python3 dev.py llmtally ARGS    any llmtally command
+
+The first run installs the pinned uv (hash-checked, from tools/uv-requirements.txt) into .tools/,
+then `uv sync --frozen` builds .venv from uv.lock (every package pinned with its hashes).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+TOOLS = ROOT / ".tools"
+UV_REQUIREMENTS = ROOT / "tools" / "uv-requirements.txt"
+
+
+def fail(message: str) -> None:
+    print(f"dev.py: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def tools_bin(name: str) -> Path:
+    return TOOLS / ("Scripts" if os.name == "nt" else "bin") / name
+
+
+def ensure_uv() -> Path:
+    uv = tools_bin("uv.exe" if os.name == "nt" else "uv")
+    marker = TOOLS / "uv-requirements.txt"
+    wanted = UV_REQUIREMENTS.read_text()
+    if uv.exists() and marker.exists() and marker.read_text() == wanted:
+        return uv
+    print("dev.py: installing the pinned uv into .tools/ (once)", flush=True)
+    venv.EnvBuilder(with_pip=True, clear=True).create(TOOLS)
+    subprocess.run(
+        [str(tools_bin("python")), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "--require-hashes", "--only-binary", ":all:", "-r", str(UV_REQUIREMENTS)],
+        check=True,
+    )
+    marker.write_text(wanted)
+    return uv
+
+
+def uv_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("UV_PYTHON_DOWNLOADS", "never")  # use the Python running this script
+    env.setdefault("UV_PYTHON", sys.executable)
+    return env
+
+
+def sync(uv: Path) -> None:
+    subprocess.run([str(uv), "sync", "--frozen", "--quiet"], cwd=ROOT, env=uv_env(), check=True)
+
+
+def uv_run(uv: Path, *command: str) -> int:
+    return subprocess.run([str(uv), "run", "--frozen", "--no-sync", *command], cwd=ROOT, env=uv_env()).returncode
+
+
+def main(argv: list[str]) -> int:
+    if sys.version_info < (3, 11):  # noqa: UP036  (dev.py must run, and explain, on older Pythons)
+        fail(f"llmtally needs Python >= 3.11 (this is {sys.version.split()[0]})")
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(__doc__)
+        return 0
+    what, rest = argv[0], argv[1:]
+    if what not in {"run", "test", "lint", "llmtally"}:
+        fail(f"unknown command {what!r}: use run, test, lint or llmtally")
+    try:
+        uv = ensure_uv()
+        sync(uv)
+    except subprocess.CalledProcessError as exc:
+        fail(f"setting up the environment failed (exit {exc.returncode}); see the output above")
+    if what == "run":
+        return uv_run(uv, "llmtally", "demo", *rest)
+    if what == "llmtally":
+        return uv_run(uv, "llmtally", *rest)
+    if what == "lint":
+        code = uv_run(uv, "ruff", "check", "src", "tests", "scripts", "dev.py")
+        return code or uv_run(uv, "mypy", "src")
+    code = uv_run(uv, "pytest", *rest)
+    if code == 5:
+        print("dev.py: pytest ran no tests; that is a failure", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
