@@ -8,9 +8,11 @@ import sys
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-import litellm  # noqa: E402
+import contextlib
 
-from llmtally import Ledger, Settings  # noqa: E402
+import litellm
+
+from llmtally import Ledger, Settings
 
 USERS = [f"google_{n}" for n in range(5)]
 
@@ -23,10 +25,8 @@ async def main(db_url: str, worker: int, calls: int) -> None:
             kwargs = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"w{worker} call {i}"}],
                       "metadata": {"user_profile_id": user}, "litellm_call_id": f"w{worker}-{i}"}
             if i % 10 == 0:
-                try:
+                with contextlib.suppress(Exception):
                     await litellm.acompletion(**kwargs, mock_response=Exception("provider down"))
-                except Exception:
-                    pass
             elif i % 3 == 0:
                 stream = await litellm.acompletion(**kwargs, stream=True, mock_response="streamed " * (i % 7 + 1))
                 async for _ in stream:
