@@ -8,6 +8,8 @@ template migrated once per run.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +19,8 @@ import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from llmtally.db import Database, EmbeddedServer  # noqa: E402
-from llmtally.db.migrations import migrate  # noqa: E402
+from llmtally.db import Database, EmbeddedServer
+from llmtally.db.migrations import migrate
 
 BACKENDS = ["embedded"] + (["external"] if os.environ.get("TEST_DATABASE_URL") else [])
 
@@ -64,14 +66,16 @@ class Cluster:
 
 
 @pytest.fixture(scope="session")
-def embedded_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    home = tmp_path_factory.mktemp("embedded-home")
+def embedded_cluster() -> Iterator[Cluster]:
+    # Not under pytest's tmp dir: the server runs as an unprivileged user that must reach it.
+    home = Path(tempfile.mkdtemp(prefix="llmtally-test-"))
     server = EmbeddedServer(home)
     admin = server.admin_url()
     cluster = Cluster(admin, embedded=server)
     yield cluster
     cluster.drop_all()
     server.stop()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -121,3 +125,9 @@ def _hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if key.startswith("LLMTALLY_") or key == "DATABASE_URL":
             monkeypatch.delenv(key)
     monkeypatch.setenv("LLMTALLY_HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture
+def cluster_admin_url(cluster: Cluster) -> str:
+    """A libpq connection string for the server's maintenance database."""
+    return psycopg.conninfo.make_conninfo(cluster.admin_url, dbname="postgres")

@@ -6,15 +6,17 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmtally.db.database import Database
 from llmtally.db.migrations import ensure_current, migrate
 from llmtally.db.queries import query
 from llmtally.errors import UserInputError
-from llmtally.ledger.callback import LedgerCallback
 from llmtally.ledger.events import UsageEvent
 from llmtally.ledger.writer import LedgerWriter, WriterStats
+
+if TYPE_CHECKING:
+    from llmtally.ledger.callback import LedgerCallback
 from llmtally.settings import Settings
 
 log = logging.getLogger("llmtally")
@@ -67,6 +69,8 @@ class Ledger:
         )
         self._writer.start()
         import litellm
+
+        from llmtally.ledger.callback import LedgerCallback
 
         self._callback = LedgerCallback(self._writer.submit)
         litellm.callbacks.append(self._callback)

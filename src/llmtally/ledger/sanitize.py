@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import datetime as dt
 import json
+import math
 import re
 from decimal import Decimal
 from typing import Any
@@ -47,12 +48,25 @@ def _default(obj: Any) -> Any:
     return repr(obj)
 
 
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def to_json(value: Any) -> str | None:
     """JSON text that PostgreSQL's jsonb accepts, whatever the input."""
     if value is None:
         return None
     try:
-        text = json.dumps(value, default=_default, ensure_ascii=False, allow_nan=False)
+        try:
+            text = json.dumps(value, default=_default, ensure_ascii=False, allow_nan=False)
+        except ValueError:  # NaN or infinity, which JSON (and jsonb) cannot hold: store null
+            text = json.dumps(_finite(value), default=_default, ensure_ascii=False, allow_nan=False)
     except (ValueError, RecursionError, TypeError):
         text = json.dumps(clean_text(repr(value)))
     text = _NUL_ESCAPE.sub(r"\1\\ufffd", text)

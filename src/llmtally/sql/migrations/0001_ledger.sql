@@ -376,13 +376,13 @@ alter table public.usage_daily   enable row level security;
 alter table public.model_prices  enable row level security;
 
 create policy user_profiles_read_own on public.user_profiles
-    for select to authenticated using (user_id = (select auth.jwt() ->> 'sub'));
+    for select to authenticated using (user_id = ((select auth.jwt()) ->> 'sub'));
 create policy sessions_read_own on public.sessions
-    for select to authenticated using (user_id = (select auth.jwt() ->> 'sub'));
+    for select to authenticated using (user_id = ((select auth.jwt()) ->> 'sub'));
 create policy request_logs_read_own on public.request_logs
-    for select to authenticated using (user_profile_id = (select auth.jwt() ->> 'sub'));
+    for select to authenticated using (user_profile_id = ((select auth.jwt()) ->> 'sub'));
 create policy usage_daily_read_own on public.usage_daily
-    for select to authenticated using (user_id = (select auth.jwt() ->> 'sub'));
+    for select to authenticated using (user_id = ((select auth.jwt()) ->> 'sub'));
 -- model_prices: no policy, so only the server (table owner, service_role) reads or writes it.
 
 -- Supabase grants everything in public to anon and authenticated by default: take it back.

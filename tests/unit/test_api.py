@@ -1,0 +1,63 @@
+"""The public API surface and settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import llmtally
+from llmtally.db.database import check_url, redact, translate
+from llmtally.errors import ConfigurationError, DatabaseUnreachable
+
+
+def test_all_is_sorted_and_complete() -> None:
+    public = {name for name in dir(llmtally) if not name.startswith("_") and name not in {"analytics", "cli", "db",
+              "demo", "errors", "ledger", "prices", "settings"}}
+    assert llmtally.__all__ == sorted(llmtally.__all__)
+    assert public | {"__version__"} == set(llmtally.__all__)
+
+
+def test_errors_share_one_base() -> None:
+    for name in llmtally.__all__:
+        obj = getattr(llmtally, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, llmtally.LlmtallyError)
+
+
+def test_settings_read_database_url_and_prefix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://a@h/db")
+    monkeypatch.setenv("LLMTALLY_BATCH_SIZE", "42")
+    monkeypatch.setenv("LLMTALLY_HOME", str(tmp_path))
+    settings = llmtally.Settings()
+    assert (settings.database_url, settings.batch_size, settings.home, settings.embedded) == (
+        "postgresql://a@h/db", 42, tmp_path, False)
+    monkeypatch.setenv("LLMTALLY_DATABASE_URL", "postgresql://b@h/db")
+    assert llmtally.Settings().database_url == "postgresql://b@h/db"
+
+
+def test_no_url_means_embedded() -> None:
+    assert llmtally.Settings().embedded
+
+
+def test_redact_hides_the_password() -> None:
+    assert redact("postgresql://app:s3cret@db.example.com:6543/postgres") == "postgresql://app:***@db.example.com:6543/postgres"
+    assert "s3cret" not in str(translate(OSError("x"), "postgresql://app:s3cret@db:5432/x"))
+
+
+def test_check_url_rejects_other_schemes() -> None:
+    with pytest.raises(ConfigurationError, match="postgresql://"):
+        check_url("mysql://root@localhost/db")
+    check_url("postgresql://u@h/db")
+    check_url("host=/tmp dbname=x")
+
+
+def test_ledger_refuses_use_before_start() -> None:
+    ledger = llmtally.Ledger("postgresql://u@127.0.0.1:1/x")
+    with pytest.raises(llmtally.UserInputError, match="start"):
+        ledger.record(llmtally.UsageEvent(litellm_call_id="x", model="m", status="success"))
+
+
+def test_ledger_start_against_nothing_is_a_clear_error() -> None:
+    with pytest.raises(DatabaseUnreachable, match=r"cannot reach PostgreSQL at 127\.0\.0\.1:1"):
+        llmtally.Ledger("postgresql://u:pw@127.0.0.1:1/x").start_sync()

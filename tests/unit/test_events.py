@@ -1,0 +1,134 @@
+"""Payload → event, sanitising and cost resolution: pure functions, no database."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from decimal import Decimal
+
+import litellm
+import pydantic
+import pytest
+
+from llmtally.ledger.callback import LedgerCallback, event_from_payload
+from llmtally.ledger.events import UsageEvent
+from llmtally.ledger.pricing import resolve_cost
+from llmtally.ledger.sanitize import clean_text, to_json
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+async def capture(**kwargs: object) -> list[UsageEvent]:
+    """Drive LiteLLM for real with our callback registered; return the events it produced."""
+    events: list[UsageEvent] = []
+    callback = LedgerCallback(events.append)
+    litellm.callbacks.append(callback)
+    try:
+        try:
+            result = await litellm.acompletion(model=kwargs.pop("model", "gpt-4o-mini"), messages=MESSAGES, **kwargs)
+            if kwargs.get("stream"):
+                async for _ in result:
+                    pass
+        except litellm.exceptions.APIError:
+            pass
+        except litellm.RateLimitError:
+            pass
+        for _ in range(50):
+            if events:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        litellm.logging_callback_manager.remove_callback_from_all_lists(callback)
+    return events
+
+
+async def test_success_payload_becomes_a_typed_event() -> None:
+    meta = {"user_profile_id": "google_1", "session_id": "s-1", "feature": "chat"}
+    [event] = await capture(user="raw-user", metadata=dict(meta), mock_response="hello")  # LiteLLM mutates it
+    assert (event.user_profile_id, event.session_id, event.end_user) == ("google_1", "s-1", "raw-user")
+    assert (event.model, event.provider, event.status, event.stream) == ("gpt-4o-mini", "openai", "success", False)
+    assert (event.prompt_tokens, event.completion_tokens, event.tokens_used) == (10, 20, 30)
+    assert event.reported_cost == pytest.approx(1.35e-05)
+    assert event.metadata == meta, "LiteLLM's own hidden_params are not the app's metadata"
+    assert event.created_at.tzinfo is not None and event.latency_ms is not None
+
+
+async def test_failure_payload_carries_error_class_and_no_tokens() -> None:
+    error = litellm.RateLimitError("too fast", llm_provider="openai", model="gpt-4o-mini")
+    [event] = await capture(mock_response=error)
+    assert (event.status, event.error_type, event.tokens_used) == ("failure", "RateLimitError", 0)
+    assert "too fast" in (event.error or "")
+
+
+async def test_unmapped_model_reports_no_cost() -> None:
+    [event] = await capture(model="openai/not-a-real-model", mock_response="x")
+    assert event.model == "not-a-real-model" and not event.reported_cost
+    assert resolve_cost(event.model, event.provider, 10, 20, event.reported_cost) == (None, "unpriced")
+
+
+def test_a_broken_payload_is_reported_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    def sink(event: UsageEvent) -> None:
+        raise RuntimeError("queue exploded")
+
+    LedgerCallback(sink).log_success_event({"model": "m", "litellm_call_id": "c"}, None, None, None)
+    assert "could not record LiteLLM call c" in caplog.text
+
+
+def test_event_from_a_minimal_payload_has_safe_defaults() -> None:
+    event = event_from_payload({"litellm_call_id": "c1"}, None, None, None, "success")
+    assert (event.model, event.provider, event.tokens_used, event.reported_cost) == ("unknown", "unknown", 0, None)
+
+
+@pytest.mark.parametrize(
+    ("reported", "model", "expected"),
+    [
+        (0.0042, "gpt-4o-mini", (Decimal("0.0042"), "priced")),
+        (0.0, "gpt-4o-mini", (1000 * Decimal("1.5E-7") + 500 * Decimal("6E-7"), "recomputed")),
+        (None, "gpt-4o-mini", (1000 * Decimal("1.5E-7") + 500 * Decimal("6E-7"), "recomputed")),
+        (0.0, "acme-internal", (None, "unpriced")),
+        (float("nan"), "acme-internal", (None, "unpriced")),
+        (-1.0, "gpt-4o-mini", (1000 * Decimal("1.5E-7") + 500 * Decimal("6E-7"), "recomputed")),
+    ],
+)
+def test_resolve_cost(reported: float | None, model: str, expected: tuple[Decimal | None, str]) -> None:
+    assert resolve_cost(model, "openai", 1000, 500, reported) == expected
+
+
+def test_zero_tokens_on_a_priced_model_is_a_priced_zero() -> None:
+    assert resolve_cost("gpt-4o-mini", "openai", 0, 0, 0.0) == (Decimal(0), "priced")
+
+
+def test_to_json_accepts_what_postgres_would_reject() -> None:
+    class Model(pydantic.BaseModel):
+        text: str
+
+    payload = {
+        "nul": "a\x00b",
+        "surrogate": "x\ud800y",
+        "bytes": b"\x00\xff",
+        "when": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+        "model": Model(text="hi"),
+        "money": Decimal("1.10"),
+        "set": {1},
+        "escaped": "literal \\u0000 stays text",
+        "nan": float("nan"),
+    }
+    text = to_json(payload)
+    assert text is not None
+    assert "\\u0000" not in text.replace("\\\\u0000", "")
+    decoded = json.loads(text)
+    assert decoded["escaped"] == "literal \\u0000 stays text"
+    assert text.encode("utf-8")
+
+
+def test_to_json_round_trips_plain_content() -> None:
+    assert json.loads(to_json({"role": "user", "content": "héllo"}) or "") == {"role": "user", "content": "héllo"}
+    assert to_json(None) is None
+
+
+def test_clean_text() -> None:
+    assert clean_text("a\x00b") == "a\ufffdb"
+    assert clean_text("ok") == "ok"
+    assert clean_text(None) is None
+    assert clean_text("x\udc80") == "x?"
