@@ -49,7 +49,7 @@ def test_migrate_then_check(empty_db_url: str) -> None:
 def test_demo_records_every_kind_of_call(db_url: str, db: Database) -> None:
     result = llmtally("demo", database_url=db_url)
     assert result.returncode == 0, result.stderr
-    assert "Grace Hopper" in result.stdout and "unpriced" in result.stdout
+    assert "Grace Hopper" in result.stdout and "unpriced" in result.stdout and "Traceback" not in result.stderr
     stats = db.fetch_one(
         "select count(distinct user_profile_id) as users, count(*) filter (where status = 'failure') as failures,"
         " count(*) filter (where status = 'cancelled') as cancelled,"
@@ -124,8 +124,10 @@ def test_embedded_database_is_created_and_migrated_on_demand(tmp_path: Path) -> 
     first = llmtally("demo", "--users", "1", home=home)
     assert first.returncode == 0, first.stderr
     assert (home / "pgdata" / "PG_VERSION").exists()
+    assert not (home / "pgdata" / "postmaster.pid").exists(), "the server is stopped when the command ends"
     again = llmtally("users", home=home)
     assert again.returncode == 0 and "Ada Lovelace" in again.stdout
+    assert not (home / "pgdata" / "postmaster.pid").exists()
 
 
 def test_missing_privileges_is_one_line(db_url: str, cluster_admin_url: str) -> None:

@@ -62,17 +62,19 @@ def demo(state: State, n_users: int) -> None:
     )
     with state.database() as db, Analytics(db) as analytics:
         table = Table(title="Usage per user (lifetime)")
-        for col in ("user", "requests", "ok / failed / cancelled", "tokens (prompt+completion)", "cost", "models"):
-            table.add_column(col, justify="right" if col in ("requests", "cost") else "left")
+        table.add_column("user")
+        for col in ("requests", "failed", "cancelled", "tokens", "cost", "unpriced"):
+            table.add_column(col, justify="right")
         for summary in analytics.users():
             a = analytics.user_analytics(summary.user_id)
             table.add_row(
-                f"{a.full_name or ''}\n[dim]{a.user_id}[/]",
+                f"{a.full_name or a.user_id}\n[dim]{a.user_id}[/]",
                 str(a.requests.total),
-                f"{a.requests.success} / {a.requests.failure} / {a.requests.cancelled}",
-                f"{a.tokens.total:,} ({a.tokens.prompt:,}+{a.tokens.completion:,})",
-                money(a.cost) + (f"\n[yellow]{a.unpriced_requests} unpriced[/]" if a.unpriced_requests else ""),
-                ", ".join(a.models_used),
+                str(a.requests.failure),
+                str(a.requests.cancelled),
+                f"{a.tokens.total:,}",
+                money(a.cost),
+                str(a.unpriced_requests),
             )
         console.print(table)
     console.print("Next: [bold]llmtally report --user github_583231[/], [bold]llmtally users[/], "
