@@ -83,7 +83,8 @@ def main(argv: list[str]) -> int:
     if what == "llmtally":
         return uv_run(uv, "llmtally", *rest)
     if what == "lint":
-        code = uv_run(uv, "ruff", "check", "src", "tests", "scripts", "dev.py")
+        paths = [p for p in ("src", "tests", "scripts", "bench", "dev.py") if (ROOT / p).exists()]
+        code = uv_run(uv, "ruff", "check", *paths)
         return code or uv_run(uv, "mypy", "src")
     code = uv_run(uv, "pytest", *rest)
     if code == 5:

@@ -259,3 +259,13 @@ async def test_events_keep_their_call_time(ledger: Ledger, db: Database) -> None
     await ledger.flush()
     assert rows(db)[0]["created_at"] == at
     assert db.fetch_one("select day from usage_daily")["day"] == dt.date(2026, 3, 31)
+
+
+async def test_content_none_stores_usage_without_messages(db_url: str, db: Database) -> None:
+    async with Ledger(db_url, settings=Settings(flush_interval_ms=20, content="none")) as ledger:
+        await litellm.acompletion(model="gpt-4o-mini", messages=MESSAGES, mock_response="secret answer",
+                                  metadata={"user_profile_id": "google_1"})
+        await ledger.flush()
+    [row] = rows(db)
+    assert (row["messages"], row["response"]) == (None, None)
+    assert (row["tokens_used"], row["cost_status"]) == (30, "priced")

@@ -69,5 +69,6 @@ def to_json(value: Any) -> str | None:
             text = json.dumps(_finite(value), default=_default, ensure_ascii=False, allow_nan=False)
     except (ValueError, RecursionError, TypeError):
         text = json.dumps(clean_text(repr(value)))
-    text = _NUL_ESCAPE.sub(r"\1\\ufffd", text)
+    if "\\u0000" in text:
+        text = _NUL_ESCAPE.sub(r"\1\\ufffd", text)
     return clean_text(text)
