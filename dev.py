@@ -41,8 +41,19 @@ def ensure_uv() -> Path:
     print("dev.py: installing the pinned uv into .tools/ (once)", flush=True)
     venv.EnvBuilder(with_pip=True, clear=True).create(TOOLS)
     subprocess.run(
-        [str(tools_bin("python")), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "--require-hashes", "--only-binary", ":all:", "-r", str(UV_REQUIREMENTS)],
+        [
+            str(tools_bin("python")),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--require-hashes",
+            "--only-binary",
+            ":all:",
+            "-r",
+            str(UV_REQUIREMENTS),
+        ],
         check=True,
     )
     marker.write_text(wanted)
@@ -84,7 +95,7 @@ def main(argv: list[str]) -> int:
         return uv_run(uv, "llmtally", *rest)
     if what == "lint":
         paths = [p for p in ("src", "tests", "scripts", "bench", "dev.py") if (ROOT / p).exists()]
-        code = uv_run(uv, "ruff", "check", *paths)
+        code = uv_run(uv, "ruff", "check", *paths) or uv_run(uv, "ruff", "format", "--check", *paths)
         return code or uv_run(uv, "mypy", "src")
     code = uv_run(uv, "pytest", *rest)
     if code == 5:

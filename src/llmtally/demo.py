@@ -61,22 +61,32 @@ async def _chat(ledger: Ledger, user: DemoUser, index: int, result: DemoResult) 
         )
         # Streamed, carrying only the session id: the session map attributes it.
         stream = await litellm.acompletion(
-            model="anthropic/claude-haiku-4-5", messages=messages, user=session_id, stream=True,
-            stream_options={"include_usage": True}, mock_response=_reply(user, turn + 1),
+            model="anthropic/claude-haiku-4-5",
+            messages=messages,
+            user=session_id,
+            stream=True,
+            stream_options={"include_usage": True},
+            mock_response=_reply(user, turn + 1),
         )
         async for _ in stream:
             pass
         result.calls += 2
     # A model nobody has priced: recorded with cost NULL and status `unpriced`.
     await litellm.acompletion(
-        model=UNPRICED_MODEL, messages=[{"role": "user", "content": "hello"}], user=user.user_id, metadata=meta,
+        model=UNPRICED_MODEL,
+        messages=[{"role": "user", "content": "hello"}],
+        user=user.user_id,
+        metadata=meta,
         mock_response="Hello from a model with no price.",
     )
     result.calls += 1
     if index % 2 == 1:  # a provider error
         try:
             await litellm.acompletion(
-                model="gpt-4o", messages=[{"role": "user", "content": "too many"}], user=user.user_id, metadata=meta,
+                model="gpt-4o",
+                messages=[{"role": "user", "content": "too many"}],
+                user=user.user_id,
+                metadata=meta,
                 mock_response=litellm.RateLimitError("demo rate limit", llm_provider="openai", model="gpt-4o"),
             )
         except litellm.RateLimitError:
@@ -86,8 +96,13 @@ async def _chat(ledger: Ledger, user: DemoUser, index: int, result: DemoResult) 
         call_id = str(uuid.uuid4())
         messages = [{"role": "user", "content": "Tell me a very long story."}]
         stream = await litellm.acompletion(
-            model="gpt-4o-mini", messages=messages, user=user.user_id, metadata=meta, stream=True,
-            litellm_call_id=call_id, mock_response=_reply(user, 5),
+            model="gpt-4o-mini",
+            messages=messages,
+            user=user.user_id,
+            metadata=meta,
+            stream=True,
+            litellm_call_id=call_id,
+            mock_response=_reply(user, 5),
         )
         partial = ""
         async for chunk in stream:
@@ -95,8 +110,12 @@ async def _chat(ledger: Ledger, user: DemoUser, index: int, result: DemoResult) 
             if len(partial) > 40:
                 break
         ledger.record_cancelled(
-            model="gpt-4o-mini", messages=messages, partial_response=partial, litellm_call_id=call_id,
-            user_profile_id=user.user_id, session_id=session_id,
+            model="gpt-4o-mini",
+            messages=messages,
+            partial_response=partial,
+            litellm_call_id=call_id,
+            user_profile_id=user.user_id,
+            session_id=session_id,
         )
         result.cancelled += 1
         result.calls += 1

@@ -66,7 +66,11 @@ def reprice(db: Database, model: str | None = None) -> int:
     """Recompute the cost of stored rows from current prices; return how many rows changed."""
     custom = {p.model: p for p in list_prices(db)}
     changed = 0
-    targets = [r for r in db.fetch_all(query("recorded_models")) if model in (None, r["model"])]
+    targets = [
+        r
+        for r in db.fetch_all(query("recorded_models"))
+        if model in (None, r["model"], f"{r['provider']}/{r['model']}")
+    ]
     for row in targets:
         name, provider = row["model"], row["provider"]
         key = name if name in custom else f"{provider}/{name}" if f"{provider}/{name}" in custom else None

@@ -24,7 +24,7 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("LLMTALLY_DATABASE_URL", "DATABASE_URL"),
         description="PostgreSQL URL; unset means the embedded server under LLMTALLY_HOME.",
     )
-    home: Path = Field(default_factory=default_home, description="Data directory (embedded database, secrets).")
+    home: Path = Field(default_factory=default_home, description="Data directory (the embedded database).")
     batch_size: int = Field(default=500, ge=1, le=50_000, description="Most events written in one batch.")
     flush_interval_ms: int = Field(default=200, ge=10, le=60_000, description="Longest wait before a batch is written.")
     queue_size: int = Field(default=100_000, ge=100, description="Events held in memory before callers wait.")

@@ -23,8 +23,9 @@ def llmtally(*args: str, database_url: str | None = None, home: Path | None = No
         env["DATABASE_URL"] = database_url
     if home:
         env["LLMTALLY_HOME"] = str(home)
-    return subprocess.run([sys.executable, "-m", "llmtally", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "llmtally", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -70,8 +71,7 @@ def test_demo_records_every_kind_of_call(db_url: str, db: Database) -> None:
 def test_prices_set_reprices_stored_rows(db_url: str, db: Database) -> None:
     assert llmtally("demo", "--users", "1", database_url=db_url).returncode == 0
     before = db.fetch_one("select total_cost, unpriced_count from user_profiles")
-    result = llmtally("prices", "set", "openai/acme-internal-llm", "--input", "1", "--output", "2",
-                      database_url=db_url)
+    result = llmtally("prices", "set", "openai/acme-internal-llm", "--input", "1", "--output", "2", database_url=db_url)
     assert result.returncode == 0, result.stderr
     assert "repriced 1 stored row(s)" in result.stdout
     after = db.fetch_one("select total_cost, unpriced_count from user_profiles")
@@ -83,8 +83,10 @@ def test_prices_set_reprices_stored_rows(db_url: str, db: Database) -> None:
     assert "repriced 1" in llmtally("prices", "reprice", database_url=db_url).stdout
     assert db.fetch_one("select unpriced_count from user_profiles")["unpriced_count"] == 1
     assert_counters_match_ledger(db)
-    assert_one_line_error(llmtally("prices", "set", "m", "--input", "-1", "--output", "1", database_url=db_url),
-                          "--input must be zero or more")
+    assert_one_line_error(
+        llmtally("prices", "set", "m", "--input", "-1", "--output", "1", database_url=db_url),
+        "--input must be zero or more",
+    )
 
 
 @pytest.mark.parametrize(
@@ -106,8 +108,7 @@ def test_unreachable_database_is_one_line_without_the_password() -> None:
 
 
 def test_malformed_url_is_one_line() -> None:
-    assert_one_line_error(llmtally("users", database_url="mysql://root@localhost/db"),
-                          "must start with postgresql://")
+    assert_one_line_error(llmtally("users", database_url="mysql://root@localhost/db"), "must start with postgresql://")
 
 
 def test_missing_database_is_one_line(cluster_admin_url: str) -> None:
@@ -149,8 +150,10 @@ def test_wrong_password_is_one_line(embedded_cluster: Cluster) -> None:
     with psycopg.connect(embedded_cluster.admin_url, autocommit=True) as admin:
         hba = Path(admin.execute("show hba_file").fetchone()[0])
         original = hba.read_text()
-        admin.execute("do $$ begin create role llmtally_pw login password 'right-one';"
-                      " exception when duplicate_object then null; end $$")
+        admin.execute(
+            "do $$ begin create role llmtally_pw login password 'right-one';"
+            " exception when duplicate_object then null; end $$"
+        )
         try:
             hba.write_text("local all llmtally_pw scram-sha-256\n" + original)
             admin.execute("select pg_reload_conf()")
@@ -161,3 +164,21 @@ def test_wrong_password_is_one_line(embedded_cluster: Cluster) -> None:
             admin.execute("select pg_reload_conf()")
     assert_one_line_error(result, "rejected the login", "user and password")
     assert "wrong-one" not in result.stderr
+
+
+def test_reprice_accepts_the_model_with_its_provider(db_url: str, db: Database) -> None:
+    assert llmtally("demo", "--users", "1", database_url=db_url).returncode == 0
+    set_price = llmtally(
+        "prices",
+        "set",
+        "openai/acme-internal-llm",
+        "--input",
+        "1",
+        "--output",
+        "2",
+        "--no-reprice",
+        database_url=db_url,
+    )
+    assert set_price.returncode == 0 and "repriced" not in set_price.stdout
+    result = llmtally("prices", "reprice", "--model", "openai/acme-internal-llm", database_url=db_url)
+    assert "repriced 1 stored row(s)" in result.stdout, result.stdout + result.stderr

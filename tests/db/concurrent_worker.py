@@ -20,10 +20,15 @@ USERS = [f"google_{n}" for n in range(5)]
 async def main(db_url: str, worker: int, calls: int) -> None:
     litellm.suppress_debug_info = True
     async with Ledger(db_url, settings=Settings(flush_interval_ms=50, batch_size=100)) as ledger:
+
         async def one(i: int) -> None:
             user = USERS[(worker + i) % len(USERS)]
-            kwargs = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"w{worker} call {i}"}],
-                      "metadata": {"user_profile_id": user}, "litellm_call_id": f"w{worker}-{i}"}
+            kwargs = {
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": f"w{worker} call {i}"}],
+                "metadata": {"user_profile_id": user},
+                "litellm_call_id": f"w{worker}-{i}",
+            }
             if i % 10 == 0:
                 with contextlib.suppress(Exception):
                     await litellm.acompletion(**kwargs, mock_response=Exception("provider down"))

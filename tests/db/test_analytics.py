@@ -20,12 +20,29 @@ THIS_MONTH = NOW.date().replace(day=1)
 LAST_MONTH = (THIS_MONTH - dt.timedelta(days=1)).replace(day=1)
 
 
-def event(call: str, user: str | None, *, model: str = "gpt-4o-mini", provider: str = "openai",
-          status: str = "success", prompt: int = 100, completion: int = 50, cost: float | None = 0.001,
-          at: dt.datetime = NOW) -> UsageEvent:
-    return UsageEvent(litellm_call_id=call, model=model, provider=provider, status=status,  # type: ignore[arg-type]
-                      user_profile_id=user, prompt_tokens=prompt, completion_tokens=completion,
-                      reported_cost=cost, created_at=at)
+def event(
+    call: str,
+    user: str | None,
+    *,
+    model: str = "gpt-4o-mini",
+    provider: str = "openai",
+    status: str = "success",
+    prompt: int = 100,
+    completion: int = 50,
+    cost: float | None = 0.001,
+    at: dt.datetime = NOW,
+) -> UsageEvent:
+    return UsageEvent(
+        litellm_call_id=call,
+        model=model,
+        provider=provider,
+        status=status,  # type: ignore[arg-type]
+        user_profile_id=user,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        reported_cost=cost,
+        created_at=at,
+    )
 
 
 @pytest.fixture
@@ -36,10 +53,19 @@ def seeded(db_url: str) -> Iterator[str]:
         ledger.upsert_user_sync("github_new", email="new@example.com")
         for e in [
             event("a1", "google_ada", at=NOW - dt.timedelta(seconds=3)),
-            event("a2", "google_ada", model="claude-haiku-4-5", provider="anthropic", prompt=10, completion=5,
-                  cost=0.002, at=NOW - dt.timedelta(seconds=2)),
-            event("a3", "google_ada", status="failure", prompt=0, completion=0, cost=0.0,
-                  at=NOW - dt.timedelta(seconds=1)),
+            event(
+                "a2",
+                "google_ada",
+                model="claude-haiku-4-5",
+                provider="anthropic",
+                prompt=10,
+                completion=5,
+                cost=0.002,
+                at=NOW - dt.timedelta(seconds=2),
+            ),
+            event(
+                "a3", "google_ada", status="failure", prompt=0, completion=0, cost=0.0, at=NOW - dt.timedelta(seconds=1)
+            ),
             event("a0", "google_ada", at=dt.datetime.combine(LAST_MONTH, dt.time(12), dt.UTC)),
             event("b1", "github_bob", prompt=1, completion=1, cost=0.5),
             event("x1", None),
@@ -160,3 +186,21 @@ def test_per_user_queries_use_indexes_not_sequential_scans(seeded: str, name: st
     scans = _scans(plan)
     assert scans, "the plan reads no table"
     assert not [s for s in scans if s[0] == "Seq Scan"], scans
+
+
+def test_analytics_for_a_user_read_under_row_level_security(seeded: str) -> None:
+    with Database(seeded) as db:
+        mine = Analytics.for_user(db, "google_ada")
+        assert mine.user_analytics("google_ada") == Analytics(db).user_analytics("google_ada")
+        assert [r.litellm_call_id for r in mine.user_request_history("google_ada").items] == ["a3", "a2", "a1", "a0"]
+        with pytest.raises(UnknownUser):
+            mine.user_analytics("github_bob")  # exists, but RLS hides it from Ada
+        with pytest.raises(UnknownUser):
+            mine.user_request_history("github_bob")
+        assert [u.user_id for u in mine.top_users(THIS_MONTH)] == ["google_ada"]
+
+
+def test_costs_inside_breakdowns_are_exact_decimals(seeded: str) -> None:
+    [this, _] = api.get_user_monthly_usage("google_ada", database_url=seeded)
+    assert this.model_breakdown["claude-haiku-4-5"].cost == Decimal("0.002")
+    assert this.model_breakdown["gpt-4o-mini"].cost == Decimal("0.001")

@@ -16,8 +16,13 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_concurrent_processes_keep_counters_equal_to_the_ledger(db: Database, db_url: str) -> None:
     processes, calls = 4, 200
     procs = [
-        subprocess.Popen([sys.executable, str(WORKER), db_url, str(w), str(calls)], cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [sys.executable, str(WORKER), db_url, str(w), str(calls)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for w in range(processes)
     ]
     for p in procs:
@@ -28,16 +33,25 @@ def test_concurrent_processes_keep_counters_equal_to_the_ledger(db: Database, db
         " count(*) filter (where status = 'failure') as failures, count(*) filter (where stream) as streams"
         " from request_logs"
     )
-    assert summary == {"n": processes * calls, "ids": processes * calls,
-                       "failures": processes * calls // 10, "streams": processes * (calls // 3 - calls // 30)}
+    assert summary == {
+        "n": processes * calls,
+        "ids": processes * calls,
+        "failures": processes * calls // 10,
+        "streams": processes * (calls // 3 - calls // 30),
+    }
     assert db.fetch_one("select sum(request_count) as n from user_profiles")["n"] == processes * calls
     assert_counters_match_ledger(db)
 
 
 def test_concurrent_replays_of_the_same_calls_count_once(db: Database, db_url: str) -> None:
     procs = [
-        subprocess.Popen([sys.executable, str(WORKER), db_url, "0", "120"], cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [sys.executable, str(WORKER), db_url, "0", "120"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for _ in range(3)
     ]
     for p in procs:

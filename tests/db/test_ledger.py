@@ -35,7 +35,10 @@ def rows(db: Database, where: str = "true", params: tuple[object, ...] = ()) -> 
 
 async def test_success_is_recorded_once_against_the_metadata_user(ledger: Ledger, db: Database) -> None:
     response = await litellm.acompletion(
-        model="gpt-4o-mini", messages=MESSAGES, user="google_1", mock_response="About $3.",
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        user="google_1",
+        mock_response="About $3.",
         metadata={"user_profile_id": "google_1", "session_id": "chat-1", "team": "research"},
     )
     assert await ledger.flush()
@@ -55,7 +58,10 @@ async def test_success_is_recorded_once_against_the_metadata_user(ledger: Ledger
 
 async def test_stream_is_one_row_at_the_end_with_its_usage(ledger: Ledger, db: Database) -> None:
     stream = await litellm.acompletion(
-        model="gpt-4o-mini", messages=MESSAGES, stream=True, mock_response="one two three four five",
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        stream=True,
+        mock_response="one two three four five",
         metadata={"user_profile_id": "github_2"},
     )
     chunks = [chunk async for chunk in stream]
@@ -71,7 +77,9 @@ async def test_stream_is_one_row_at_the_end_with_its_usage(ledger: Ledger, db: D
 async def test_failure_is_recorded_with_error_class_and_message(ledger: Ledger, db: Database) -> None:
     with pytest.raises(litellm.RateLimitError):
         await litellm.acompletion(
-            model="gpt-4o-mini", messages=MESSAGES, metadata={"user_profile_id": "google_1"},
+            model="gpt-4o-mini",
+            messages=MESSAGES,
+            metadata={"user_profile_id": "google_1"},
             mock_response=litellm.RateLimitError("slow down", llm_provider="openai", model="gpt-4o-mini"),
         )
     await ledger.flush()
@@ -97,7 +105,11 @@ async def test_cancelled_stream_records_the_tokens_produced_so_far(ledger: Ledge
     call_id = str(uuid.uuid4())
     full = " ".join(["token"] * 200)
     stream = await litellm.acompletion(
-        model="gpt-4o-mini", messages=MESSAGES, stream=True, mock_response=full, litellm_call_id=call_id,
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        stream=True,
+        mock_response=full,
+        litellm_call_id=call_id,
         metadata={"user_profile_id": "google_1"},
     )
     partial = ""
@@ -109,7 +121,10 @@ async def test_cancelled_stream_records_the_tokens_produced_so_far(ledger: Ledge
     await ledger.flush()
     assert rows(db) == [], "LiteLLM records nothing for an abandoned stream"
     ledger.record_cancelled(
-        model="gpt-4o-mini", messages=MESSAGES, partial_response=partial, litellm_call_id=call_id,
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        partial_response=partial,
+        litellm_call_id=call_id,
         user_profile_id="google_1",
     )
     await ledger.flush()
@@ -124,15 +139,22 @@ async def test_cancelled_stream_records_the_tokens_produced_so_far(ledger: Ledge
 async def test_cancelled_task_is_recorded_by_the_app(ledger: Ledger, db: Database) -> None:
     call_id = str(uuid.uuid4())
     task = asyncio.create_task(
-        litellm.acompletion(model="gpt-4o-mini", messages=MESSAGES, mock_response="late", mock_delay=5,
-                            litellm_call_id=call_id, metadata={"user_profile_id": "okta_7"})
+        litellm.acompletion(
+            model="gpt-4o-mini",
+            messages=MESSAGES,
+            mock_response="late",
+            mock_delay=5,
+            litellm_call_id=call_id,
+            metadata={"user_profile_id": "okta_7"},
+        )
     )
     await asyncio.sleep(0.2)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    ledger.record_cancelled(model="gpt-4o-mini", messages=MESSAGES, litellm_call_id=call_id,
-                            user_profile_id="okta_7", stream=False)
+    ledger.record_cancelled(
+        model="gpt-4o-mini", messages=MESSAGES, litellm_call_id=call_id, user_profile_id="okta_7", stream=False
+    )
     await ledger.flush()
     [row] = rows(db)
     assert (row["status"], row["completion_tokens"], row["stream"]) == ("cancelled", 0, False)
@@ -142,8 +164,9 @@ async def test_user_linking_metadata_then_session_map_then_raw_user(ledger: Ledg
     await ledger.upsert_user("google_9", email="nine@example.com", full_name="Nine", provider="google")
     await ledger.link_session("sess-9", "google_9")
     await litellm.acompletion(model="gpt-4o-mini", messages=MESSAGES, user="sess-9", mock_response="a")
-    await litellm.acompletion(model="gpt-4o-mini", messages=MESSAGES, user="someone",
-                              metadata={"session_id": "sess-9"}, mock_response="b")
+    await litellm.acompletion(
+        model="gpt-4o-mini", messages=MESSAGES, user="someone", metadata={"session_id": "sess-9"}, mock_response="b"
+    )
     await litellm.acompletion(model="gpt-4o-mini", messages=MESSAGES, user="visitor-42", mock_response="c")
     await ledger.flush()
     by_user = {r["end_user"]: r["user_profile_id"] for r in rows(db)}
@@ -156,16 +179,25 @@ async def test_user_linking_metadata_then_session_map_then_raw_user(ledger: Ledg
 
 
 async def test_a_user_with_no_profile_yet_loses_nothing(ledger: Ledger, db: Database) -> None:
-    await litellm.acompletion(model="gpt-4o-mini", messages=MESSAGES, mock_response="hi",
-                              metadata={"user_profile_id": "gitlab_new"})
+    await litellm.acompletion(
+        model="gpt-4o-mini", messages=MESSAGES, mock_response="hi", metadata={"user_profile_id": "gitlab_new"}
+    )
     await ledger.flush()
     assert len(rows(db)) == 1
     assert db.fetch_one("select request_count from user_profiles where user_id='gitlab_new'") == {"request_count": 1}
 
 
 async def test_replayed_event_changes_nothing(ledger: Ledger, db: Database) -> None:
-    event = UsageEvent(litellm_call_id="replay-1", model="gpt-4o-mini", provider="openai", status="success",
-                       user_profile_id="google_1", prompt_tokens=100, completion_tokens=50, reported_cost=0.00005)
+    event = UsageEvent(
+        litellm_call_id="replay-1",
+        model="gpt-4o-mini",
+        provider="openai",
+        status="success",
+        user_profile_id="google_1",
+        prompt_tokens=100,
+        completion_tokens=50,
+        reported_cost=0.00005,
+    )
     ledger.record(event)
     await ledger.flush()
     before = db.fetch_one("select * from user_profiles where user_id='google_1'")
@@ -179,8 +211,9 @@ async def test_replayed_event_changes_nothing(ledger: Ledger, db: Database) -> N
 
 
 async def test_unpriced_model_has_null_cost_never_zero(ledger: Ledger, db: Database) -> None:
-    await litellm.acompletion(model="openai/acme-private", messages=MESSAGES, mock_response="x",
-                              metadata={"user_profile_id": "google_1"})
+    await litellm.acompletion(
+        model="openai/acme-private", messages=MESSAGES, mock_response="x", metadata={"user_profile_id": "google_1"}
+    )
     await ledger.flush()
     [row] = rows(db)
     assert (row["model"], row["total_cost"], row["cost_status"]) == ("acme-private", None, "unpriced")
@@ -189,8 +222,18 @@ async def test_unpriced_model_has_null_cost_never_zero(ledger: Ledger, db: Datab
 
 
 async def test_zero_reported_cost_for_a_priced_model_is_recomputed(ledger: Ledger, db: Database) -> None:
-    ledger.record(UsageEvent(litellm_call_id="zero-1", model="gpt-4o-mini", provider="openai", status="success",
-                             prompt_tokens=1000, completion_tokens=500, reported_cost=0.0, stream=True))
+    ledger.record(
+        UsageEvent(
+            litellm_call_id="zero-1",
+            model="gpt-4o-mini",
+            provider="openai",
+            status="success",
+            prompt_tokens=1000,
+            completion_tokens=500,
+            reported_cost=0.0,
+            stream=True,
+        )
+    )
     await ledger.flush()
     [row] = rows(db)
     assert row["cost_status"] == "recomputed"
@@ -198,12 +241,14 @@ async def test_zero_reported_cost_for_a_priced_model_is_recomputed(ledger: Ledge
 
 
 async def test_custom_price_wins_and_reprice_fixes_stored_rows(ledger: Ledger, db: Database) -> None:
-    await litellm.acompletion(model="openai/acme-private", messages=MESSAGES, mock_response="x",
-                              metadata={"user_profile_id": "google_1"})
+    await litellm.acompletion(
+        model="openai/acme-private", messages=MESSAGES, mock_response="x", metadata={"user_profile_id": "google_1"}
+    )
     await ledger.flush()
     set_price(db, "openai/acme-private", input_per_million=Decimal(2), output_per_million=Decimal(8))
-    await litellm.acompletion(model="openai/acme-private", messages=MESSAGES, mock_response="y",
-                              metadata={"user_profile_id": "google_1"})
+    await litellm.acompletion(
+        model="openai/acme-private", messages=MESSAGES, mock_response="y", metadata={"user_profile_id": "google_1"}
+    )
     await ledger.flush()
     old, new = rows(db)
     expected = 10 * Decimal("0.000002") + 20 * Decimal("0.000008")
@@ -213,7 +258,9 @@ async def test_custom_price_wins_and_reprice_fixes_stored_rows(ledger: Ledger, d
     old, new = rows(db)
     assert (old["cost_status"], old["total_cost"]) == ("custom", expected)
     assert db.fetch_one("select total_cost, unpriced_count from user_profiles where user_id='google_1'") == {
-        "total_cost": 2 * expected, "unpriced_count": 0}
+        "total_cost": 2 * expected,
+        "unpriced_count": 0,
+    }
     assert reprice(db) == 0
     assert_counters_match_ledger(db)
 
@@ -228,8 +275,16 @@ async def test_in_process_provider_with_registered_price(ledger: Ledger, db: Dat
             )
 
     litellm.custom_provider_map = [{"provider": "house", "custom_handler": HouseModel()}]
-    litellm.register_model({"house/m1": {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6,
-                                         "litellm_provider": "house", "mode": "chat"}})
+    litellm.register_model(
+        {
+            "house/m1": {
+                "input_cost_per_token": 1e-6,
+                "output_cost_per_token": 2e-6,
+                "litellm_provider": "house",
+                "mode": "chat",
+            }
+        }
+    )
     try:
         await litellm.acompletion(model="house/m1", messages=MESSAGES, metadata={"user_profile_id": "google_1"})
         await ledger.flush()
@@ -243,8 +298,16 @@ async def test_in_process_provider_with_registered_price(ledger: Ledger, db: Dat
 async def test_writer_retries_until_the_database_accepts(ledger: Ledger, db: Database, db_url: str) -> None:
     with psycopg.connect(db_url, autocommit=True) as admin:
         admin.execute("alter table request_logs rename to request_logs_away")
-        ledger.record(UsageEvent(litellm_call_id="retry-1", model="gpt-4o-mini", provider="openai",
-                                 status="success", prompt_tokens=5, completion_tokens=5))
+        ledger.record(
+            UsageEvent(
+                litellm_call_id="retry-1",
+                model="gpt-4o-mini",
+                provider="openai",
+                status="success",
+                prompt_tokens=5,
+                completion_tokens=5,
+            )
+        )
         assert not await ledger.flush(timeout=0.5)
         assert ledger.stats.failed_attempts >= 1 and "request_logs" in (ledger.stats.last_error or "")
         admin.execute("alter table request_logs_away rename to request_logs")
@@ -254,8 +317,18 @@ async def test_writer_retries_until_the_database_accepts(ledger: Ledger, db: Dat
 
 async def test_events_keep_their_call_time(ledger: Ledger, db: Database) -> None:
     at = dt.datetime(2026, 3, 31, 23, 59, 59, tzinfo=dt.UTC)
-    ledger.record(UsageEvent(litellm_call_id="t-1", model="gpt-4o-mini", provider="openai", status="success",
-                             user_profile_id="google_1", prompt_tokens=1, completion_tokens=1, created_at=at))
+    ledger.record(
+        UsageEvent(
+            litellm_call_id="t-1",
+            model="gpt-4o-mini",
+            provider="openai",
+            status="success",
+            user_profile_id="google_1",
+            prompt_tokens=1,
+            completion_tokens=1,
+            created_at=at,
+        )
+    )
     await ledger.flush()
     assert rows(db)[0]["created_at"] == at
     assert db.fetch_one("select day from usage_daily")["day"] == dt.date(2026, 3, 31)
@@ -263,9 +336,36 @@ async def test_events_keep_their_call_time(ledger: Ledger, db: Database) -> None
 
 async def test_content_none_stores_usage_without_messages(db_url: str, db: Database) -> None:
     async with Ledger(db_url, settings=Settings(flush_interval_ms=20, content="none")) as ledger:
-        await litellm.acompletion(model="gpt-4o-mini", messages=MESSAGES, mock_response="secret answer",
-                                  metadata={"user_profile_id": "google_1"})
+        await litellm.acompletion(
+            model="gpt-4o-mini",
+            messages=MESSAGES,
+            mock_response="secret answer",
+            metadata={"user_profile_id": "google_1"},
+        )
         await ledger.flush()
     [row] = rows(db)
     assert (row["messages"], row["response"]) == (None, None)
     assert (row["tokens_used"], row["cost_status"]) == (30, "priced")
+
+
+async def test_close_records_calls_that_were_not_flushed(db_url: str, db: Database) -> None:
+    ledger = await Ledger(db_url).start()
+    await litellm.acompletion(model="gpt-4o-mini", messages=MESSAGES, mock_response="a", litellm_call_id="async-1")
+    litellm.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="b", litellm_call_id="sync-1")
+    assert await ledger.close()
+    assert sorted(r["litellm_call_id"] for r in rows(db)) == ["async-1", "sync-1"]
+
+
+def test_sync_application_flushes_without_sleeping(db_url: str, db: Database) -> None:
+    with Ledger(db_url) as ledger:
+        for i in range(5):
+            litellm.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="s", litellm_call_id=f"s-{i}")
+        assert ledger.flush_sync()
+        assert len(rows(db)) == 5
+
+
+async def test_cancelled_call_with_a_provider_prefix_joins_litellms_rows(ledger: Ledger, db: Database) -> None:
+    ledger.record_cancelled(model="anthropic/claude-haiku-4-5", partial_response="Hel", user_profile_id="google_1")
+    await ledger.flush()
+    [row] = rows(db)
+    assert (row["model"], row["provider"], row["cost_status"]) == ("claude-haiku-4-5", "anthropic", "recomputed")

@@ -80,7 +80,7 @@ def test_existing_auth_functions_are_left_alone(empty_db_url: str) -> None:
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         conn.execute("create schema auth")
         conn.execute(
-            "create function auth.jwt() returns jsonb language sql stable as $$ select '{\"sub\": \"mine\"}'::jsonb $$"
+            'create function auth.jwt() returns jsonb language sql stable as $$ select \'{"sub": "mine"}\'::jsonb $$'
         )
     with Database(empty_db_url) as db:
         migrate(db)

@@ -12,8 +12,12 @@ from llmtally.errors import ConfigurationError, DatabaseUnreachable
 
 
 def test_all_is_sorted_and_complete() -> None:
-    public = {name for name in dir(llmtally) if not name.startswith("_") and name not in {"analytics", "cli", "db",
-              "demo", "errors", "ledger", "prices", "settings"}}
+    public = {
+        name
+        for name in dir(llmtally)
+        if not name.startswith("_")
+        and name not in {"analytics", "cli", "db", "demo", "errors", "ledger", "prices", "settings"}
+    }
     assert llmtally.__all__ == sorted(llmtally.__all__)
     assert public | {"__version__"} == set(llmtally.__all__)
 
@@ -31,7 +35,11 @@ def test_settings_read_database_url_and_prefix(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setenv("LLMTALLY_HOME", str(tmp_path))
     settings = llmtally.Settings()
     assert (settings.database_url, settings.batch_size, settings.home, settings.embedded) == (
-        "postgresql://a@h/db", 42, tmp_path, False)
+        "postgresql://a@h/db",
+        42,
+        tmp_path,
+        False,
+    )
     monkeypatch.setenv("LLMTALLY_DATABASE_URL", "postgresql://b@h/db")
     assert llmtally.Settings().database_url == "postgresql://b@h/db"
 
@@ -41,7 +49,10 @@ def test_no_url_means_embedded() -> None:
 
 
 def test_redact_hides_the_password() -> None:
-    assert redact("postgresql://app:s3cret@db.example.com:6543/postgres") == "postgresql://app:***@db.example.com:6543/postgres"
+    assert (
+        redact("postgresql://app:s3cret@db.example.com:6543/postgres")
+        == "postgresql://app:***@db.example.com:6543/postgres"
+    )
     assert "s3cret" not in str(translate(OSError("x"), "postgresql://app:s3cret@db:5432/x"))
 
 

@@ -29,7 +29,7 @@ DateLike = dt.date | dt.datetime | str | None
 
 
 def as_date(value: DateLike, name: str) -> dt.date | None:
-    """A date from a date, a datetime (its UTC day) or an ISO string; a clear error otherwise."""
+    """A date from a date, a datetime (its UTC day; a naive one is taken as UTC) or an ISO string."""
     if value is None:
         return None
     if isinstance(value, dt.datetime):
@@ -54,12 +54,29 @@ def _decode_cursor(cursor: str) -> tuple[dt.datetime, int]:
         raise UserInputError(f"invalid history cursor {cursor!r}: pass a next_before value") from None
 
 
+def _check_limit(limit: int, most: int = 1000) -> None:
+    if not 1 <= limit <= most:
+        raise UserInputError(f"limit must be between 1 and {most} (got {limit})")
+
+
 class Analytics:
     """The analytics API over one database. Use as a context manager for many calls."""
 
-    def __init__(self, db: Database, *, owns_db: bool = False) -> None:
+    def __init__(self, db: Database, *, owns_db: bool = False, viewer: str | None = None) -> None:
         self.db = db
         self._owns_db = owns_db
+        self.viewer = viewer
+
+    @classmethod
+    def for_user(cls, db: Database, user_id: str) -> Analytics:
+        """Analytics that read as ``user_id`` (Supabase's ``authenticated`` role with the user's claims):
+        row-level security guarantees only that user's rows are visible, whatever is asked."""
+        return cls(db, viewer=user_id)
+
+    def _rows(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        if self.viewer is not None:
+            return self.db.fetch_all_as_user(self.viewer, query(name), params)
+        return self.db.fetch_all(query(name), params)
 
     @classmethod
     def connect(cls, database_url: str | None = None, *, settings: Settings | None = None) -> Analytics:
@@ -89,22 +106,21 @@ class Analytics:
         self.close()
 
     def _require_user(self, user_id: str) -> None:
-        if not self.db.fetch_one(query("user_exists"), {"user_id": user_id}):
+        if not self._rows("user_exists", {"user_id": user_id}):
             raise UnknownUser(user_id)
 
     # -- per user --------------------------------------------------------------------------------
     def user_analytics(self, user_id: str) -> UserAnalytics:
-        row = self.db.fetch_one(query("user_analytics"), {"user_id": user_id})
-        if row is None:
+        rows = self._rows("user_analytics", {"user_id": user_id})
+        if not rows:
             raise UnknownUser(user_id)
-        return UserAnalytics.from_row(row)
+        return UserAnalytics.from_row(rows[0])
 
     def user_request_history(self, user_id: str, limit: int = 50, before: str | None = None) -> RequestHistory:
-        if not 1 <= limit <= 1000:
-            raise UserInputError(f"limit must be between 1 and 1000 (got {limit})")
+        _check_limit(limit)
         before_at, before_id = _decode_cursor(before) if before else (None, None)
-        rows = self.db.fetch_all(
-            query("user_history"),
+        rows = self._rows(
+            "user_history",
             {"user_id": user_id, "before_at": before_at, "before_id": before_id, "limit": limit + 1},
         )
         if not rows and before is None:
@@ -115,9 +131,7 @@ class Analytics:
 
     def user_token_breakdown(self, user_id: str, since: DateLike = None, until: DateLike = None) -> TokenBreakdown:
         since_d, until_d = as_date(since, "since"), as_date(until, "until")
-        rows = self.db.fetch_all(
-            query("user_breakdown_by_model"), {"user_id": user_id, "since": since_d, "until": until_d}
-        )
+        rows = self._rows("user_breakdown_by_model", {"user_id": user_id, "since": since_d, "until": until_d})
         if not rows:
             self._require_user(user_id)
         by_model = [ModelUsage.from_row(r) for r in rows]
@@ -125,8 +139,14 @@ class Analytics:
         for m in by_model:
             p = providers.setdefault(
                 m.provider,
-                {"provider": m.provider, "requests": 0, "prompt_tokens": 0, "completion_tokens": 0,
-                 "total_tokens": 0, "cost": Decimal(0)},
+                {
+                    "provider": m.provider,
+                    "requests": 0,
+                    "prompt_tokens": 0,
+                    "completion_tokens": 0,
+                    "total_tokens": 0,
+                    "cost": Decimal(0),
+                },
             )
             p["requests"] += m.requests
             p["prompt_tokens"] += m.prompt_tokens
@@ -144,7 +164,7 @@ class Analytics:
         today = dt.datetime.now(dt.UTC).date()
         index = today.year * 12 + today.month - 1 - (months - 1)
         first = dt.date(index // 12, index % 12 + 1, 1)
-        rows = self.db.fetch_all(query("user_monthly"), {"user_id": user_id, "first_month": first})
+        rows = self._rows("user_monthly", {"user_id": user_id, "first_month": first})
         if not rows:
             self._require_user(user_id)
         return [MonthlyUsage.from_row(r) for r in rows]
@@ -159,18 +179,20 @@ class Analytics:
         return {"since": since_d, "until": until_d}
 
     def top_users(self, since: DateLike = None, until: DateLike = None, limit: int = 10) -> list[UserUsage]:
-        rows = self.db.fetch_all(query("top_users"), {**self._period(since, until), "limit": limit})
+        _check_limit(limit)
+        rows = self._rows("top_users", {**self._period(since, until), "limit": limit})
         return [UserUsage.from_row(r) for r in rows]
 
     def totals_by_model(self, since: DateLike = None, until: DateLike = None) -> list[ModelUsage]:
-        return [ModelUsage.from_row(r) for r in self.db.fetch_all(query("totals_by_model"), self._period(since, until))]
+        return [ModelUsage.from_row(r) for r in self._rows("totals_by_model", self._period(since, until))]
 
     def totals_by_day(self, since: DateLike = None, until: DateLike = None) -> list[DailyTotals]:
-        return [DailyTotals.from_row(r) for r in self.db.fetch_all(query("totals_by_day"), self._period(since, until))]
+        return [DailyTotals.from_row(r) for r in self._rows("totals_by_day", self._period(since, until))]
 
     def error_rate_by_model(self, since: DateLike = None, until: DateLike = None) -> list[ModelErrorRate]:
-        rows = self.db.fetch_all(query("error_rate_by_model"), self._period(since, until))
+        rows = self._rows("error_rate_by_model", self._period(since, until))
         return [ModelErrorRate.from_row(r) for r in rows]
 
     def users(self, limit: int = 1000) -> list[UserSummary]:
-        return [UserSummary.from_row(r) for r in self.db.fetch_all(query("list_users"), {"limit": limit})]
+        _check_limit(limit, 100_000)
+        return [UserSummary.from_row(r) for r in self._rows("list_users", {"limit": limit})]

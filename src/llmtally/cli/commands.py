@@ -77,8 +77,10 @@ def demo(state: State, n_users: int) -> None:
                 str(a.unpriced_requests),
             )
         console.print(table)
-    console.print("Next: [bold]llmtally report --user github_583231[/], [bold]llmtally users[/], "
-                  "[bold]llmtally prices set openai/acme-internal-llm --input 1 --output 2[/]")
+    console.print(
+        "Next: [bold]llmtally report --user github_583231[/], [bold]llmtally users[/], "
+        "[bold]llmtally prices set openai/acme-internal-llm --input 1 --output 2[/]"
+    )
 
 
 @cli.command()
@@ -93,8 +95,13 @@ def users(state: State, limit: int) -> None:
             table.add_column(col)
         for u in rows:
             table.add_row(
-                u.user_id, u.email or "", u.full_name or "", f"{u.request_count:,}", f"{u.tokens_used:,}",
-                money(u.total_cost), u.last_request_at.strftime("%Y-%m-%d %H:%M") if u.last_request_at else "",
+                u.user_id,
+                u.email or "",
+                u.full_name or "",
+                f"{u.request_count:,}",
+                f"{u.tokens_used:,}",
+                money(u.total_cost),
+                u.last_request_at.strftime("%Y-%m-%d %H:%M") if u.last_request_at else "",
             )
         console.print(table)
 
@@ -119,7 +126,7 @@ def parse_month(value: str | None) -> tuple[dt.date, dt.date]:
 @click.option("--month", metavar="YYYY-MM", help="Calendar month, UTC (default: this month).")
 @pass_state
 def report(state: State, user_id: str | None, month: str | None) -> None:
-    """Usage for a month: per model, per user, error rates; or one user's detail."""
+    """Usage for a month: by model (with failures) and top users; or one user's detail."""
     since, until = parse_month(month)
     label = since.strftime("%B %Y")
     with state.database() as db, Analytics(db) as analytics:
@@ -135,16 +142,26 @@ def report(state: State, user_id: str | None, month: str | None) -> None:
             for col in ("model", "provider", "requests", "tokens", "cost"):
                 table.add_column(col)
             for m in breakdown.by_model:
-                table.add_row(m.model, m.provider, str(m.requests), f"{m.total_tokens:,}",
-                              money(m.cost) + (" (+unpriced)" if m.unpriced_requests else ""))
+                table.add_row(
+                    m.model,
+                    m.provider,
+                    str(m.requests),
+                    f"{m.total_tokens:,}",
+                    money(m.cost) + (" (+unpriced)" if m.unpriced_requests else ""),
+                )
             console.print(table)
             history = analytics.user_request_history(user_id, limit=10)
             recent = Table(title="Last requests")
             for col in ("when (UTC)", "model", "status", "tokens", "cost"):
                 recent.add_column(col)
             for r in history.items:
-                recent.add_row(r.created_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"), r.model, r.status,
-                               str(r.tokens_used), money(r.total_cost))
+                recent.add_row(
+                    r.created_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                    r.model,
+                    r.status,
+                    str(r.tokens_used),
+                    money(r.total_cost),
+                )
             console.print(recent)
             return
         models = analytics.totals_by_model(since, until)
@@ -152,8 +169,14 @@ def report(state: State, user_id: str | None, month: str | None) -> None:
         for col in ("model", "provider", "requests", "failures", "tokens", "cost"):
             table.add_column(col)
         for m in models:
-            table.add_row(m.model, m.provider, f"{m.requests:,}", f"{m.failures:,}", f"{m.total_tokens:,}",
-                          money(m.cost) + (f" (+{m.unpriced_requests} unpriced)" if m.unpriced_requests else ""))
+            table.add_row(
+                m.model,
+                m.provider,
+                f"{m.requests:,}",
+                f"{m.failures:,}",
+                f"{m.total_tokens:,}",
+                money(m.cost) + (f" (+{m.unpriced_requests} unpriced)" if m.unpriced_requests else ""),
+            )
         console.print(table)
         top = Table(title=f"{label}: top users by cost")
         for col in ("user id", "email", "requests", "tokens", "cost"):

@@ -39,23 +39,21 @@ def list_(state: State) -> None:
 @click.option("--reprice/--no-reprice", default=True, show_default=True, help="Recompute stored rows of this model.")
 @pass_state
 def set_(state: State, model: str, input_: str, output: str, reprice: bool) -> None:
-    """Set MODEL's price (as recorded, e.g. gpt-4o-mini or openai/acme-internal-llm)."""
+    """Set the price of MODEL (gpt-4o-mini, or with its provider: openai/acme-internal-llm)."""
     input_price = price_api.parse_price(input_, "--input")
     output_price = price_api.parse_price(output, "--output")
     with state.database() as db:
         price_api.set_price(db, model, input_per_million=input_price, output_per_million=output_price)
         console.print(f"{model}: ${input_price} in / ${output_price} out per million tokens")
         if reprice:
-            bare = model.split("/", 1)[1] if "/" in model else model
-            changed = price_api.reprice(db, model) + (price_api.reprice(db, bare) if bare != model else 0)
-            console.print(f"repriced {changed} stored row(s)")
+            console.print(f"repriced {price_api.reprice(db, model)} stored row(s)")
 
 
 @prices.command("delete")
 @click.argument("model")
 @pass_state
 def delete(state: State, model: str) -> None:
-    """Remove MODEL's custom price (run `llmtally prices reprice` to recompute stored rows)."""
+    """Remove the custom price of MODEL (then `llmtally prices reprice` recomputes stored rows)."""
     with state.database() as db:
         if not price_api.delete_price(db, model):
             raise click.ClickException(f"no custom price for {model!r} (see `llmtally prices list`)")
@@ -63,7 +61,7 @@ def delete(state: State, model: str) -> None:
 
 
 @prices.command("reprice")
-@click.option("--model", metavar="MODEL", help="Only this model (default: every recorded model).")
+@click.option("--model", metavar="MODEL", help="Only this model, with or without its provider (default: all).")
 @pass_state
 def reprice(state: State, model: str | None) -> None:
     """Recompute stored costs from current prices; counters and rollups follow."""

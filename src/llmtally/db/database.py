@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import psycopg.errors
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
 from llmtally.db.embedded import EmbeddedServer
@@ -31,6 +34,12 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10
 Row = dict[str, Any]
+# json/jsonb numbers with a fraction become Decimal, so costs inside jsonb stay exact.
+_json_loads = functools.partial(json.loads, parse_float=Decimal)
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    set_json_loads(_json_loads, conn)
 
 
 def redact(url: str) -> str:
@@ -63,9 +72,7 @@ def translate(exc: BaseException, url: str = "") -> LlmtallyError:
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):
         return InsufficientPrivilege(f"permission denied: {text}")
     if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedFunction):
-        return SchemaNotReady(
-            f"the llmtally schema is missing ({text}); run `llmtally migrate`", applied=0, expected=0
-        )
+        return SchemaNotReady(f"the llmtally schema is missing ({text}); run `llmtally migrate`", applied=0, expected=0)
     if isinstance(exc, psycopg.errors.InvalidPassword | psycopg.errors.InvalidAuthorizationSpecification):
         return DatabaseAuthFailed(f"{where} rejected the login: check the user and password in DATABASE_URL")
     if isinstance(exc, psycopg.errors.InvalidCatalogName):
@@ -89,9 +96,7 @@ def translate(exc: BaseException, url: str = "") -> LlmtallyError:
 
 def check_url(url: str) -> None:
     if not re.match(r"^postgres(ql)?://", url) and "=" not in url:
-        raise ConfigurationError(
-            f"DATABASE_URL must start with postgresql:// (got {redact(url)!r})"
-        )
+        raise ConfigurationError(f"DATABASE_URL must start with postgresql:// (got {redact(url)!r})")
     try:
         psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
@@ -139,6 +144,7 @@ class Database:
                 min_size=1,
                 max_size=self._max_size,
                 kwargs={"connect_timeout": CONNECT_TIMEOUT_S},
+                configure=_configure,
                 open=False,
                 name="llmtally",
             )
@@ -192,6 +198,14 @@ class Database:
 
     def fetch_all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
         with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+
+    def fetch_all_as_user(
+        self, user_id: str | None, sql: str, params: Sequence[Any] | dict[str, Any] = ()
+    ) -> list[Row]:
+        """Like :meth:`fetch_all`, inside :meth:`as_user`: row-level security applies."""
+        with self.as_user(user_id) as conn, conn.cursor(row_factory=dict_row) as cur:
             cur.execute(sql, params)
             return cur.fetchall()
 

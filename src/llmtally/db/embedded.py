@@ -46,8 +46,7 @@ class EmbeddedServer:
                         _refs[self.pgdata] = _refs.get(self.pgdata, 0) + 1
                 except Exception as exc:  # the wheel raises plain RuntimeError/CalledProcessError
                     raise DatabaseUnreachable(
-                        f"could not start the embedded PostgreSQL in {self.pgdata}: {exc}"
-                        f" (see {self.pgdata / 'log'})"
+                        f"could not start the embedded PostgreSQL in {self.pgdata}: {exc} (see {self.pgdata / 'log'})"
                     ) from exc
             self._ensure_database()
         return str(self._server.get_uri(DATABASE_NAME))
@@ -75,5 +74,3 @@ class EmbeddedServer:
                     del _refs[self.pgdata]
                     self._server.cleanup()
             self._server = None
-
-

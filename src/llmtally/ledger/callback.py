@@ -7,8 +7,10 @@ handler catches its own and reports them on the ``llmtally`` logger.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -20,8 +22,18 @@ from llmtally.ledger.events import Status, UsageEvent
 log = logging.getLogger("llmtally.callback")
 
 # Keys LiteLLM adds to litellm_params["metadata"] for its own bookkeeping: not the application's.
-_LITELLM_METADATA = frozenset({"hidden_params", "model_info", "headers", "endpoint", "caching_groups",
-                                "previous_models", "litellm_api_version", "global_max_parallel_requests"})
+_LITELLM_METADATA = frozenset(
+    {
+        "hidden_params",
+        "model_info",
+        "headers",
+        "endpoint",
+        "caching_groups",
+        "previous_models",
+        "litellm_api_version",
+        "global_max_parallel_requests",
+    }
+)
 
 
 def _aware(value: Any) -> dt.datetime | None:
@@ -48,6 +60,7 @@ def _usage(response_obj: Any, slo: Mapping[str, Any]) -> tuple[int, int, int | N
         usage = response_obj.get("usage")
     if usage is None:
         return 0, 0, None
+
     def get(key: str) -> Any:
         return usage.get(key) if isinstance(usage, Mapping) else getattr(usage, key, None)
 
@@ -153,3 +166,35 @@ class LedgerCallback(CustomLogger):  # type: ignore[misc]
 
     def log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
         self._record(kwargs, response_obj, start_time, end_time, "failure")
+
+
+async def drain_litellm_async_logging(timeout: float | None) -> None:
+    """Let LiteLLM run every async callback it has queued (best effort, bounded by ``timeout``)."""
+    await asyncio.sleep(0)  # success callbacks are scheduled as tasks that enqueue on their first step
+    try:
+        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+    except ImportError:  # a LiteLLM without the worker runs callbacks inline
+        return
+    try:
+        await asyncio.wait_for(GLOBAL_LOGGING_WORKER.flush(), timeout)
+    except TimeoutError:
+        log.warning("LiteLLM's logging queue did not drain within %ss", timeout)
+
+
+def wait_for_litellm_logging_threads(timeout: float | None) -> bool:
+    """Wait until LiteLLM's logging thread pool (used for sync calls) has no pending task."""
+    try:
+        from litellm.litellm_core_utils.thread_pool_executor import executor
+    except ImportError:
+        return True
+    slots = getattr(executor, "_pending_slots", None)
+    capacity = getattr(executor, "_max_pending_tasks", None)
+    if slots is None or capacity is None:
+        return True
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while getattr(slots, "_value", capacity) < capacity:
+        if deadline is not None and time.monotonic() >= deadline:
+            log.warning("LiteLLM's logging threads were still busy after %ss", timeout)
+            return False
+        time.sleep(0.005)
+    return True

@@ -82,8 +82,16 @@ class Ledger:
         return await asyncio.to_thread(self.start_sync)
 
     def flush_sync(self, timeout: float | None = 30.0) -> bool:
-        """Wait until every recorded call is in the database. False on timeout."""
-        return self._require_writer().flush(timeout)
+        """Wait until every finished call is in the database. False on timeout.
+
+        LiteLLM logs synchronous calls from its own thread pool after they return: that pool is
+        waited for first.
+        """
+        writer = self._require_writer()
+        from llmtally.ledger.callback import wait_for_litellm_logging_threads
+
+        threads_idle = wait_for_litellm_logging_threads(timeout)
+        return writer.flush(timeout) and threads_idle
 
     async def flush(self, timeout: float | None = 30.0) -> bool:
         """Wait until every finished LiteLLM call is in the database. False on timeout.
@@ -91,20 +99,27 @@ class Ledger:
         LiteLLM runs async callbacks from its own logging queue after the call returns; that
         queue is drained first, so a call awaited before ``flush()`` is recorded when it returns.
         """
-        await _drain_litellm_logging(timeout)
+        from llmtally.ledger.callback import drain_litellm_async_logging
+
+        self._require_writer()
+        await drain_litellm_async_logging(timeout)
         return await asyncio.to_thread(self.flush_sync, timeout)
 
     def close_sync(self, timeout: float = 30.0) -> bool:
-        """Unregister the callback, drain the queue, release the database. False if events were left."""
+        """Wait for LiteLLM's pending logging, unregister the callback, drain the queue, release the
+        database. False if events were left unwritten."""
         drained = True
         if self._callback is not None:
+            from llmtally.ledger.callback import wait_for_litellm_logging_threads
+
+            drained = wait_for_litellm_logging_threads(timeout)
             import litellm
 
             # LiteLLM copies callbacks into several internal lists on first use: leave none behind.
             litellm.logging_callback_manager.remove_callback_from_all_lists(self._callback)
             self._callback = None
         if self._writer is not None:
-            drained = self._writer.close(timeout)
+            drained = self._writer.close(timeout) and drained
             self._writer = None
         if self.db is not None:
             self.db.close()
@@ -112,6 +127,11 @@ class Ledger:
         return drained
 
     async def close(self, timeout: float = 30.0) -> bool:
+        """Record what LiteLLM still has queued, then :meth:`close_sync`."""
+        if self._callback is not None:
+            from llmtally.ledger.callback import drain_litellm_async_logging
+
+            await drain_litellm_async_logging(timeout)
         return await asyncio.to_thread(self.close_sync, timeout)
 
     async def __aenter__(self) -> Ledger:
@@ -170,8 +190,9 @@ class Ledger:
         import litellm
 
         if provider is None:
+            # Store the model as LiteLLM's own events do ("claude-x", not "anthropic/claude-x").
             try:
-                provider = litellm.get_llm_provider(model)[1]
+                model, provider = litellm.get_llm_provider(model)[:2]
             except Exception:
                 provider = "unknown"
         if prompt_tokens is None:
@@ -225,19 +246,6 @@ class Ledger:
     async def link_session(self, session_id: str, user_id: str) -> None:
         """Map a session id to a user, so calls that carry only the session are still attributed."""
         await asyncio.to_thread(self.link_session_sync, session_id, user_id)
-
-
-async def _drain_litellm_logging(timeout: float | None) -> None:
-    """Let LiteLLM's async logging worker run every queued callback (best effort)."""
-    await asyncio.sleep(0)  # success callbacks are scheduled as tasks that enqueue on their first step
-    try:
-        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
-    except ImportError:  # a LiteLLM without the worker runs callbacks inline
-        return
-    try:
-        await asyncio.wait_for(GLOBAL_LOGGING_WORKER.flush(), timeout)
-    except TimeoutError:
-        log.warning("LiteLLM's logging queue did not drain within %ss", timeout)
 
 
 def _count_tokens(litellm: Any, model: str, **what: Any) -> int:

@@ -1,7 +1,7 @@
 """Prices from LiteLLM's map, and the cost of an event.
 
 Cost status of a row:
-  priced      LiteLLM reported a cost and it is plausible
+  priced      LiteLLM reported a cost above 0 (or 0 for a call with no tokens)
   recomputed  LiteLLM reported 0 (or nothing) for a priced model; recomputed from tokens x price
   unpriced    no price is known: cost is NULL, never a silent 0
   custom      a row of model_prices set the cost (applied in the database at insert)
@@ -18,6 +18,11 @@ UNPRICED = "unpriced"
 CUSTOM = "custom"
 
 
+# LiteLLM computes costs in binary floats (0.00034500000000000004): keep 12 decimal places of a
+# dollar, far below any price, and drop the noise.
+COST_QUANTUM = Decimal("1e-12")
+
+
 def _as_decimal(value: Any) -> Decimal | None:
     if value is None:
         return None
@@ -25,7 +30,9 @@ def _as_decimal(value: Any) -> Decimal | None:
         number = Decimal(str(value))
     except ArithmeticError:
         return None
-    return number if number.is_finite() and number >= 0 else None
+    if not number.is_finite() or number < 0:
+        return None
+    return number.quantize(COST_QUANTUM).normalize() if isinstance(value, float) else number
 
 
 def litellm_price(model: str, provider: str | None) -> tuple[Decimal, Decimal] | None:

@@ -143,7 +143,6 @@ create table public.request_logs (
 );
 create index request_logs_user_created_idx on public.request_logs (user_profile_id, created_at desc, id desc);
 create index request_logs_created_idx on public.request_logs (created_at);
-create index request_logs_failures_idx on public.request_logs (created_at) where status = 'failure';
 comment on table public.request_logs is 'The ledger: one row per LLM call, keyed by litellm_call_id (idempotent).';
 
 create table public.usage_daily (
