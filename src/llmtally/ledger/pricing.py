@@ -23,7 +23,7 @@ CUSTOM = "custom"
 COST_QUANTUM = Decimal("1e-12")
 
 
-def _as_decimal(value: Any) -> Decimal | None:
+def _as_decimal(value: Any, *, quantize: bool = False) -> Decimal | None:
     if value is None:
         return None
     try:
@@ -32,7 +32,7 @@ def _as_decimal(value: Any) -> Decimal | None:
         return None
     if not number.is_finite() or number < 0:
         return None
-    return number.quantize(COST_QUANTUM).normalize() if isinstance(value, float) else number
+    return number.quantize(COST_QUANTUM).normalize() if quantize and isinstance(value, float) else number
 
 
 def litellm_price(model: str, provider: str | None) -> tuple[Decimal, Decimal] | None:
@@ -59,7 +59,7 @@ def resolve_cost(
     model: str, provider: str | None, prompt_tokens: int, completion_tokens: int, reported: Any
 ) -> tuple[Decimal | None, str]:
     """The cost to store and its status, from what LiteLLM reported and its price map."""
-    reported_cost = _as_decimal(reported)
+    reported_cost = _as_decimal(reported, quantize=True)
     price = litellm_price(model, provider)
     if reported_cost is not None and reported_cost > 0:
         return reported_cost, PRICED
