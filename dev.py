@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Run llmtally from a fresh clone with nothing but Python >= 3.11 and git.
 
-    python3 dev.py run  [ARGS...]   the main job (today: `llmtally demo ARGS`)
+    python3 dev.py run  [ARGS...]   the main job: the chat app (`llmtally up ARGS`)
     python3 dev.py test [ARGS...]   the whole test suite (`pytest ARGS`)
     python3 dev.py lint             ruff and mypy
     python3 dev.py llmtally ARGS    any llmtally command
+    python3 dev.py bench [ARGS...]  the benchmarks (`python bench/run.py ARGS`, see docs/benchmarks.md)
 
 The first run installs the pinned uv (hash-checked, from tools/uv-requirements.txt) into .tools/,
 then `uv sync --frozen` builds .venv from uv.lock (every package pinned with its hashes).
@@ -82,17 +83,19 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 0
     what, rest = argv[0], argv[1:]
-    if what not in {"run", "test", "lint", "llmtally"}:
-        fail(f"unknown command {what!r}: use run, test, lint or llmtally")
+    if what not in {"run", "test", "lint", "llmtally", "bench"}:
+        fail(f"unknown command {what!r}: use run, test, lint, llmtally or bench")
     try:
         uv = ensure_uv()
         sync(uv)
     except subprocess.CalledProcessError as exc:
         fail(f"setting up the environment failed (exit {exc.returncode}); see the output above")
     if what == "run":
-        return uv_run(uv, "llmtally", "demo", *rest)
+        return uv_run(uv, "llmtally", "up", *rest)
     if what == "llmtally":
         return uv_run(uv, "llmtally", *rest)
+    if what == "bench":
+        return uv_run(uv, "python", "bench/run.py", *rest)
     if what == "lint":
         paths = [p for p in ("src", "tests", "scripts", "bench", "dev.py") if (ROOT / p).exists()]
         code = uv_run(uv, "ruff", "check", *paths) or uv_run(uv, "ruff", "format", "--check", *paths)

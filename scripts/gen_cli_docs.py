@@ -32,11 +32,9 @@ exit with status 1. The database is chosen by `--database-url`, else `LLMTALLY_D
 
 
 def _app() -> click.Group:
-    from llmtally.cli import commands, prices  # noqa: F401  (importing them registers the commands)
-    from llmtally.cli.app import cli
+    from llmtally.cli.app import load_commands
 
-    assert isinstance(cli, click.Group)
-    return cli
+    return load_commands()
 
 
 def _contexts(command: click.Command, ctx: click.Context) -> Iterator[click.Context]:

@@ -21,6 +21,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from llmtally.db import Database, EmbeddedServer
 from llmtally.db.migrations import migrate
+from tests.db.supabase_shape import shape_like_supabase
 
 BACKENDS = ["embedded"] + (["external"] if os.environ.get("TEST_DATABASE_URL") else [])
 
@@ -96,9 +97,39 @@ def template(cluster: Cluster) -> str:
     return name
 
 
+@pytest.fixture(scope="session")
+def supabase_template(cluster: Cluster) -> str:
+    """Like ``template``, on a database shaped like a fresh Supabase project (tests/db/supabase_shape.py)."""
+    name = cluster.create_database()
+    shape_like_supabase(cluster.url(name))
+    with Database(cluster.url(name)) as db:
+        migrate(db)
+    return name
+
+
 @pytest.fixture
 def db_url(cluster: Cluster, template: str) -> Iterator[str]:
     """A fresh, migrated database of its own for one test."""
+    name = cluster.create_database(template=template)
+    yield cluster.url(name)
+    cluster.drop_database(name)
+
+
+@pytest.fixture
+def supabase_db_url(cluster: Cluster, supabase_template: str) -> Iterator[str]:
+    """A fresh, migrated database shaped like a Supabase project, for one test."""
+    name = cluster.create_database(template=supabase_template)
+    yield cluster.url(name)
+    cluster.drop_database(name)
+
+
+@pytest.fixture(params=["postgres", "supabase"])
+def any_db_url(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator[str]:
+    """A fresh, migrated database: plain PostgreSQL, then one shaped like a Supabase project.
+
+    A module that overrides ``db_url`` with this runs each of its tests on both.
+    """
+    template = request.getfixturevalue("template" if request.param == "postgres" else "supabase_template")
     name = cluster.create_database(template=template)
     yield cluster.url(name)
     cluster.drop_database(name)
@@ -113,6 +144,15 @@ def empty_db_url(cluster: Cluster) -> Iterator[str]:
 
 
 @pytest.fixture
+def empty_supabase_db_url(cluster: Cluster) -> Iterator[str]:
+    """A fresh database shaped like a new Supabase project, before any llmtally migration."""
+    name = cluster.create_database()
+    shape_like_supabase(cluster.url(name))
+    yield cluster.url(name)
+    cluster.drop_database(name)
+
+
+@pytest.fixture
 def db(db_url: str) -> Iterator[Database]:
     with Database(db_url) as database:
         yield database
@@ -122,7 +162,12 @@ def db(db_url: str) -> Iterator[Database]:
 def _hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's llmtally settings; LLMTALLY_HOME points at a temp dir."""
     for key in list(os.environ):
-        if key.startswith("LLMTALLY_") or key == "DATABASE_URL":
+        if key.startswith("LLMTALLY_") or key in {
+            "DATABASE_URL",
+            "SUPABASE_URL",
+            "SUPABASE_SERVICE_ROLE_KEY",
+            "SUPABASE_SECRET_KEY",
+        }:
             monkeypatch.delenv(key)
     monkeypatch.setenv("LLMTALLY_HOME", str(tmp_path / "home"))
 

@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from llmtally.errors import ConfigurationError
 
 
 def default_home() -> Path:
@@ -27,11 +29,45 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=default_home, description="Data directory (the embedded database).")
     batch_size: int = Field(default=500, ge=1, le=50_000, description="Most events written in one batch.")
     flush_interval_ms: int = Field(default=200, ge=10, le=60_000, description="Longest wait before a batch is written.")
-    queue_size: int = Field(default=100_000, ge=100, description="Events held in memory before callers wait.")
+    # 10,000 events with typical content keep a writing process under 300 MB (docs/benchmarks.md).
+    queue_size: int = Field(default=10_000, ge=100, description="Events held in memory before callers wait.")
     content: Literal["full", "none"] = Field(
         default="full", description="Store message and response content (`full`) or usage only (`none`)."
+    )
+
+    supabase_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("LLMTALLY_SUPABASE_URL", "SUPABASE_URL"),
+        description="Supabase project URL; with a server key and no database URL, usage is written through its API.",
+    )
+    supabase_service_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "LLMTALLY_SUPABASE_SERVICE_KEY", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_SECRET_KEY"
+        ),
+        description="Supabase server key (service_role or sb_secret_...): never the anon or publishable key.",
     )
 
     @property
     def embedded(self) -> bool:
         return not self.database_url
+
+    def supabase_api(self) -> tuple[str, str] | None:
+        """The Supabase URL and server key when usage goes through Supabase's API, else None.
+
+        A database URL wins: with one set, the ledger writes to the database directly.
+        """
+        if self.database_url or (not self.supabase_url and self.supabase_service_key is None):
+            return None
+        if not self.supabase_url:
+            raise ConfigurationError(
+                "a Supabase server key is set but no SUPABASE_URL (or LLMTALLY_SUPABASE_URL): set it, or set"
+                " DATABASE_URL to write to the database directly"
+            )
+        if self.supabase_service_key is None or not self.supabase_service_key.get_secret_value():
+            raise ConfigurationError(
+                "SUPABASE_URL is set but no server key: set LLMTALLY_SUPABASE_SERVICE_KEY (or"
+                " SUPABASE_SERVICE_ROLE_KEY) to write usage through Supabase's API, or DATABASE_URL to write to"
+                " the database directly"
+            )
+        return self.supabase_url, self.supabase_service_key.get_secret_value()

@@ -3,6 +3,10 @@
 Reads and writes run through ``Database.as_user`` (Supabase's ``authenticated`` role with PostgREST-style
 JWT claims; ``None`` is ``anon``). The catalog tests mirror Supabase's database linter; each also proves
 it can fail by reporting exactly a deliberately bad object created in a rolled-back transaction.
+
+Every test runs twice per server: on plain PostgreSQL, and on a database shaped like a fresh Supabase
+project (its roles, ``auth`` schema and default privileges granting everything in ``public`` to the
+client roles; tests/db/supabase_shape.py) that the same migrations were applied to.
 """
 
 from __future__ import annotations
@@ -36,6 +40,12 @@ TABLES = ["user_profiles", "sessions", "request_logs", "usage_daily", "model_pri
 VIEWS = ["user_request_analytics", "monthly_token_usage", "user_recent_activity"]
 POLICY_TABLES = ["user_profiles", "sessions", "request_logs", "usage_daily"]
 OPERATIONS = ["insert", "update", "delete", "truncate"]
+
+
+@pytest.fixture
+def db_url(any_db_url: str) -> str:
+    """Plain PostgreSQL and Supabase-shaped, in turn (see ``any_db_url`` in tests/conftest.py)."""
+    return any_db_url
 
 
 @pytest.fixture
@@ -183,6 +193,35 @@ def test_no_client_can_write_through_a_view(data: Database, view: str, op: str) 
         assert type(info.value.__cause__) is expected, info.value
 
 
+WRITE_FUNCTION_CALLS = {
+    "llmtally_ingest": (
+        "select public.llmtally_ingest(%(events)s::jsonb)",
+        '[{"litellm_call_id": "forged", "user_profile_id": "%(other)s", "model": "gpt-4o",'
+        ' "status": "success", "tokens_used": 1000000}]',
+    ),
+    "llmtally_insert_events": (
+        "select public.llmtally_insert_events(array[row(1, %(other)s, null, null, 'forged', 'gpt-4o', 'openai',"
+        " 0, 0, 1000000, 0, 'priced', null, null, 'success', null, null, null, false, '{}', now())"
+        "::public.llmtally_event])",
+        "",
+    ),
+    "llmtally_upsert_user": ("select public.llmtally_upsert_user(%(other)s, 'forged@example.com')", ""),
+    "llmtally_link_session": ("select public.llmtally_link_session('forged', %(other)s)", ""),
+}
+
+
+@pytest.mark.parametrize("function", list(WRITE_FUNCTION_CALLS))
+def test_no_client_can_execute_the_write_functions(data: Database, function: str) -> None:
+    """Only the server (and service_role) writes, through these functions as well as directly."""
+    sql, events = WRITE_FUNCTION_CALLS[function]
+    written = ["request_logs", "user_profiles", "sessions", "usage_daily"]
+    before = [as_server(data, f"select * from public.{table}") for table in written]
+    for user in CLIENTS:
+        other = B if user == A else A
+        assert_denied(data, user, sql, {"events": events.replace("%(other)s", other), "other": other})
+    assert [as_server(data, f"select * from public.{table}") for table in written] == before
+
+
 def test_the_authenticated_role_cannot_become_service_role_or_a_superuser(db: Database) -> None:
     """Logged in as ``authenticated`` itself (the least a PostgREST-style authenticator holds), SET ROLE is refused."""
     targets = ["service_role", *(r[0] for r in as_server(db, "select rolname from pg_roles where rolsuper"))]
@@ -245,7 +284,7 @@ LINTS: dict[str, tuple[str, str, list[str]]] = {
             " where n.nspname in ('public', 'auth') and pg_get_userbyid(p.proowner) = current_user"
             " and not exists (select from pg_depend d where d.classid = 'pg_proc'::regclass and d.objid = p.oid"
             "                 and d.deptype = 'e')"
-            " and not exists (select from unnest(p.proconfig) c where c ~ '^search_path=')"
+            " and not coalesce(p.proconfig, '{}') && array['search_path=\"\"']"  # Supabase's linter wants exactly ''
         ),
         "create function public.lint_probe() returns int language sql as 'select 1'",
         ["lint_probe()"],
@@ -262,6 +301,16 @@ LINTS: dict[str, tuple[str, str, list[str]]] = {
         ),
         ["model_prices.lint_probe"],
     ),
+    "multiple_permissive_policies": (
+        (
+            "select c.relname || ' ' || r.rolname || ' ' || p.polcmd::text from pg_policy p"
+            " join pg_class c on c.oid = p.polrelid join pg_roles r on p.polroles @> array[r.oid]"
+            " where c.relnamespace = 'public'::regnamespace and p.polpermissive"
+            " group by c.relname, r.rolname, p.polcmd having count(*) > 1"
+        ),
+        "create policy lint_probe on public.user_profiles for select to authenticated using (user_id = 'x')",
+        ["user_profiles authenticated r"],
+    ),
     "policy_always_true": (
         (
             "select tablename || '.' || policyname from pg_policies where schemaname = 'public'"
@@ -269,6 +318,15 @@ LINTS: dict[str, tuple[str, str, list[str]]] = {
         ),
         "create policy lint_probe on public.model_prices for select using (true)",
         ["model_prices.lint_probe"],
+    ),
+    "function_in_public_executable_by_clients": (
+        (
+            "select p.oid::regprocedure::text from pg_proc p where p.pronamespace = 'public'::regnamespace"
+            " and (has_function_privilege('anon', p.oid, 'EXECUTE')"
+            "      or has_function_privilege('authenticated', p.oid, 'EXECUTE'))"
+        ),
+        "create function public.lint_probe() returns int language sql set search_path = '' as 'select 1'",
+        ["lint_probe()"],
     ),
     "security_definer_function_executable_by_clients": (
         (
@@ -297,6 +355,8 @@ LINTS: dict[str, tuple[str, str, list[str]]] = {
         ),
         (
             "create table public.lint_probe (id int generated always as identity, note text);"
+            # Supabase's default privileges grant everything on a new table: take them back first
+            " revoke all on public.lint_probe, public.lint_probe_id_seq from anon, authenticated;"
             " grant update (note) on public.lint_probe to authenticated;"
             " grant usage on sequence public.lint_probe_id_seq to anon"
         ),

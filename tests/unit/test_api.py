@@ -54,6 +54,8 @@ def test_redact_hides_the_password() -> None:
         == "postgresql://app:***@db.example.com:6543/postgres"
     )
     assert "s3cret" not in str(translate(OSError("x"), "postgresql://app:s3cret@db:5432/x"))
+    assert "s3cret" not in redact("host=db user=app password=s3cret dbname=x")
+    assert "dbname=x" in redact("host=db user=app password=s3cret dbname=x")
 
 
 def test_check_url_rejects_other_schemes() -> None:

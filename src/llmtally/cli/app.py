@@ -83,9 +83,15 @@ def cli(ctx: click.Context, database_url: str | None, verbose: int) -> None:
     ctx.obj = State(database_url)
 
 
-def main() -> None:
-    from llmtally.cli import commands, prices  # noqa: F401  (registers the commands)
+def load_commands() -> click.Group:
+    """The CLI with every command registered (importing a command module registers it)."""
+    from llmtally.cli import commands, prices, supabase, up  # noqa: F401
 
+    return cli
+
+
+def main() -> None:
+    load_commands()
     try:
         cli(prog_name="llmtally")
     except KeyboardInterrupt:

@@ -72,12 +72,31 @@ def load_migrations() -> list[Migration]:
     return found
 
 
+# The Supabase CLI records each migration it pushes by the name after the file's timestamp;
+# `llmtally supabase export` names ours llmtally_<version>_<name>.
+PUSHED = "pushed by the Supabase CLI"  # stands for the checksum of a migration applied that way
+_PUSHED_NAME = r"^llmtally_([0-9]{4})_[a-z0-9_]+$"
+
+
 def _applied(conn: psycopg.Connection) -> dict[int, str]:
+    """Applied migrations and their checksums: our own records, and those pushed by the Supabase CLI."""
+    applied: dict[int, str] = {}
+    pushed = conn.execute(
+        "select coalesce(has_table_privilege(t.oid, 'select'), false)"
+        "   and exists (select from pg_attribute where attrelid = t.oid and attname = 'name' and not attisdropped)"
+        "  from (select to_regclass('supabase_migrations.schema_migrations') as oid) t"
+    ).fetchone()
+    if pushed and pushed[0]:
+        rows = conn.execute(
+            "select substring(name from %s) from supabase_migrations.schema_migrations where name ~ %s",
+            (_PUSHED_NAME,) * 2,
+        ).fetchall()
+        applied |= {int(v): PUSHED for (v,) in rows}
     exists = conn.execute("select to_regclass('public.llmtally_migrations') is not null").fetchone()
-    if not exists or not exists[0]:
-        return {}
-    rows = conn.execute("select version, checksum from public.llmtally_migrations").fetchall()
-    return {int(v): str(c) for v, c in rows}
+    if exists and exists[0]:
+        rows = conn.execute("select version, checksum from public.llmtally_migrations").fetchall()
+        applied |= {int(v): str(c) for v, c in rows}
+    return applied
 
 
 def status(db: Database) -> MigrationStatus:
@@ -93,31 +112,34 @@ def status(db: Database) -> MigrationStatus:
 
 
 def migrate(db: Database) -> list[Migration]:
-    """Apply every pending migration; return those applied. Safe to run from many processes at once."""
+    """Apply every pending migration; return those applied. Safe to run from many processes at once.
+
+    All pending migrations run in one transaction under a transaction-scoped advisory lock, so the
+    upgrade is all or nothing and works through a transaction pooler (a session lock could be taken
+    on one server connection and released on another).
+    """
     done: list[Migration] = []
     with db.connection() as conn:
         conn.autocommit = True
         try:
-            conn.execute("select pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
-            try:
-                with conn.transaction():
+            with conn.transaction():
+                conn.execute("select pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+                exists = conn.execute("select to_regclass('public.llmtally_migrations') is not null").fetchone()
+                if not exists or not exists[0]:
                     conn.execute(MIGRATIONS_TABLE)
                 applied = _applied(conn)
                 for migration in load_migrations():
                     if migration.version in applied:
-                        if applied[migration.version] != migration.checksum:
+                        if applied[migration.version] not in (migration.checksum, PUSHED):
                             log.warning("migration %s differs from the one applied", migration.filename)
                         continue
                     log.info("applying migration %s", migration.filename)
-                    with conn.transaction():
-                        conn.execute(migration.sql.encode())
-                        conn.execute(
-                            "insert into public.llmtally_migrations (version, name, checksum) values (%s, %s, %s)",
-                            (migration.version, migration.name, migration.checksum),
-                        )
+                    conn.execute(migration.sql.encode())
+                    conn.execute(
+                        "insert into public.llmtally_migrations (version, name, checksum) values (%s, %s, %s)",
+                        (migration.version, migration.name, migration.checksum),
+                    )
                     done.append(migration)
-            finally:
-                conn.execute("select pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
         except psycopg.Error as exc:
             raise translate(exc, db.url) from exc
         finally:

@@ -17,6 +17,7 @@ from llmtally.ledger.writer import LedgerWriter, WriterStats
 
 if TYPE_CHECKING:
     from llmtally.ledger.callback import LedgerCallback
+    from llmtally.ledger.supabase_api import SupabaseApiSink
 from llmtally.settings import Settings
 
 log = logging.getLogger("llmtally")
@@ -37,6 +38,7 @@ class Ledger:
         base = settings or Settings()
         self.settings = base.model_copy(update={"database_url": database_url}) if database_url else base
         self.db: Database | None = None
+        self._api: SupabaseApiSink | None = None  # set instead of db when writing through Supabase's API
         self._writer: LedgerWriter | None = None
         self._callback: LedgerCallback | None = None
 
@@ -50,18 +52,25 @@ class Ledger:
         """Blocking twin of :meth:`start`."""
         if self._writer is not None:
             return self
-        db = Database.from_settings(self.settings, max_size=4).open()
-        try:
-            if db.embedded is not None:
-                migrate(db)  # our own database: keep it current
-            else:
-                ensure_current(db)  # a shared database is migrated only by `llmtally migrate`
-        except BaseException:
-            db.close()
-            raise
-        self.db = db
+        target: Database | SupabaseApiSink
+        api = self.settings.supabase_api()
+        if api is not None:  # only a Supabase URL and a server key: write through its API
+            from llmtally.ledger.supabase_api import SupabaseApiSink
+
+            target = self._api = SupabaseApiSink(*api, store_content=self.settings.content == "full").open()
+        else:
+            db = Database.from_settings(self.settings, max_size=4).open()
+            try:
+                if db.embedded is not None:
+                    migrate(db)  # our own database: keep it current
+                else:
+                    ensure_current(db)  # a shared database is migrated only by `llmtally migrate`
+            except BaseException:
+                db.close()
+                raise
+            target = self.db = db
         self._writer = LedgerWriter(
-            db,
+            target,
             batch_size=self.settings.batch_size,
             flush_interval_ms=self.settings.flush_interval_ms,
             queue_size=self.settings.queue_size,
@@ -74,7 +83,7 @@ class Ledger:
 
         self._callback = LedgerCallback(self._writer.submit)
         litellm.callbacks.append(self._callback)
-        log.info("llmtally ledger recording to %s", db.where)
+        log.info("llmtally ledger recording to %s", target.where)
         return self
 
     async def start(self) -> Ledger:
@@ -124,6 +133,9 @@ class Ledger:
         if self.db is not None:
             self.db.close()
             self.db = None
+        if self._api is not None:
+            self._api.close()
+            self._api = None
         return drained
 
     async def close(self, timeout: float = 30.0) -> bool:
@@ -226,6 +238,9 @@ class Ledger:
     ) -> None:
         if not user_id:
             raise UserInputError("user_id must not be empty")
+        if self._api is not None:
+            self._api.upsert_user(user_id, email=email, full_name=full_name, provider=provider)
+            return
         self._require_db().execute(
             query("upsert_user"), {"user_id": user_id, "email": email, "full_name": full_name, "provider": provider}
         )
@@ -239,9 +254,10 @@ class Ledger:
     def link_session_sync(self, session_id: str, user_id: str) -> None:
         if not session_id or not user_id:
             raise UserInputError("session_id and user_id must not be empty")
-        with self._require_db().transaction() as conn:
-            conn.execute(query("upsert_user"), {"user_id": user_id, "email": None, "full_name": None, "provider": None})
-            conn.execute(query("link_session"), {"session_id": session_id, "user_id": user_id})
+        if self._api is not None:
+            self._api.link_session(session_id, user_id)
+            return
+        self._require_db().execute(query("link_session"), {"session_id": session_id, "user_id": user_id})
 
     async def link_session(self, session_id: str, user_id: str) -> None:
         """Map a session id to a user, so calls that carry only the session are still attributed."""

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from llmtally.db.database import Database
 from llmtally.db.queries import query
@@ -26,6 +26,40 @@ from llmtally.ledger.sanitize import clean_text, to_json
 log = logging.getLogger("llmtally.writer")
 
 MAX_BACKOFF_S = 5.0
+
+# The fields of a stage row, in the order of ``event_row`` (and of the type public.llmtally_event).
+EVENT_FIELDS = (
+    "seq",
+    "user_profile_id",
+    "end_user",
+    "session_id",
+    "litellm_call_id",
+    "model",
+    "provider",
+    "prompt_tokens",
+    "completion_tokens",
+    "tokens_used",
+    "total_cost",
+    "cost_status",
+    "messages",
+    "response",
+    "status",
+    "error",
+    "error_type",
+    "latency_ms",
+    "stream",
+    "metadata",
+    "created_at",
+)
+
+
+class BatchSink(Protocol):
+    """Somewhere other than a database connection that takes a batch (the Supabase API path)."""
+
+    @property
+    def where(self) -> str: ...
+
+    def write(self, events: Sequence[UsageEvent]) -> int: ...
 
 
 @dataclass
@@ -76,7 +110,9 @@ def write_events(db: Database, events: Sequence[UsageEvent], *, store_content: b
         with conn.cursor().copy(query("copy_stage")) as copy:
             for row in rows:
                 copy.write_row(row)
-        return conn.execute(query("insert_from_stage")).rowcount
+        # llmtally_insert_events (migration 0002) returns how many rows were new.
+        inserted = conn.execute(query("insert_from_stage")).fetchone()
+        return int(inserted[0]) if inserted else 0
 
 
 class LedgerWriter:
@@ -84,14 +120,14 @@ class LedgerWriter:
 
     def __init__(
         self,
-        db: Database,
+        target: Database | BatchSink,
         *,
         batch_size: int = 500,
         flush_interval_ms: int = 200,
-        queue_size: int = 100_000,
+        queue_size: int = 10_000,
         store_content: bool = True,
     ) -> None:
-        self.db = db
+        self.target = target
         self.batch_size = batch_size
         self.flush_interval = flush_interval_ms / 1000
         self.store_content = store_content
@@ -172,11 +208,16 @@ class LedgerWriter:
                 return
             self._write_with_retry(batch)
 
+    def _write(self, batch: list[UsageEvent]) -> int:
+        if isinstance(self.target, Database):
+            return write_events(self.target, batch, store_content=self.store_content)
+        return self.target.write(batch)
+
     def _write_with_retry(self, batch: list[UsageEvent]) -> None:
         backoff = 0.1
         while True:
             try:
-                inserted = write_events(self.db, batch, store_content=self.store_content)
+                inserted = self._write(batch)
             except Exception as exc:  # any failure: keep the events, retry, say so loudly
                 self.stats.failed_attempts += 1
                 self.stats.last_error = str(exc)

@@ -2,29 +2,7 @@
 
 -- create_stage --
 -- A batch of events lands here by COPY, then moves to request_logs in one statement.
-create temp table llmtally_stage (
-    seq               integer not null,
-    user_profile_id   text,
-    end_user          text,
-    session_id        text,
-    litellm_call_id   text not null,
-    model             text not null,
-    provider          text not null,
-    prompt_tokens     integer not null,
-    completion_tokens integer not null,
-    tokens_used       integer not null,
-    total_cost        numeric,
-    cost_status       text not null,
-    messages          jsonb,
-    response          jsonb,
-    status            text not null,
-    error             text,
-    error_type        text,
-    latency_ms        integer,
-    stream            boolean not null,
-    metadata          jsonb not null,
-    created_at        timestamptz not null
-) on commit drop
+create temp table llmtally_stage of public.llmtally_event on commit drop
 
 -- copy_stage --
 copy llmtally_stage (seq, user_profile_id, end_user, session_id, litellm_call_id, model, provider,
@@ -32,43 +10,15 @@ copy llmtally_stage (seq, user_profile_id, end_user, session_id, litellm_call_id
     error, error_type, latency_ms, stream, metadata, created_at) from stdin
 
 -- insert_from_stage --
--- User: the event's own user id, else the session map (by session id, then by the raw `user`).
--- Cost: a custom price in model_prices wins over what LiteLLM reported.
-insert into public.request_logs (user_profile_id, end_user, session_id, litellm_call_id, model, provider,
-    prompt_tokens, completion_tokens, tokens_used, total_cost, cost_status, messages, response, status,
-    error, error_type, latency_ms, stream, metadata, created_at)
-select coalesce(s.user_profile_id, by_session.user_id, by_end_user.user_id),
-       s.end_user, s.session_id, s.litellm_call_id, s.model, s.provider,
-       s.prompt_tokens, s.completion_tokens, s.tokens_used,
-       case when price.model is null then s.total_cost
-            else s.prompt_tokens * price.input_cost_per_token + s.completion_tokens * price.output_cost_per_token end,
-       case when price.model is null then s.cost_status else 'custom' end,
-       s.messages, s.response, s.status, s.error, s.error_type, s.latency_ms, s.stream, s.metadata, s.created_at
-  from llmtally_stage s
-  left join public.sessions by_session on by_session.session_id = s.session_id and s.user_profile_id is null
-  left join public.sessions by_end_user on by_end_user.session_id = s.end_user and s.user_profile_id is null
-  left join lateral (
-        select mp.model, mp.input_cost_per_token, mp.output_cost_per_token
-          from public.model_prices mp
-         where mp.model in (s.model, s.provider || '/' || s.model)
-         order by mp.model = s.model desc
-         limit 1) price on true
- order by s.seq
-on conflict (litellm_call_id) do nothing
+-- The insert itself (user from the session map, custom prices, on conflict do nothing) is the
+-- function of migration 0002, shared with the Supabase API path (llmtally_ingest).
+select public.llmtally_insert_events(array(select s::public.llmtally_event from llmtally_stage s))
 
 -- upsert_user --
-insert into public.user_profiles as p (user_id, email, full_name, provider, last_seen_at)
-values (%(user_id)s, %(email)s, %(full_name)s, %(provider)s, now())
-on conflict (user_id) do update set
-    email        = coalesce(excluded.email, p.email),
-    full_name    = coalesce(excluded.full_name, p.full_name),
-    provider     = coalesce(excluded.provider, p.provider),
-    last_seen_at = now()
+select public.llmtally_upsert_user(%(user_id)s, %(email)s, %(full_name)s, %(provider)s)
 
 -- link_session --
-insert into public.sessions as s (session_id, user_id)
-values (%(session_id)s, %(user_id)s)
-on conflict (session_id) do update set user_id = excluded.user_id, last_seen_at = now()
+select public.llmtally_link_session(%(session_id)s, %(user_id)s)
 
 -- user_analytics --
 select user_id, email, full_name, provider, total_requests, successful_requests, failed_requests,
@@ -102,12 +52,32 @@ select model, provider, sum(requests) as requests, sum(successes) as successes, 
  order by cost desc, total_tokens desc, model
 
 -- user_monthly --
-select user_id, month, requests, successes, failures, cancelled, prompt_tokens, completion_tokens,
-       total_tokens, total_cost, model_breakdown, provider_breakdown
-  from public.monthly_token_usage
- where user_id = %(user_id)s
-   and month >= %(first_month)s::date
- order by month desc
+-- Read from usage_daily directly rather than through the monthly_token_usage view: the view matches
+-- its per-month breakdowns to users with IS NOT DISTINCT FROM, which no index serves, so it would
+-- aggregate every user's rollup rows. Here the user's rows come from one range of usage_daily_key.
+with d as (
+    select date_trunc('month', day)::date as month, model, provider,
+           sum(requests) as requests, sum(successes) as successes, sum(failures) as failures,
+           sum(cancelled) as cancelled, sum(prompt_tokens) as prompt_tokens,
+           sum(completion_tokens) as completion_tokens, sum(tokens) as tokens, sum(cost) as cost
+      from public.usage_daily
+     where user_id = %(user_id)s
+       and day >= %(first_month)s::date
+     group by 1, 2, 3
+)
+select %(user_id)s::text as user_id, t.month, t.requests, t.successes, t.failures, t.cancelled, t.prompt_tokens,
+       t.completion_tokens, t.total_tokens, t.total_cost,
+       (select jsonb_object_agg(m.model, jsonb_build_object('requests', m.requests, 'tokens', m.tokens, 'cost', m.cost))
+          from (select model, sum(requests) as requests, sum(tokens) as tokens, sum(cost) as cost
+                  from d where d.month = t.month group by model) m) as model_breakdown,
+       (select jsonb_object_agg(v.provider, jsonb_build_object('requests', v.requests, 'tokens', v.tokens, 'cost', v.cost))
+          from (select provider, sum(requests) as requests, sum(tokens) as tokens, sum(cost) as cost
+                  from d where d.month = t.month group by provider) v) as provider_breakdown
+  from (select month, sum(requests) as requests, sum(successes) as successes, sum(failures) as failures,
+               sum(cancelled) as cancelled, sum(prompt_tokens) as prompt_tokens,
+               sum(completion_tokens) as completion_tokens, sum(tokens) as total_tokens, sum(cost) as total_cost
+          from d group by month) t
+ order by t.month desc
 
 -- top_users --
 select d.user_id, p.email, p.full_name, sum(d.requests) as requests, sum(d.tokens) as total_tokens,

@@ -1,0 +1,231 @@
+"""The Chainlit handlers: login, streamed chat through LiteLLM, cancellation, usage panel, thread resume.
+
+Chainlit loads this module by path (see ``server.py``); it reaches the ledger and the database
+through :func:`llmtally.app.runtime.get_runtime`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import uuid
+from typing import Any
+
+import chainlit as cl
+import litellm
+from chainlit.input_widget import InputWidget, Select
+from chainlit.oauth_providers import get_configured_oauth_providers
+from chainlit.types import CommandDict, ThreadDict
+
+from llmtally.analytics.service import Analytics
+from llmtally.app.datalayer import ChatDataLayer
+from llmtally.app.demo_model import DEMO_MODEL
+from llmtally.app.identity import Identity, oauth_identity, password_identity
+from llmtally.app.runtime import get_runtime
+from llmtally.app.usage import usage_markdown
+from llmtally.errors import LlmtallyError
+
+log = logging.getLogger("llmtally.app")
+
+USAGE_COMMAND: CommandDict = {
+    "id": "usage",
+    "icon": "chart-column",
+    "description": "Show this month's usage",
+    "button": True,
+    "persistent": False,
+    "selected": False,
+}
+
+
+@cl.data_layer
+def _data_layer() -> ChatDataLayer:
+    return ChatDataLayer(get_runtime().db)
+
+
+async def _remember_login(identity: Identity) -> cl.User:
+    await get_runtime().ledger.upsert_user(
+        identity.user_id, email=identity.email, full_name=identity.full_name, provider=identity.provider
+    )
+    # Only non-secret facts: this travels in a signed, unencrypted cookie.
+    return cl.User(
+        identifier=identity.user_id,
+        display_name=identity.full_name or identity.user_id,
+        metadata={"provider": identity.provider},
+    )
+
+
+@cl.password_auth_callback
+async def password_login(username: str, password: str) -> cl.User | None:
+    if not get_runtime().logins.check(username, password):
+        return None
+    return await _remember_login(password_identity(username))
+
+
+async def oauth_login(
+    provider_id: str,
+    token: str,
+    raw_user_data: dict[str, Any],
+    default_user: cl.User,
+    id_token: str | None = None,
+) -> cl.User | None:
+    identity = oauth_identity(provider_id, raw_user_data, default_user.display_name)
+    return None if identity is None else await _remember_login(identity)
+
+
+if get_configured_oauth_providers():  # Chainlit refuses an OAuth callback with no provider configured
+    cl.oauth_callback(oauth_login)
+
+
+def _user_id() -> str:
+    user = cl.user_session.get("user")
+    assert user is not None, "login is required"
+    return str(user.identifier)
+
+
+async def _start_session(model: str) -> None:
+    runtime = get_runtime()
+    session_id = str(cl.user_session.get("id"))
+    await runtime.ledger.link_session(session_id, _user_id())
+    cl.user_session.set("model", model)
+    choices = [m.model for m in runtime.models]
+    picker: list[InputWidget] = [
+        Select(id="model", label="Model", values=choices, initial_index=choices.index(model) if model in choices else 0)
+    ]
+    await cl.ChatSettings(picker).send()
+    await cl.context.emitter.set_commands([USAGE_COMMAND])
+    await _show_usage()
+
+
+@cl.on_chat_start
+async def on_chat_start() -> None:
+    cl.user_session.set("history", [])
+    await _start_session(DEMO_MODEL)
+
+
+@cl.on_chat_resume
+async def on_chat_resume(thread: ThreadDict) -> None:
+    history: list[dict[str, str]] = []
+    for step in thread.get("steps") or []:
+        if step.get("type") == "user_message" and step.get("output"):
+            history.append({"role": "user", "content": step["output"]})
+        elif (
+            step.get("type") == "assistant_message"
+            and step.get("output")
+            and history
+            and step.get("name") != "llmtally"
+        ):
+            history.append({"role": "assistant", "content": step["output"]})
+    cl.user_session.set("history", history)
+    model = (thread.get("metadata") or {}).get("llmtally_model") or DEMO_MODEL
+    await _start_session(model if model in {m.model for m in get_runtime().models} else DEMO_MODEL)
+
+
+@cl.on_settings_update
+async def on_settings_update(settings: dict[str, Any]) -> None:
+    if settings.get("model") in {m.model for m in get_runtime().models}:
+        cl.user_session.set("model", settings["model"])
+
+
+async def _show_usage(send_message: bool = False) -> None:
+    runtime = get_runtime()
+    user_id = _user_id()
+    try:
+        # Read as the user: row-level security guards this even if the query had a bug.
+        text = await asyncio.to_thread(usage_markdown, Analytics.for_user(runtime.db, user_id), user_id)
+    except LlmtallyError as exc:
+        log.error("usage panel: %s", exc)
+        text = "Usage is unavailable right now."
+    await cl.ElementSidebar.set_title("Your usage")
+    await cl.ElementSidebar.set_elements([cl.Text(name="usage", content=text, display="side")], key=str(uuid.uuid4()))
+    if send_message:
+        await cl.Message(content=text, author="llmtally").send()
+
+
+def friendly_error(exc: Exception, model: str) -> str:
+    """One short sentence for the person chatting; the full error is in the ledger."""
+    if isinstance(exc, litellm.AuthenticationError):
+        return f"The provider rejected the API key for {model}. Ask your administrator to check it."
+    if isinstance(exc, litellm.RateLimitError):
+        return f"{model} is rate limited right now. Please try again in a minute."
+    if isinstance(exc, litellm.Timeout):
+        return f"{model} took too long to answer. Please try again."
+    if isinstance(exc, litellm.NotFoundError | litellm.BadRequestError):
+        return f"{model} could not take this request ({type(exc).__name__})."
+    return f"{model} is unavailable right now ({type(exc).__name__}). Please try again later."
+
+
+@cl.on_message
+async def on_message(message: cl.Message) -> None:
+    if message.command == "usage" or message.content.strip() == "/usage":
+        await _show_usage(send_message=True)
+        return
+    runtime = get_runtime()
+    user_id = _user_id()
+    session_id = str(cl.user_session.get("id"))
+    thread_id = cl.context.session.thread_id
+    model = str(cl.user_session.get("model") or DEMO_MODEL)
+    history: list[dict[str, str]] = list(cl.user_session.get("history") or [])
+    history.append({"role": "user", "content": message.content})
+    call_id = str(uuid.uuid4())
+    started = dt.datetime.now(dt.UTC)
+    produced: list[str] = []
+    reply = cl.Message(content="")
+    try:
+        stream = await litellm.acompletion(
+            model=model,
+            messages=history,
+            stream=True,
+            stream_options={"include_usage": True},
+            user=user_id,
+            metadata={"user_profile_id": user_id, "session_id": session_id, "thread_id": thread_id},
+            litellm_call_id=call_id,
+        )
+        async for chunk in stream:
+            delta = chunk.choices[0].delta.content if chunk.choices else None
+            if delta:
+                produced.append(delta)
+                await reply.stream_token(delta)
+        await reply.send()
+        history.append({"role": "assistant", "content": "".join(produced)})
+    except asyncio.CancelledError:
+        # Stop button, closed tab or lost connection: LiteLLM records nothing for these.
+        runtime.ledger.record_cancelled(
+            model=model,
+            messages=history,
+            partial_response="".join(produced),
+            litellm_call_id=call_id,
+            user_profile_id=user_id,
+            session_id=session_id,
+            started_at=started,
+            metadata={"thread_id": thread_id, "reason": "stopped"},
+        )
+        if produced:
+            history.append({"role": "assistant", "content": "".join(produced)})
+        cl.user_session.set("history", history)
+        raise
+    except Exception as exc:  # a provider error: LiteLLM's failure event records it
+        log.warning("chat call %s failed: %s", call_id, type(exc).__name__)
+        history.pop()
+        await cl.Message(content=friendly_error(exc, model), author="llmtally").send()
+    cl.user_session.set("history", history)
+    if thread_id and cl.context.session.thread_id:
+        await _remember_model(thread_id, model)
+    await runtime.ledger.flush(timeout=5)
+    await _show_usage()
+
+
+async def _remember_model(thread_id: str, model: str) -> None:
+    data_layer = ChatDataLayer(get_runtime().db)
+    try:
+        await data_layer.update_thread(thread_id, metadata={"llmtally_model": model})
+    except LlmtallyError as exc:
+        log.error("could not save the thread's model: %s", exc)
+
+
+@cl.on_chat_end
+async def on_chat_end() -> None:
+    """The tab closed or the connection dropped: stop the reply in flight (recorded as cancelled)."""
+    task = cl.context.session.current_task
+    if task is not None and not task.done():
+        task.cancel()

@@ -1,0 +1,90 @@
+"""Settings and secrets of the chat app.
+
+Secrets that are generated (Chainlit's JWT secret, the local one-time password) live in files under
+``LLMTALLY_HOME/app`` with mode 0600; they are printed only where the issue asks (the password, at
+startup, for the person who started the server) and never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from llmtally.errors import ConfigurationError
+
+LOCAL_USER = "admin"
+
+
+class AppSettings(BaseSettings):
+    """The chat app's own settings (``LLMTALLY_*``); the ledger's are in :class:`llmtally.Settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMTALLY_", extra="ignore", frozen=True)
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port to listen on.")
+    public_url: str | None = Field(
+        default=None, description="URL users open (for CORS and OAuth callbacks); default http://HOST:PORT."
+    )
+    users: str | None = Field(
+        default=None, description="Password logins as 'name:password,name2:password2'. Unset: one generated login."
+    )
+
+    @property
+    def url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class PasswordLogins:
+    """Who may log in with a password. ``generated`` is True for the stored one-time login."""
+
+    credentials: dict[str, str]
+    generated: bool
+
+    def check(self, username: str, password: str) -> bool:
+        expected = self.credentials.get(username)
+        # compare even for unknown names, so timing does not reveal which names exist
+        return hmac.compare_digest((expected or "\0").encode(), password.encode()) and expected is not None
+
+
+def _secret_file(path: Path, make: str) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        value = path.read_text(encoding="utf-8").strip()
+        if value:
+            return value
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(make + "\n")
+    return make
+
+
+def auth_secret(home: Path) -> str:
+    """CHAINLIT_AUTH_SECRET from the environment, else generated once and kept in LLMTALLY_HOME."""
+    given = os.environ.get("CHAINLIT_AUTH_SECRET")
+    if given:
+        return given
+    return _secret_file(home / "app" / "auth-secret", secrets.token_urlsafe(48))
+
+
+def password_logins(settings: AppSettings, home: Path) -> PasswordLogins:
+    """The configured password logins, or one generated login stored in LLMTALLY_HOME."""
+    if settings.users:
+        credentials: dict[str, str] = {}
+        for item in settings.users.split(","):
+            name, sep, password = item.strip().partition(":")
+            if not sep or not name or not password:
+                raise ConfigurationError("LLMTALLY_USERS must look like 'alice:password,bob:password'")
+            credentials[name] = password
+        return PasswordLogins(credentials, generated=False)
+    password = _secret_file(home / "app" / "local-password", secrets.token_urlsafe(12))
+    return PasswordLogins({LOCAL_USER: password}, generated=True)

@@ -1,0 +1,368 @@
+"""Chainlit's data layer on llmtally's database: threads, messages and feedback in schema ``chat``.
+
+Chainlit calls these methods from its event loop; each runs one short transaction on llmtally's
+connection pool in a worker thread. Thread listing and reading are scoped to the asking user by
+Chainlit (it checks the thread's author) and by the queries themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from chainlit.data.base import BaseDataLayer
+from chainlit.data.utils import queue_until_user_message
+from chainlit.types import Feedback, PageInfo, PaginatedResponse, Pagination, ThreadDict, ThreadFilter
+from chainlit.user import PersistedUser, User
+
+from llmtally.db.database import Database
+from llmtally.ledger.sanitize import clean_text, to_json
+
+if TYPE_CHECKING:
+    from chainlit.element import Element, ElementDict
+    from chainlit.step import StepDict
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    if not value:
+        return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    try:
+        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _step_dict(row: dict[str, Any]) -> StepDict:
+    step: dict[str, Any] = {
+        "id": row["id"],
+        "threadId": row["thread_id"],
+        "parentId": row["parent_id"],
+        "name": row["name"] or "",
+        "type": row["type"],
+        "input": row["input"] or "",
+        "output": row["output"] or "",
+        "metadata": row["metadata"] or {},
+        "isError": row["is_error"],
+        "showInput": row["show_input"],
+        "language": row["language"],
+        "generation": row["generation"],
+        "tags": row["tags"],
+        "createdAt": _iso(row["start_time"]),
+        "start": _iso(row["start_time"]),
+        "end": _iso(row["end_time"]),
+    }
+    if row.get("feedback_id"):
+        step["feedback"] = {
+            "id": row["feedback_id"],
+            "forId": row["id"],
+            "value": int(row["feedback_value"]),
+            "comment": row["feedback_comment"],
+        }
+    return step  # type: ignore[return-value]
+
+
+class ChatDataLayer(BaseDataLayer):
+    """Chainlit persistence in PostgreSQL schema ``chat``."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def _all(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.db.fetch_all, sql, params or {})
+
+    async def _one(self, sql: str, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        rows = await self._all(sql, params)
+        return rows[0] if rows else None
+
+    async def _run(self, sql: str, params: dict[str, Any] | None = None) -> int:
+        return await asyncio.to_thread(self.db.execute, sql, params or {})
+
+    # -- users -------------------------------------------------------------------------------------
+    async def get_user(self, identifier: str) -> PersistedUser | None:
+        row = await self._one("select * from chat.users where identifier = %(i)s", {"i": identifier})
+        if row is None:
+            return None
+        return PersistedUser(
+            id=str(row["id"]),
+            identifier=row["identifier"],
+            createdAt=_iso(row["created_at"]) or "",
+            metadata=row["metadata"] or {},
+        )
+
+    async def create_user(self, user: User) -> PersistedUser | None:
+        row = await self._one(
+            "insert into chat.users (identifier, metadata) values (%(i)s, %(m)s::jsonb)"
+            " on conflict (identifier) do update set metadata = excluded.metadata returning *",
+            {"i": user.identifier, "m": to_json(user.metadata or {})},
+        )
+        assert row is not None
+        return PersistedUser(
+            id=str(row["id"]),
+            identifier=row["identifier"],
+            createdAt=_iso(row["created_at"]) or "",
+            metadata=row["metadata"] or {},
+        )
+
+    # -- threads -----------------------------------------------------------------------------------
+    async def update_thread(
+        self,
+        thread_id: str,
+        name: str | None = None,
+        user_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+    ) -> None:
+        await self._run(
+            """
+            insert into chat.threads (id, name, user_id, user_identifier, tags, metadata)
+            values (%(id)s, %(name)s, %(user_id)s::uuid,
+                    (select identifier from chat.users where id = %(user_id)s::uuid), %(tags)s, %(meta)s::jsonb)
+            on conflict (id) do update set
+                name = coalesce(excluded.name, chat.threads.name),
+                user_id = coalesce(excluded.user_id, chat.threads.user_id),
+                user_identifier = coalesce(excluded.user_identifier, chat.threads.user_identifier),
+                tags = coalesce(excluded.tags, chat.threads.tags),
+                metadata = chat.threads.metadata || excluded.metadata,
+                updated_at = now()
+            """,
+            {
+                "id": thread_id,
+                "name": clean_text(name),
+                "user_id": user_id,
+                "tags": tags,
+                "meta": to_json({k: v for k, v in (metadata or {}).items() if v is not None}),
+            },
+        )
+
+    async def get_thread_author(self, thread_id: str) -> str:
+        row = await self._one("select user_identifier from chat.threads where id = %(id)s", {"id": thread_id})
+        if row is None or row["user_identifier"] is None:
+            raise ValueError(f"thread {thread_id} not found")
+        return str(row["user_identifier"])
+
+    async def delete_thread(self, thread_id: str) -> None:
+        await self._run("delete from chat.threads where id = %(id)s", {"id": thread_id})
+
+    async def list_threads(self, pagination: Pagination, filters: ThreadFilter) -> PaginatedResponse[ThreadDict]:
+        if not filters.userId:  # never list everyone's threads
+            return PaginatedResponse(pageInfo=PageInfo(False, None, None), data=[])
+        rows = await self._all(
+            """
+            select t.* from chat.threads t
+             where t.user_id = %(user)s::uuid
+               and (%(search)s::text is null or t.name ilike '%%' || %(search)s || '%%')
+               and (%(cursor)s::text is null
+                    or t.updated_at < (select updated_at from chat.threads where id = %(cursor)s))
+             order by t.updated_at desc
+             limit %(limit)s
+            """,
+            {
+                "user": filters.userId,
+                "search": filters.search,
+                "cursor": pagination.cursor,
+                "limit": pagination.first + 1,
+            },
+        )
+        has_next = len(rows) > pagination.first
+        threads = [self._thread_dict(r, []) for r in rows[: pagination.first]]
+        return PaginatedResponse(
+            pageInfo=PageInfo(
+                hasNextPage=has_next,
+                startCursor=threads[0]["id"] if threads else None,
+                endCursor=threads[-1]["id"] if threads else None,
+            ),
+            data=threads,
+        )
+
+    async def get_thread(self, thread_id: str) -> ThreadDict | None:
+        thread = await self._one("select * from chat.threads where id = %(id)s", {"id": thread_id})
+        if thread is None:
+            return None
+        steps = await self._all(
+            """
+            select s.*, f.id as feedback_id, f.value as feedback_value, f.comment as feedback_comment
+              from chat.steps s left join chat.feedbacks f on f.step_id = s.id
+             where s.thread_id = %(id)s
+             order by s.start_time, s.id
+            """,
+            {"id": thread_id},
+        )
+        return self._thread_dict(thread, [_step_dict(s) for s in steps])
+
+    @staticmethod
+    def _thread_dict(row: dict[str, Any], steps: list[StepDict]) -> ThreadDict:
+        return ThreadDict(
+            id=row["id"],
+            createdAt=_iso(row["created_at"]) or "",
+            name=row["name"],
+            userId=str(row["user_id"]) if row["user_id"] else None,
+            userIdentifier=row["user_identifier"],
+            tags=row["tags"],
+            metadata=row["metadata"] or {},
+            steps=steps,
+            elements=[],
+        )
+
+    # -- steps -------------------------------------------------------------------------------------
+    @queue_until_user_message()  # type: ignore[untyped-decorator]
+    async def create_step(self, step_dict: StepDict) -> None:
+        thread_id = step_dict.get("threadId")
+        if not thread_id:
+            return
+        await self._run(
+            """
+            insert into chat.threads (id) values (%(thread_id)s) on conflict (id) do nothing;
+            """,
+            {"thread_id": thread_id},
+        )
+        start = _parse_time(step_dict.get("start") or step_dict.get("createdAt")) or dt.datetime.now(dt.UTC)
+        await self._run(
+            """
+            insert into chat.steps (id, thread_id, parent_id, name, type, input, output, metadata, is_error,
+                                    show_input, language, generation, tags, start_time, end_time)
+            values (%(id)s, %(thread_id)s, %(parent_id)s, %(name)s, %(type)s, %(input)s, %(output)s,
+                    %(metadata)s::jsonb, %(is_error)s, %(show_input)s, %(language)s, %(generation)s::jsonb,
+                    %(tags)s, %(start)s, %(end)s)
+            on conflict (id) do update set
+                name = coalesce(excluded.name, chat.steps.name),
+                input = coalesce(nullif(excluded.input, ''), chat.steps.input),
+                output = coalesce(nullif(excluded.output, ''), chat.steps.output),
+                metadata = case when excluded.metadata <> '{}'::jsonb then excluded.metadata
+                                else chat.steps.metadata end,
+                is_error = excluded.is_error or chat.steps.is_error,
+                generation = coalesce(excluded.generation, chat.steps.generation),
+                tags = coalesce(excluded.tags, chat.steps.tags),
+                end_time = coalesce(excluded.end_time, chat.steps.end_time)
+            """,
+            {
+                "id": step_dict["id"],
+                "thread_id": thread_id,
+                "parent_id": step_dict.get("parentId"),
+                "name": clean_text(step_dict.get("name")),
+                "type": step_dict.get("type") or "undefined",
+                "input": clean_text(step_dict.get("input")),
+                "output": clean_text(step_dict.get("output")),
+                "metadata": to_json(step_dict.get("metadata") or {}),
+                "is_error": bool(step_dict.get("isError")),
+                "show_input": str(step_dict.get("showInput")) if step_dict.get("showInput") is not None else None,
+                "language": step_dict.get("language"),
+                "generation": to_json(step_dict.get("generation")),
+                "tags": step_dict.get("tags"),
+                "start": start,
+                "end": _parse_time(step_dict.get("end")),
+            },
+        )
+
+    @queue_until_user_message()  # type: ignore[untyped-decorator]
+    async def update_step(self, step_dict: StepDict) -> None:
+        await self.create_step(step_dict)
+
+    @queue_until_user_message()  # type: ignore[untyped-decorator]
+    async def delete_step(self, step_id: str) -> None:
+        await self._run("delete from chat.steps where id = %(id)s", {"id": step_id})
+
+    # -- feedback ----------------------------------------------------------------------------------
+    async def upsert_feedback(self, feedback: Feedback) -> str:
+        feedback_id = feedback.id or str(uuid.uuid4())
+        await self._run(
+            """
+            insert into chat.feedbacks (id, step_id, thread_id, value, comment)
+            values (%(id)s, %(step)s, (select thread_id from chat.steps where id = %(step)s), %(value)s, %(comment)s)
+            on conflict (id) do update set value = excluded.value, comment = excluded.comment
+            """,
+            {
+                "id": feedback_id,
+                "step": feedback.forId,
+                "value": float(feedback.value),
+                "comment": clean_text(feedback.comment),
+            },
+        )
+        return feedback_id
+
+    async def delete_feedback(self, feedback_id: str) -> bool:
+        return await self._run("delete from chat.feedbacks where id = %(id)s", {"id": feedback_id}) > 0
+
+    # -- elements: metadata only (no file storage is configured) ----------------------------------
+    @queue_until_user_message()  # type: ignore[untyped-decorator]
+    async def create_element(self, element: Element) -> None:
+        if not element.thread_id:
+            return
+        await self._run(
+            "insert into chat.threads (id) values (%(t)s) on conflict (id) do nothing", {"t": element.thread_id}
+        )
+        await self._run(
+            """
+            insert into chat.elements (id, thread_id, step_id, type, name, mime, url, chainlit_key, display,
+                                       size, language, page, props)
+            values (%(id)s, %(thread)s, %(step)s, %(type)s, %(name)s, %(mime)s, %(url)s, %(key)s, %(display)s,
+                    %(size)s, %(language)s, %(page)s, %(props)s::jsonb)
+            on conflict (id) do update set props = excluded.props
+            """,
+            {
+                "id": element.id,
+                "thread": element.thread_id,
+                "step": element.for_id,
+                "type": element.type,
+                "name": element.name,
+                "mime": element.mime,
+                "url": element.url,
+                "key": element.chainlit_key,
+                "display": element.display,
+                "size": element.size,
+                "language": element.language,
+                "page": getattr(element, "page", None),
+                "props": json.dumps(getattr(element, "props", {}) or {}),
+            },
+        )
+
+    async def get_element(self, thread_id: str, element_id: str) -> ElementDict | None:
+        row = await self._one(
+            "select * from chat.elements where id = %(id)s and thread_id = %(t)s", {"id": element_id, "t": thread_id}
+        )
+        if row is None:
+            return None
+        return {
+            "id": row["id"],
+            "threadId": row["thread_id"],
+            "forId": row["step_id"],
+            "type": row["type"] or "file",
+            "name": row["name"],
+            "mime": row["mime"],
+            "url": row["url"],
+            "chainlitKey": row["chainlit_key"],
+            "display": row["display"],
+            "size": row["size"],
+            "language": row["language"],
+            "page": row["page"],
+            "props": row["props"] or {},
+            "objectKey": row["object_key"],
+        }
+
+    @queue_until_user_message()  # type: ignore[untyped-decorator]
+    async def delete_element(self, element_id: str, thread_id: str | None = None) -> None:
+        await self._run(
+            "delete from chat.elements where id = %(id)s and (%(t)s::text is null or thread_id = %(t)s)",
+            {"id": element_id, "t": thread_id},
+        )
+
+    # -- the rest of Chainlit's interface ----------------------------------------------------------
+    async def get_favorite_steps(self, user_id: str) -> list[StepDict]:
+        return []
+
+    async def build_debug_url(self) -> str:
+        return ""
+
+    async def close(self) -> None:
+        """The pool belongs to the app, which closes it at shutdown."""

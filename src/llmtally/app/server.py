@@ -1,0 +1,187 @@
+"""One ASGI app: our FastAPI routes, with Chainlit mounted under them.
+
+Chainlit reads its configuration (app root, auth secret, OAuth providers) from the environment when
+it is imported, so :func:`prepare_environment` runs first and Chainlit is imported only after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from llmtally.app.config import AppSettings, auth_secret, password_logins
+from llmtally.app.demo_model import register_demo_model
+from llmtally.app.models import available_models
+from llmtally.app.runtime import Runtime, get_runtime, set_runtime
+from llmtally.db.database import Database
+from llmtally.errors import ConfigurationError
+from llmtally.ledger.ledger import Ledger
+from llmtally.settings import Settings
+
+log = logging.getLogger("llmtally.app")
+
+CHAINLIT_VERSION = "2.12.0"
+
+CONFIG_TOML = """\
+[project]
+user_env = []
+session_timeout = 3600
+user_session_timeout = 1296000
+cache = false
+persist_user_env = false
+mask_user_env = false
+allow_origins = {origins}
+
+[features]
+unsafe_allow_html = false
+latex = false
+user_message_markdown = true
+user_message_autoscroll = true
+assistant_message_autoscroll = true
+auto_tag_thread = false
+edit_message = false
+allow_thread_sharing = false
+favorites = false
+
+[features.slack]
+reaction_on_message_received = false
+
+[features.spontaneous_file_upload]
+enabled = false
+accept = ["text/plain"]
+max_files = 1
+max_size_mb = 1
+
+[features.audio]
+enabled = false
+sample_rate = 24000
+
+[features.mcp]
+enabled = false
+
+[features.mcp.user_servers]
+enabled = false
+allowed_urls = []
+
+[UI]
+name = "llmtally"
+description = "Chat with every call recorded: who spent what."
+confirm_new_chat = true
+cot = "hidden"
+alert_style = "classic"
+logo_file_url = ""
+default_avatar_file_url = ""
+
+[meta]
+generated_by = "{version}"
+"""
+
+
+def chainlit_root(settings: Settings) -> Path:
+    return Path(settings.home).expanduser() / "app" / "chainlit"
+
+
+def prepare_environment(settings: Settings, app_settings: AppSettings) -> None:
+    """Write Chainlit's config and set the variables it reads at import. Before importing chainlit."""
+    root = chainlit_root(settings)
+    (root / ".chainlit").mkdir(parents=True, exist_ok=True)
+    origins = f'["{app_settings.url}"]'
+    (root / ".chainlit" / "config.toml").write_text(
+        CONFIG_TOML.format(origins=origins, version=CHAINLIT_VERSION), encoding="utf-8"
+    )
+    os.environ["CHAINLIT_APP_ROOT"] = str(root)
+    os.environ["CHAINLIT_AUTH_SECRET"] = auth_secret(Path(settings.home).expanduser())
+    os.environ.setdefault("CHAINLIT_URL", app_settings.url)  # OAuth redirect URLs
+
+
+def check_oauth_configuration() -> list[str]:
+    """The configured OAuth providers; a one-line error for a half-configured one."""
+    from chainlit.oauth_providers import providers
+
+    configured = []
+    for provider in providers:
+        present = [name for name in provider.env if os.environ.get(name)]
+        if present and len(present) < len(provider.env):
+            missing = ", ".join(name for name in provider.env if not os.environ.get(name))
+            raise ConfigurationError(f"OAuth provider {provider.id} is missing {missing}")
+        if present:
+            configured.append(str(provider.id))
+    return configured
+
+
+def check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); choose another with --port or LLMTALLY_PORT"
+            ) from None
+
+
+def start_runtime(settings: Settings, app_settings: AppSettings) -> Runtime:
+    """Start the ledger and the app's database pool (migrating an embedded database)."""
+    register_demo_model()
+    ledger = Ledger(settings=settings).start_sync()
+    try:
+        db = Database.from_settings(settings, max_size=8).open()
+    except BaseException:
+        ledger.close_sync()
+        raise
+    models = tuple(available_models(os.environ.get("LLMTALLY_MODELS")))
+    runtime = Runtime(
+        settings=settings,
+        app=app_settings,
+        ledger=ledger,
+        db=db,
+        logins=password_logins(app_settings, Path(settings.home).expanduser()),
+        models=models,
+    )
+    set_runtime(runtime)
+    return runtime
+
+
+def stop_runtime() -> None:
+    with contextlib.suppress(RuntimeError):
+        runtime = get_runtime()
+        runtime.ledger.close_sync()  # drains the queue: nothing recorded is lost at shutdown
+        runtime.db.close()
+        set_runtime(None)
+
+
+def build_app() -> FastAPI:
+    """The ASGI app. The runtime must be started and the environment prepared."""
+    from chainlit.utils import mount_chainlit
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        stop_runtime()
+
+    app = FastAPI(title="llmtally", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> Any:
+        runtime = get_runtime()
+        try:
+            runtime.db.fetch_one("select 1 as ok")
+        except Exception as exc:  # report, never raise, from a health check
+            return JSONResponse({"status": "error", "database": str(exc)}, status_code=503)
+        return {
+            "status": "ok",
+            "pending_events": runtime.ledger.stats.accepted
+            - runtime.ledger.stats.written
+            - runtime.ledger.stats.duplicates,
+        }
+
+    mount_chainlit(app, target=str(Path(__file__).with_name("chat.py")), path="/")
+    return app
