@@ -1,0 +1,121 @@
+"""Run the llmtally benchmarks: ``python bench/run.py`` (see docs/benchmarks.md).
+
+Every comparison is a ratio measured in the same run, alternating the two sides, with medians over
+repetitions. Absolute numbers are printed for information, never used as pass/fail. The exit status
+is non-zero only when an invariant check inside a benchmark failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import Report, machine_description, server
+
+PARTS = ("ingest", "caller", "analytics")
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = sorted({int(float(s)) for s in text.split(",") if s.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--rows takes numbers separated by commas (got {text!r})") from None
+    if not sizes or sizes[0] < 1000:
+        raise argparse.ArgumentTypeError("--rows: each size must be at least 1000")
+    return sizes
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.splitlines()[0])
+    parser.add_argument("parts", nargs="*", choices=[*PARTS, []], help="parts to run (default: all)")
+    parser.add_argument(
+        "--database-url",
+        help="a PostgreSQL server to benchmark (any database on it; the benchmarks create and drop their own)."
+        " Default: an embedded PostgreSQL 18 in a temporary directory",
+    )
+    parser.add_argument(
+        "--rows",
+        type=_sizes,
+        default=[1_000_000, 3_000_000],
+        help="analytics: request_logs sizes, comma-separated (default 1000000,3000000; add 10000000 for the full run)",
+    )
+    parser.add_argument("--full", action="store_true", help="more events and repetitions (ingest and caller)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: only checks that everything still runs")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    parts = args.parts or list(PARTS)
+    report = Report()
+    started = time.monotonic()
+    report.line(f"llmtally benchmarks, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC")
+    report.line(f"machine: {machine_description()}")
+    with server(args.database_url) as srv:
+        report.line(f"server: {srv.description}")
+        results: dict[str, object] = {"machine": machine_description(), "server": srv.description}
+        if "ingest" in parts:
+            from bench.ingest import IngestConfig
+            from bench.ingest import run as run_ingest
+
+            if args.smoke:
+                cfg = IngestConfig(
+                    reps=1,
+                    ledger_events=600,
+                    original_events=100,
+                    users=50,
+                    concurrency=(1, 2),
+                    concurrent_events=400,
+                    concurrent_reps=1,
+                    memory_queue_sizes=(1000,),
+                )
+            elif args.full:
+                cfg = IngestConfig(
+                    reps=5,
+                    ledger_events=100_000,
+                    original_events=5_000,
+                    concurrent_events=96_000,
+                    concurrent_reps=3,
+                    memory_queue_sizes=(0, 100_000),
+                )
+            else:
+                cfg = IngestConfig()
+            results["ingest"] = run_ingest(srv, report, cfg)
+        if "caller" in parts:
+            from bench.caller import CallerConfig
+            from bench.caller import run as run_caller
+
+            if args.smoke:
+                caller_cfg = CallerConfig(calls=200, reps=1)
+            elif args.full:
+                caller_cfg = CallerConfig(calls=40_000, reps=5, streamed_share=0.5)
+            else:
+                caller_cfg = CallerConfig()
+            results["caller"] = run_caller(srv, report, caller_cfg)
+        if "analytics" in parts:
+            from bench.analytics import AnalyticsConfig
+            from bench.analytics import run as run_analytics
+
+            analytics_cfg = AnalyticsConfig.smoke() if args.smoke else AnalyticsConfig(sizes=args.rows)
+            results["analytics"] = run_analytics(srv, report, analytics_cfg)
+    elapsed = time.monotonic() - started
+    report.line(f"\ntotal time {elapsed / 60:.1f} min")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    if report.failed_checks:
+        report.line(f"FAILED CHECKS: {', '.join(report.failed_checks)}")
+        return 1
+    report.line("all invariant checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
