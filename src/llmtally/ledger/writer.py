@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from llmtally import metrics
 from llmtally.db.database import Database
 from llmtally.db.queries import query
 from llmtally.ledger.events import UsageEvent
@@ -142,6 +143,8 @@ class LedgerWriter:
         """Queue an event. Never does I/O; waits only if the queue is full (the database is far behind)."""
         with self._done:
             self.stats.accepted += 1
+        metrics.EVENTS_ACCEPTED.inc()
+        metrics.QUEUE_DEPTH.inc()
         try:
             self._queue.put_nowait(event)
         except queue.Full:
@@ -215,10 +218,15 @@ class LedgerWriter:
 
     def _write_with_retry(self, batch: list[UsageEvent]) -> None:
         backoff = 0.1
+        failed_before = False
         while True:
+            started = time.perf_counter()
             try:
                 inserted = self._write(batch)
             except Exception as exc:  # any failure: keep the events, retry, say so loudly
+                failed_before = True
+                metrics.EVENTS_FAILED.inc(len(batch))
+                metrics.DATABASE_ERRORS.labels(kind=type(exc).__name__).inc()
                 self.stats.failed_attempts += 1
                 self.stats.last_error = str(exc)
                 log.error(
@@ -230,6 +238,13 @@ class LedgerWriter:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
+            metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
+            metrics.BATCH_SIZE.observe(len(batch))
+            metrics.QUEUE_DEPTH.dec(len(batch))
+            metrics.EVENTS_WRITTEN.inc(inserted)
+            metrics.EVENTS_DUPLICATE.inc(len(batch) - inserted)
+            if failed_before:
+                metrics.EVENTS_RETRIED.inc(len(batch))
             with self._done:
                 self.stats.batches += 1
                 self.stats.written += inserted
