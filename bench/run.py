@@ -19,7 +19,7 @@ if __package__ in (None, ""):
 
 from bench.common import Report, machine_description, server
 
-PARTS = ("ingest", "caller", "analytics")
+PARTS = ("ingest", "caller", "analytics", "app")
 
 
 def _sizes(text: str) -> list[int]:
@@ -106,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
 
             analytics_cfg = AnalyticsConfig.smoke() if args.smoke else AnalyticsConfig(sizes=args.rows)
             results["analytics"] = run_analytics(srv, report, analytics_cfg)
+        if "app" in parts:
+            from bench.app import AppConfig
+            from bench.app import run as run_app
+
+            results["app"] = run_app(srv, report, AppConfig.smoke() if args.smoke else AppConfig())
     elapsed = time.monotonic() - started
     report.line(f"\ntotal time {elapsed / 60:.1f} min")
     if args.json:
