@@ -89,7 +89,7 @@ class Timings:
     candidate: list[float] = field(default_factory=list)
 
 
-# Key figures compared between the answer of a candidate rollup and the original query.
+# Key figures compared between the answer of llmtally's query before migration 0004 and the original query.
 CANDIDATE_KEYS = {
     "user_token_breakdown": ("model", "provider", "requests", "cost"),
     "user_monthly_usage": ("month", "requests", "total_tokens", "total_cost"),
@@ -213,6 +213,7 @@ def grow(url: str, have: int, want: int, cfg: AnalyticsConfig, report: Report) -
         indexed_at = time.perf_counter()
         conn.execute(GENERATE["rollup_add"], {"after": after, "upto": upto})
         conn.execute(GENERATE["counters_add"], {"after": after, "upto": upto})
+        conn.execute(GENERATE["monthly_and_totals"].encode())
         conn.execute("set session_replication_role = origin")
         if have == 0:  # the new user: a profile and a few calls today, through the real trigger
             conn.execute(
@@ -227,7 +228,10 @@ def grow(url: str, have: int, want: int, cfg: AnalyticsConfig, report: Report) -
                 (NEW_USER,),
             )
         rolled_at = time.perf_counter()
-        conn.execute("vacuum (analyze) public.request_logs, public.usage_daily, public.user_profiles")
+        conn.execute(
+            "vacuum (analyze) public.request_logs, public.usage_daily, public.usage_monthly, public.usage_daily_totals,"
+            " public.user_profiles"
+        )
         conn.execute("checkpoint")
     done = time.perf_counter()
     report.line(
@@ -249,7 +253,9 @@ def describe(url: str) -> dict[str, Any]:
                    (select round(avg((status = 'failure')::int), 4) from public.request_logs) as failure_rate,
                    (select min(created_at) from public.request_logs) as first_at,
                    (select pg_size_pretty(pg_total_relation_size('public.request_logs'))) as request_logs_size,
-                   (select pg_size_pretty(pg_total_relation_size('public.usage_daily'))) as rollup_size
+                   (select pg_size_pretty(pg_total_relation_size('public.usage_daily'))) as rollup_size,
+                   (select count(*) from public.usage_monthly) as monthly_rows,
+                   (select count(*) from public.usage_daily_totals) as totals_rows
             """
         )
         row = cur.fetchone()
@@ -288,8 +294,8 @@ def alternate(
     candidate: Callable[[], Any] | None = None,
     calls_per_round: int | None = None,
 ) -> tuple[Timings, Any, Any, Any]:
-    """Rounds of: ``calls_per_round`` llmtally calls (and as many under RLS, and of the candidate
-    rollup), then one original call."""
+    """Rounds of: ``calls_per_round`` llmtally calls (and as many under RLS, and of llmtally's query
+    before migration 0004), then one original call."""
     t = Timings()
     new_result = new()  # warm-up: plans, caches, connections
     if rls is not None:
@@ -348,12 +354,12 @@ def measure(url: str, cfg: AnalyticsConfig, facts: dict[str, Any], report: Repor
                         ),
                     ),
                 }
-                candidates: dict[str, Callable[[], Any]] = {
+                candidates: dict[str, Callable[[], Any]] = {  # llmtally's queries before migration 0004
                     "user_token_breakdown": lambda u=user: _fetch(
-                        conn, ORIGINAL["candidate_user_breakdown_by_model"], {"user_id": u}
+                        conn, ORIGINAL["before_user_breakdown_by_model"], {"user_id": u, "since": None, "until": None}
                     ),
                     "user_monthly_usage": lambda u=user: _fetch(
-                        conn, ORIGINAL["candidate_user_monthly"], {"user_id": u, "first_month": first_month}
+                        conn, ORIGINAL["before_user_monthly"], {"user_id": u, "first_month": first_month}
                     ),
                 }
                 for name, (call, original) in per_user.items():
@@ -367,22 +373,22 @@ def measure(url: str, cfg: AnalyticsConfig, facts: dict[str, Any], report: Repor
                     if expected is not None and not _same_answer(name, got, expected):
                         mismatches.append(f"{name}({who})")
                     if cand is not None and not _same_rows(CANDIDATE_KEYS[name], cand, expected):
-                        mismatches.append(f"{name}({who}, candidate rollup)")
+                        mismatches.append(f"{name}({who}, before 0004)")
                     key = f"{name}[{who}]"
                     results[key] = _summary(t)
                     rows.append(_row(f"{name} — {who}", t))
             candidate_dashboard: dict[str, Callable[[], Any]] = {
                 "top users this month": lambda: _fetch(
-                    conn, ORIGINAL["candidate_top_users"], {"month": month_start, "limit": 10}
+                    conn, ORIGINAL["before_top_users"], {"since": month_start, "until": tomorrow, "limit": 10}
                 ),
                 "cost by model by day, 90 days": lambda: _fetch(
                     conn,
-                    ORIGINAL["candidate_cost_by_model_by_day"],
+                    ORIGINAL["before_cost_by_model_by_day"],
                     {"since": today - dt.timedelta(days=89), "until": tomorrow},
                 ),
                 "error rate by model, 30 days": lambda: _fetch(
                     conn,
-                    ORIGINAL["candidate_error_rate_by_model"],
+                    ORIGINAL["before_error_rate_by_model"],
                     {"since": today - dt.timedelta(days=29), "until": tomorrow},
                 ),
             }
@@ -396,11 +402,7 @@ def measure(url: str, cfg: AnalyticsConfig, facts: dict[str, Any], report: Repor
                     ),
                 ),
                 "cost by model by day, 90 days": (
-                    lambda: _fetch(
-                        conn,
-                        ORIGINAL["rollup_cost_by_model_by_day"],
-                        {"since": today - dt.timedelta(days=89), "until": tomorrow},
-                    ),
+                    lambda: server.totals_by_day_and_model(since=today - dt.timedelta(days=89), until=tomorrow),
                     lambda: _fetch(
                         conn,
                         ORIGINAL["cost_by_model_by_day"],
@@ -427,7 +429,7 @@ def measure(url: str, cfg: AnalyticsConfig, facts: dict[str, Any], report: Repor
                 if not _same_answer(name, got, expected):
                     mismatches.append(name)
                 if not _same_rows(CANDIDATE_KEYS[name], cand, expected):
-                    mismatches.append(f"{name} (candidate rollup)")
+                    mismatches.append(f"{name} (before 0004)")
                 results[name] = _summary(t)
                 rows.append(_row(name, t))
     finally:
@@ -440,7 +442,7 @@ def measure(url: str, cfg: AnalyticsConfig, facts: dict[str, Any], report: Repor
             "p95 as user (RLS)",
             "original p50 ms",
             "speed-up (p50)",
-            "next-step rollup p95 ms",
+            "before 0004 p95 ms",
         ],
         rows,
     )
@@ -508,8 +510,8 @@ def _summary(t: Timings) -> dict[str, float | None]:
     if t.rls:
         out["rls_p95_ms"] = percentile(t.rls, 95) * 1000
     if t.candidate:
-        out["candidate_p50_ms"] = median(t.candidate) * 1000
-        out["candidate_p95_ms"] = percentile(t.candidate, 95) * 1000
+        out["before_0004_p50_ms"] = median(t.candidate) * 1000
+        out["before_0004_p95_ms"] = percentile(t.candidate, 95) * 1000
     if t.original:
         out["original_p50_ms"] = median(t.original) * 1000
         out["original_p95_ms"] = percentile(t.original, 95) * 1000
@@ -555,7 +557,7 @@ def _same_answer(name: str, got: Any, expected: list[dict[str, Any]]) -> bool:
             (r["user_id"], r["requests"], r["cost"]) for r in expected
         ]
     if name.startswith("cost by model"):
-        return [(r["day"], r["model"], r["requests"], r["cost"]) for r in got] == [
+        return [(r.day, r.model, r.requests, r.cost) for r in got] == [
             (r["day"], r["model"], r["requests"], r["cost"]) for r in expected
         ]
     if name.startswith("error rate"):
@@ -572,7 +574,7 @@ def run(srv: Server, report: Report, cfg: AnalyticsConfig) -> dict[str, Any]:
         f"sizes {', '.join(f'{s:,}' for s in cfg.sizes)} rows; {cfg.users:,} users (Zipf s={cfg.zipf_s}),"
         f" 50 models over 6 providers, {MONTHS} months; per question {cfg.rounds} rounds of"
         f" {cfg.calls_per_round} llmtally calls (dashboards {cfg.dashboard_calls_per_round}; as many as the user"
-        f" under RLS and of the next-step rollups) + 1 original call"
+        f" under RLS and of llmtally's queries before migration 0004, which read usage_daily only) + 1 original call"
     )
     url = srv.create_database("analytics")
     setup(url, cfg)
@@ -582,22 +584,11 @@ def run(srv: Server, report: Report, cfg: AnalyticsConfig) -> dict[str, Any]:
         report.line(f"\n-- {size:,} rows --")
         grow(url, have, size, cfg, report)
         have = size
-        started = time.perf_counter()
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(GENERATE["candidate_rollups"].encode())
-            sizes = conn.execute(
-                "select (select count(*) from bench_gen.usage_monthly),"
-                " (select count(*) from bench_gen.usage_daily_models)"
-            ).fetchone()
-        assert sizes is not None
-        report.line(
-            f"  next-step rollups (measured, not in the schema): user × month × model {sizes[0]:,} rows,"
-            f" day × model {sizes[1]:,} rows, built from usage_daily in {time.perf_counter() - started:.1f} s"
-        )
         facts = describe(url)
         report.line(
             f"  {facts['rows']:,} request_logs rows ({facts['request_logs_size']}),"
-            f" {facts['rollup_rows']:,} rollup rows ({facts['rollup_size']}), {facts['users']:,} users,"
+            f" {facts['rollup_rows']:,} daily rollup rows ({facts['rollup_size']}), {facts['monthly_rows']:,} monthly,"
+            f" {facts['totals_rows']:,} all-users daily, {facts['users']:,} users,"
             f" {facts['models']} models /"
             f" {facts['providers']} providers, failure rate {facts['failure_rate']}; heaviest user"
             f" {facts['heaviest_rows']:,} rows, median user {facts['median_rows']:,} rows"

@@ -184,7 +184,24 @@ select (select count(*) from logs) as users_with_rows,
          where (coalesce(l.n, 0), coalesce(l.s, 0), coalesce(l.f, 0), coalesce(l.x, 0), coalesce(l.un, 0),
                 coalesce(l.p, 0), coalesce(l.c, 0), coalesce(l.t, 0), coalesce(l.cost, 0))
                <> (coalesce(k.n, 0), coalesce(k.s, 0), coalesce(k.f, 0), coalesce(k.x, 0), coalesce(k.un, 0),
-                   coalesce(k.p, 0), coalesce(k.c, 0), coalesce(k.t, 0), coalesce(k.cost, 0))) as counter_mismatches
+                   coalesce(k.p, 0), coalesce(k.c, 0), coalesce(k.t, 0), coalesce(k.cost, 0))) as counter_mismatches,
+       (select count(*) from (
+            (select user_id, date_trunc('month', day)::date, model, provider, sum(requests), sum(tokens), sum(cost)
+                  from public.usage_daily group by 1, 2, 3, 4
+             except all select user_id, month, model, provider, requests, tokens, cost from public.usage_monthly)
+            union all
+            (select user_id, month, model, provider, requests, tokens, cost from public.usage_monthly
+             except all
+             select user_id, date_trunc('month', day)::date, model, provider, sum(requests), sum(tokens), sum(cost)
+               from public.usage_daily group by 1, 2, 3, 4)) x) as monthly_mismatches,
+       (select count(*) from (
+            (select day, model, provider, sum(requests), sum(tokens), sum(cost) from public.usage_daily group by 1, 2, 3
+             except all select day, model, provider, requests, tokens, cost from public.usage_daily_totals)
+            union all
+            (select day, model, provider, requests, tokens, cost from public.usage_daily_totals
+             except all
+             select day, model, provider, sum(requests), sum(tokens), sum(cost)
+               from public.usage_daily group by 1, 2, 3)) x) as totals_mismatches
 """
 
 
@@ -194,16 +211,21 @@ class InvariantReport:
     users_with_rows: int
     rollup_mismatches: int
     counter_mismatches: int
+    monthly_mismatches: int = 0
+    totals_mismatches: int = 0
 
     @property
     def ok(self) -> bool:
-        return self.rollup_mismatches == 0 and self.counter_mismatches == 0
+        mismatches = (self.rollup_mismatches, self.counter_mismatches, self.monthly_mismatches, self.totals_mismatches)
+        return not any(mismatches)
 
     def __str__(self) -> str:
         verdict = "INVARIANTS OK" if self.ok else "INVARIANTS FAILED"
         return (
             f"{verdict}: {self.rows:,} rows, {self.users_with_rows:,} users;"
-            f" users whose rollup differs: {self.rollup_mismatches}, whose counters differ: {self.counter_mismatches}"
+            f" users whose rollup differs: {self.rollup_mismatches}, whose counters differ: {self.counter_mismatches};"
+            f" monthly / all-users rollup rows differing from the daily one: {self.monthly_mismatches} /"
+            f" {self.totals_mismatches}"
         )
 
 
@@ -214,7 +236,12 @@ def check_invariants(url: str) -> InvariantReport:
         row = conn.execute(INVARIANTS_SQL).fetchone()
     assert row is not None
     return InvariantReport(
-        users_with_rows=int(row[0]), rows=int(row[1]), rollup_mismatches=int(row[2]), counter_mismatches=int(row[3])
+        users_with_rows=int(row[0]),
+        rows=int(row[1]),
+        rollup_mismatches=int(row[2]),
+        counter_mismatches=int(row[3]),
+        monthly_mismatches=int(row[4]),
+        totals_mismatches=int(row[5]),
     )
 
 

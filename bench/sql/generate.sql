@@ -133,21 +133,20 @@ update public.user_profiles p set
          group by user_profile_id) d
  where p.user_id = d.user_profile_id
 
--- candidate_rollups --
--- Not part of llmtally's schema: the next step's rollups, built from usage_daily to measure them.
-drop table if exists bench_gen.usage_monthly, bench_gen.usage_daily_models;
-create table bench_gen.usage_monthly as
-select user_id, date_trunc('month', day)::date as month, model, provider,
-       sum(requests) as requests, sum(failures) as failures, sum(tokens) as tokens, sum(cost) as cost
+-- monthly_and_totals --
+-- usage_monthly and usage_daily_totals from usage_daily, as migration 0004 builds them (the generator
+-- writes with triggers off, so these two rollups are rebuilt after each growth step).
+truncate public.usage_monthly, public.usage_daily_totals;
+insert into public.usage_monthly (user_id, month, model, provider, requests, successes, failures, cancelled,
+    prompt_tokens, completion_tokens, tokens, cost, unpriced_requests, latency_ms_sum)
+select user_id, date_trunc('month', day)::date, model, provider, sum(requests), sum(successes), sum(failures),
+       sum(cancelled), sum(prompt_tokens), sum(completion_tokens), sum(tokens), sum(cost), sum(unpriced_requests),
+       sum(latency_ms_sum)
   from public.usage_daily
- where user_id is not null
  group by 1, 2, 3, 4;
-create index on bench_gen.usage_monthly (user_id, month);
-create index on bench_gen.usage_monthly (month);
-create table bench_gen.usage_daily_models as
-select day, model, provider, sum(requests) as requests, sum(failures) as failures, sum(tokens) as tokens,
-       sum(cost) as cost
+insert into public.usage_daily_totals (day, model, provider, requests, successes, failures, cancelled,
+    prompt_tokens, completion_tokens, tokens, cost, unpriced_requests, latency_ms_sum)
+select day, model, provider, sum(requests), sum(successes), sum(failures), sum(cancelled), sum(prompt_tokens),
+       sum(completion_tokens), sum(tokens), sum(cost), sum(unpriced_requests), sum(latency_ms_sum)
   from public.usage_daily
- group by 1, 2, 3;
-create index on bench_gen.usage_daily_models (day);
-analyze bench_gen.usage_monthly, bench_gen.usage_daily_models
+ group by 1, 2, 3

@@ -85,53 +85,67 @@ select model, provider, count(*) as requests, count(*) filter (where status = 'f
  group by model, provider
  order by error_rate desc nulls last, requests desc, model
 
--- rollup_cost_by_model_by_day --
--- The dashboard's "cost by model by day" from the rollup (llmtally's way).
+-- Before migration 0004: the same answers from usage_daily alone (llmtally's queries until then),
+-- to show what the monthly and all-users rollups buy.
+
+-- before_user_breakdown_by_model --
+select model, provider, sum(requests) as requests, sum(successes) as successes, sum(failures) as failures,
+       sum(cancelled) as cancelled, sum(prompt_tokens) as prompt_tokens,
+       sum(completion_tokens) as completion_tokens, sum(tokens) as total_tokens, sum(cost) as cost,
+       sum(unpriced_requests) as unpriced_requests
+  from public.usage_daily
+ where user_id = %(user_id)s
+   and (%(since)s::date is null or day >= %(since)s::date)
+   and (%(until)s::date is null or day < %(until)s::date)
+ group by model, provider
+ order by cost desc, total_tokens desc, model
+
+-- before_user_monthly --
+with d as (
+    select date_trunc('month', day)::date as month, model, provider,
+           sum(requests) as requests, sum(successes) as successes, sum(failures) as failures,
+           sum(cancelled) as cancelled, sum(prompt_tokens) as prompt_tokens,
+           sum(completion_tokens) as completion_tokens, sum(tokens) as tokens, sum(cost) as cost
+      from public.usage_daily
+     where user_id = %(user_id)s
+       and day >= %(first_month)s::date
+     group by 1, 2, 3
+)
+select %(user_id)s::text as user_id, t.month, t.requests, t.successes, t.failures, t.cancelled, t.prompt_tokens,
+       t.completion_tokens, t.total_tokens, t.total_cost,
+       (select jsonb_object_agg(m.model, jsonb_build_object('requests', m.requests, 'tokens', m.tokens, 'cost', m.cost))
+          from (select model, sum(requests) as requests, sum(tokens) as tokens, sum(cost) as cost
+                  from d where d.month = t.month group by model) m) as model_breakdown,
+       (select jsonb_object_agg(v.provider, jsonb_build_object('requests', v.requests, 'tokens', v.tokens, 'cost', v.cost))
+          from (select provider, sum(requests) as requests, sum(tokens) as tokens, sum(cost) as cost
+                  from d where d.month = t.month group by provider) v) as provider_breakdown
+  from (select month, sum(requests) as requests, sum(successes) as successes, sum(failures) as failures,
+               sum(cancelled) as cancelled, sum(prompt_tokens) as prompt_tokens,
+               sum(completion_tokens) as completion_tokens, sum(tokens) as total_tokens, sum(cost) as total_cost
+          from d group by month) t
+ order by t.month desc
+
+-- before_top_users --
+select d.user_id, p.email, p.full_name, sum(d.requests) as requests, sum(d.tokens) as total_tokens,
+       sum(d.cost) as cost, sum(d.failures) as failures
+  from public.usage_daily d
+  join public.user_profiles p on p.user_id = d.user_id
+ where d.day >= %(since)s::date and d.day < %(until)s::date
+ group by d.user_id, p.email, p.full_name
+ order by cost desc, total_tokens desc, d.user_id
+ limit %(limit)s
+
+-- before_cost_by_model_by_day --
 select day, model, provider, sum(requests) as requests, sum(tokens) as tokens, sum(cost) as cost
   from public.usage_daily
  where day >= %(since)s::date and day < %(until)s::date
  group by 1, 2, 3
  order by 1, 2, 3
 
--- The next step, measured: two more rollups, built here from usage_daily (bench/sql/generate.sql,
--- candidate_rollups), so that dashboards and a heavy user's questions read a few thousand rows.
-
--- candidate_user_breakdown_by_model --
-select model, provider, sum(requests) as requests, sum(cost) as cost, sum(tokens) as total_tokens
-  from bench_gen.usage_monthly
- where user_id = %(user_id)s
- group by model, provider
- order by cost desc, total_tokens desc, model
-
--- candidate_user_monthly --
-select month, sum(requests) as requests, sum(tokens) as total_tokens, sum(cost) as total_cost,
-       jsonb_object_agg(model || '/' || provider, jsonb_build_object('requests', requests, 'cost', cost))
-           as model_breakdown
-  from bench_gen.usage_monthly
- where user_id = %(user_id)s and month >= %(first_month)s::date
- group by month
- order by month desc
-
--- candidate_top_users --
-select m.user_id, p.email, p.full_name, sum(m.requests) as requests, sum(m.tokens) as total_tokens,
-       sum(m.cost) as cost, sum(m.failures) as failures
-  from bench_gen.usage_monthly m
-  join public.user_profiles p on p.user_id = m.user_id
- where m.month = %(month)s::date
- group by m.user_id, p.email, p.full_name
- order by cost desc, total_tokens desc, m.user_id
- limit %(limit)s
-
--- candidate_cost_by_model_by_day --
-select day, model, provider, requests, tokens, cost
-  from bench_gen.usage_daily_models
- where day >= %(since)s::date and day < %(until)s::date
- order by 1, 2, 3
-
--- candidate_error_rate_by_model --
+-- before_error_rate_by_model --
 select model, provider, sum(requests) as requests, sum(failures) as failures,
        round(sum(failures)::numeric / nullif(sum(requests), 0), 4) as error_rate
-  from bench_gen.usage_daily_models
+  from public.usage_daily
  where day >= %(since)s::date and day < %(until)s::date
  group by model, provider
  order by error_rate desc nulls last, requests desc, model

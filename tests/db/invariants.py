@@ -6,7 +6,8 @@ from llmtally.db import Database
 
 
 def assert_counters_match_ledger(db: Database) -> None:
-    """user_profiles counters = sum over the user's rollup = sum over the user's request_logs rows."""
+    """user_profiles counters = sum over the user's rollup = sum over the user's request_logs rows, and the
+    monthly and all-users rollups = sums of the daily one."""
     rows = db.fetch_all(
         """
         with logs as (
@@ -46,3 +47,40 @@ def assert_counters_match_ledger(db: Database) -> None:
             if not anonymous:
                 counter = row[f"p_{what}"] or 0
                 assert counter == logged, f"{row['user_id']}: {what} counter {counter} != ledger {logged}"
+    assert_rollups_agree(db)
+
+
+ROLLUP_MEASURES = (
+    "requests",
+    "successes",
+    "failures",
+    "cancelled",
+    "prompt_tokens",
+    "completion_tokens",
+    "tokens",
+    "cost",
+    "unpriced_requests",
+    "latency_ms_sum",
+)
+
+
+def assert_rollups_agree(db: Database) -> None:
+    """usage_monthly and usage_daily_totals are exactly the sums of usage_daily (no row missing or extra)."""
+    sums = ", ".join(f"sum({m}) as {m}" for m in ROLLUP_MEASURES)
+    cols = ", ".join(ROLLUP_MEASURES)
+    for name, from_daily, rollup in (
+        (
+            "usage_monthly",
+            f"select user_id, date_trunc('month', day)::date as month, model, provider, {sums}"
+            " from usage_daily group by 1, 2, 3, 4",
+            f"select user_id, month, model, provider, {cols} from usage_monthly",
+        ),
+        (
+            "usage_daily_totals",
+            f"select day, model, provider, {sums} from usage_daily group by 1, 2, 3",
+            f"select day, model, provider, {cols} from usage_daily_totals",
+        ),
+    ):
+        missing = db.fetch_all(f"({from_daily}) except all ({rollup})")
+        extra = db.fetch_all(f"({rollup}) except all ({from_daily})")
+        assert not missing and not extra, f"{name} differs from usage_daily: missing {missing[:3]}, extra {extra[:3]}"

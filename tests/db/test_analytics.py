@@ -12,8 +12,10 @@ import pytest
 from llmtally import Ledger, Settings, UnknownUser, UsageEvent, UserInputError
 from llmtally import analytics as api
 from llmtally.analytics import Analytics
+from llmtally.analytics.service import month_split
 from llmtally.db import Database
 from llmtally.db.queries import query
+from tests.db.invariants import assert_counters_match_ledger
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 THIS_MONTH = NOW.date().replace(day=1)
@@ -159,7 +161,7 @@ def test_admin_views(seeded: str) -> None:
 PER_USER_QUERIES = {
     "user_analytics": {"user_id": "google_ada"},
     "user_history": {"user_id": "google_ada", "before_at": None, "before_id": None, "limit": 51},
-    "user_breakdown_by_model": {"user_id": "google_ada", "since": None, "until": None},
+    "user_breakdown_by_model": {"user_id": "google_ada", **month_split(None, None, NOW.date())},
     "user_monthly": {"user_id": "google_ada", "first_month": LAST_MONTH},
 }
 
@@ -204,3 +206,96 @@ def test_costs_inside_breakdowns_are_exact_decimals(seeded: str) -> None:
     [this, _] = api.get_user_monthly_usage("google_ada", database_url=seeded)
     assert this.model_breakdown["claude-haiku-4-5"].cost == Decimal("0.002")
     assert this.model_breakdown["gpt-4o-mini"].cost == Decimal("0.001")
+
+
+# -- periods across the monthly and daily rollups ---------------------------------------------------------------
+SPREAD_USERS = ["google_u1", "google_u2", "github_u3"]
+
+
+@pytest.fixture
+def spread(db_url: str) -> Iterator[str]:
+    """Calls on about 200 days over 14 months (one a day, rotating users and models)."""
+    today = NOW.date()
+    with Ledger(db_url, settings=Settings(flush_interval_ms=20)) as ledger:
+        for n in range(200):
+            day = today - dt.timedelta(days=n * 2 + (n % 3))
+            ledger.record(
+                event(
+                    f"s{n}",
+                    SPREAD_USERS[n % 3],
+                    model=["gpt-4o-mini", "claude-haiku-4-5"][n % 2],
+                    provider=["openai", "anthropic"][n % 2],
+                    prompt=n + 1,
+                    completion=2 * n,
+                    cost=(n + 1) / 1000,
+                    status="failure" if n % 7 == 0 else "success",
+                    at=dt.datetime.combine(day, dt.time(n % 24, 30), dt.UTC),
+                )
+            )
+        assert ledger.flush_sync()
+    yield db_url
+
+
+def _periods(today: dt.date) -> list[tuple[dt.date | None, dt.date | None]]:
+    month = today.replace(day=1)
+    a_year_ago = (month - dt.timedelta(days=360)).replace(day=1)
+    return [
+        (month, today + dt.timedelta(days=1)),  # this month so far (the dashboard's default)
+        (month, None),
+        (None, None),  # lifetime
+        (a_year_ago, month),  # twelve whole months
+        (a_year_ago + dt.timedelta(days=9), month - dt.timedelta(days=40)),  # ragged at both ends
+        (today - dt.timedelta(days=45), today - dt.timedelta(days=44)),  # one day
+        (today - dt.timedelta(days=100), today + dt.timedelta(days=400)),  # ends long after today
+        (None, a_year_ago + dt.timedelta(days=15)),
+    ]
+
+
+def test_periods_across_months_give_the_ledgers_exact_sums(spread: str) -> None:
+    """Whole months come from usage_monthly and the days around them from usage_daily: for any period,
+    the answer equals the sum of the request_logs rows in it."""
+    today = NOW.date()
+    with Database(spread) as db:
+        analytics = Analytics(db)
+        for since, until in _periods(today):
+            where = "(%(since)s::date is null or created_at >= %(since)s::date)"
+            where += " and (%(until)s::date is null or created_at < %(until)s::date)"
+            expected = {
+                r["user_profile_id"]: (r["n"], r["cost"])
+                for r in db.fetch_all(
+                    "select user_profile_id, count(*) as n, sum(total_cost) as cost from request_logs"
+                    f" where {where} group by 1",
+                    {"since": since, "until": until},
+                )
+            }
+            if since is not None:
+                top = analytics.top_users(since, until, limit=10)
+                assert {u.user_id: (u.requests, u.cost) for u in top} == expected, (since, until)
+            for user in SPREAD_USERS:
+                breakdown = analytics.user_token_breakdown(user, since, until)
+                got = (
+                    sum(m.requests for m in breakdown.by_model),
+                    sum((m.cost for m in breakdown.by_model), Decimal(0)),
+                )
+                assert got == expected.get(user, (0, Decimal(0))), (user, since, until)
+        by_day = analytics.totals_by_day_and_model(today - dt.timedelta(days=89), today + dt.timedelta(days=1))
+        direct = db.fetch_all(
+            "select (created_at at time zone 'UTC')::date as day, model, count(*) as n, sum(total_cost) as cost"
+            " from request_logs where created_at >= %s group by 1, 2 order by 1, 2",
+            (today - dt.timedelta(days=89),),
+        )
+        assert [(d.day, d.model, d.requests, d.cost) for d in by_day] == [
+            (r["day"], r["model"], r["n"], r["cost"]) for r in direct
+        ]
+        assert_counters_match_ledger(db)
+
+
+def test_repricing_moves_every_rollup(spread: str) -> None:
+    with Database(spread) as db:
+        db.execute(
+            "update request_logs set total_cost = total_cost * 2, cost_status = 'custom' where model = 'gpt-4o-mini'"
+        )
+        assert_counters_match_ledger(db)
+        month = db.fetch_one("select sum(cost) as c from usage_monthly where model = 'gpt-4o-mini'")
+        ledger = db.fetch_one("select sum(total_cost) as c from request_logs where model = 'gpt-4o-mini'")
+        assert month["c"] == ledger["c"] > 0

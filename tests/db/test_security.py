@@ -30,15 +30,26 @@ OWNER_COLUMN: dict[str, str | None] = {
     "sessions": "user_id",
     "request_logs": "user_profile_id",
     "usage_daily": "user_id",
+    "usage_monthly": "user_id",
+    "usage_daily_totals": None,
     "user_request_analytics": "user_id",
     "monthly_token_usage": "user_id",
     "user_recent_activity": "user_id",
     "model_prices": None,
     "llmtally_migrations": None,
 }
-TABLES = ["user_profiles", "sessions", "request_logs", "usage_daily", "model_prices", "llmtally_migrations"]
+TABLES = [
+    "user_profiles",
+    "sessions",
+    "request_logs",
+    "usage_daily",
+    "usage_monthly",
+    "usage_daily_totals",
+    "model_prices",
+    "llmtally_migrations",
+]
 VIEWS = ["user_request_analytics", "monthly_token_usage", "user_recent_activity"]
-POLICY_TABLES = ["user_profiles", "sessions", "request_logs", "usage_daily"]
+POLICY_TABLES = ["user_profiles", "sessions", "request_logs", "usage_daily", "usage_monthly"]
 OPERATIONS = ["insert", "update", "delete", "truncate"]
 
 
@@ -146,6 +157,7 @@ SPECIFIC_WRITES = {  # forging usage for someone else, zeroing one's own counter
     ("user_profiles", "update"): "update public.user_profiles set tokens_used = 0 where user_id = %(me)s",
     ("sessions", "insert"): "insert into public.sessions (session_id, user_id) values ('forged', %(other)s)",
     ("usage_daily", "delete"): "delete from public.usage_daily where user_id = %(me)s",
+    ("usage_monthly", "delete"): "delete from public.usage_monthly where user_id = %(me)s",
 }
 GENERIC_WRITES = {
     "insert": "insert into public.{rel} default values",
@@ -214,7 +226,7 @@ WRITE_FUNCTION_CALLS = {
 def test_no_client_can_execute_the_write_functions(data: Database, function: str) -> None:
     """Only the server (and service_role) writes, through these functions as well as directly."""
     sql, events = WRITE_FUNCTION_CALLS[function]
-    written = ["request_logs", "user_profiles", "sessions", "usage_daily"]
+    written = ["request_logs", "user_profiles", "sessions", "usage_daily", "usage_monthly", "usage_daily_totals"]
     before = [as_server(data, f"select * from public.{table}") for table in written]
     for user in CLIENTS:
         other = B if user == A else A

@@ -10,6 +10,7 @@ import asyncio
 from typing import Any
 
 from llmtally.analytics.models import (
+    DailyModelUsage,
     DailyTotals,
     ModelErrorRate,
     ModelUsage,
@@ -77,6 +78,7 @@ async def get_user_monthly_usage_async(
 
 __all__ = [
     "Analytics",
+    "DailyModelUsage",
     "DailyTotals",
     "ModelErrorRate",
     "ModelUsage",

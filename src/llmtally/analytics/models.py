@@ -165,6 +165,21 @@ class DailyTotals(_Result):
     active_users: int
 
 
+class DailyModelUsage(_Result):
+    day: dt.date
+    model: str
+    provider: str
+    requests: int
+    successes: int
+    failures: int
+    cancelled: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: Decimal
+    unpriced_requests: int
+
+
 class ModelErrorRate(_Result):
     model: str
     provider: str

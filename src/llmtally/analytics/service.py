@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from llmtally.analytics.models import (
+    DailyModelUsage,
     DailyTotals,
     ModelErrorRate,
     ModelUsage,
@@ -52,6 +53,41 @@ def _decode_cursor(cursor: str) -> tuple[dt.datetime, int]:
         return dt.datetime.fromisoformat(at), int(row_id)
     except ValueError:
         raise UserInputError(f"invalid history cursor {cursor!r}: pass a next_before value") from None
+
+
+def month_split(since: dt.date | None, until: dt.date | None, today: dt.date) -> dict[str, dt.date]:
+    """Split the period [since, until) into whole months (read from ``usage_monthly``) and the days
+    before and after them (read from ``usage_daily``): ``m_from``/``m_until``, ``d1_*`` and ``d2_*``.
+
+    No row is stamped after today, so a period that ends after today covers the whole current month:
+    "this month so far" is one row per user and model. An empty range has ``*_from >= *_until``.
+    """
+    low = since or dt.date.min
+    high = until or dt.date.max
+    if low.day == 1:
+        m_from = low
+    elif low.year == dt.date.max.year and low.month == 12:
+        m_from = dt.date.max
+    else:
+        m_from = (low.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    m_until = dt.date.max if high > today else high.replace(day=1)
+    if m_from >= m_until:  # no whole month inside the period: days only
+        return {
+            "m_from": m_from,
+            "m_until": m_from,
+            "d1_from": low,
+            "d1_until": high,
+            "d2_from": high,
+            "d2_until": high,
+        }
+    return {
+        "m_from": m_from,
+        "m_until": m_until,
+        "d1_from": low,
+        "d1_until": m_from,
+        "d2_from": m_until,
+        "d2_until": high,
+    }
 
 
 def _check_limit(limit: int, most: int = 1000) -> None:
@@ -131,7 +167,10 @@ class Analytics:
 
     def user_token_breakdown(self, user_id: str, since: DateLike = None, until: DateLike = None) -> TokenBreakdown:
         since_d, until_d = as_date(since, "since"), as_date(until, "until")
-        rows = self._rows("user_breakdown_by_model", {"user_id": user_id, "since": since_d, "until": until_d})
+        if since_d is not None and until_d is not None and until_d <= since_d:
+            raise UserInputError(f"until ({until_d}) must be after since ({since_d})")
+        split = month_split(since_d, until_d, dt.datetime.now(dt.UTC).date())
+        rows = self._rows("user_breakdown_by_model", {"user_id": user_id, **split})
         if not rows:
             self._require_user(user_id)
         by_model = [ModelUsage.from_row(r) for r in rows]
@@ -179,8 +218,11 @@ class Analytics:
         return {"since": since_d, "until": until_d}
 
     def top_users(self, since: DateLike = None, until: DateLike = None, limit: int = 10) -> list[UserUsage]:
+        """Users by cost over the period (default: this month so far)."""
         _check_limit(limit)
-        rows = self._rows("top_users", {**self._period(since, until), "limit": limit})
+        period = self._period(since, until)
+        split = month_split(period["since"], period["until"], dt.datetime.now(dt.UTC).date())
+        rows = self._rows("top_users", {**split, "limit": limit})
         return [UserUsage.from_row(r) for r in rows]
 
     def totals_by_model(self, since: DateLike = None, until: DateLike = None) -> list[ModelUsage]:
@@ -188,6 +230,11 @@ class Analytics:
 
     def totals_by_day(self, since: DateLike = None, until: DateLike = None) -> list[DailyTotals]:
         return [DailyTotals.from_row(r) for r in self._rows("totals_by_day", self._period(since, until))]
+
+    def totals_by_day_and_model(self, since: DateLike = None, until: DateLike = None) -> list[DailyModelUsage]:
+        """Every day x model x provider of the period, all users together (a chart's series)."""
+        rows = self._rows("totals_by_day_and_model", self._period(since, until))
+        return [DailyModelUsage.from_row(r) for r in rows]
 
     def error_rate_by_model(self, since: DateLike = None, until: DateLike = None) -> list[ModelErrorRate]:
         rows = self._rows("error_rate_by_model", self._period(since, until))

@@ -40,30 +40,33 @@ select id, litellm_call_id, created_at, model, provider, status, prompt_tokens, 
  limit %(limit)s
 
 -- user_breakdown_by_model --
+-- Whole months of the period from usage_monthly, the days around them from usage_daily
+-- (Analytics.month_split computes the three ranges; an empty range selects nothing).
 select model, provider, sum(requests) as requests, sum(successes) as successes, sum(failures) as failures,
        sum(cancelled) as cancelled, sum(prompt_tokens) as prompt_tokens,
        sum(completion_tokens) as completion_tokens, sum(tokens) as total_tokens, sum(cost) as cost,
        sum(unpriced_requests) as unpriced_requests
-  from public.usage_daily
- where user_id = %(user_id)s
-   and (%(since)s::date is null or day >= %(since)s::date)
-   and (%(until)s::date is null or day < %(until)s::date)
+  from (select model, provider, requests, successes, failures, cancelled, prompt_tokens, completion_tokens, tokens,
+               cost, unpriced_requests
+          from public.usage_monthly
+         where user_id = %(user_id)s and month >= %(m_from)s::date and month < %(m_until)s::date
+        union all
+        select model, provider, requests, successes, failures, cancelled, prompt_tokens, completion_tokens, tokens,
+               cost, unpriced_requests
+          from public.usage_daily
+         where user_id = %(user_id)s
+           and ((day >= %(d1_from)s::date and day < %(d1_until)s::date)
+                or (day >= %(d2_from)s::date and day < %(d2_until)s::date))) r
  group by model, provider
  order by cost desc, total_tokens desc, model
-
 -- user_monthly --
--- Read from usage_daily directly rather than through the monthly_token_usage view: the view matches
--- its per-month breakdowns to users with IS NOT DISTINCT FROM, which no index serves, so it would
--- aggregate every user's rollup rows. Here the user's rows come from one range of usage_daily_key.
+-- One user's months from usage_monthly: a few rows per month (one per model and provider).
 with d as (
-    select date_trunc('month', day)::date as month, model, provider,
-           sum(requests) as requests, sum(successes) as successes, sum(failures) as failures,
-           sum(cancelled) as cancelled, sum(prompt_tokens) as prompt_tokens,
-           sum(completion_tokens) as completion_tokens, sum(tokens) as tokens, sum(cost) as cost
-      from public.usage_daily
+    select month, model, provider, requests, successes, failures, cancelled, prompt_tokens, completion_tokens,
+           tokens, cost
+      from public.usage_monthly
      where user_id = %(user_id)s
-       and day >= %(first_month)s::date
-     group by 1, 2, 3
+       and month >= %(first_month)s::date
 )
 select %(user_id)s::text as user_id, t.month, t.requests, t.successes, t.failures, t.cancelled, t.prompt_tokens,
        t.completion_tokens, t.total_tokens, t.total_cost,
@@ -78,43 +81,58 @@ select %(user_id)s::text as user_id, t.month, t.requests, t.successes, t.failure
                sum(completion_tokens) as completion_tokens, sum(tokens) as total_tokens, sum(cost) as total_cost
           from d group by month) t
  order by t.month desc
-
 -- top_users --
-select d.user_id, p.email, p.full_name, sum(d.requests) as requests, sum(d.tokens) as total_tokens,
-       sum(d.cost) as cost, sum(d.failures) as failures
-  from public.usage_daily d
-  join public.user_profiles p on p.user_id = d.user_id
- where d.day >= %(since)s::date and d.day < %(until)s::date
- group by d.user_id, p.email, p.full_name
- order by cost desc, total_tokens desc, d.user_id
+-- Whole months from usage_monthly, the days around them from usage_daily (see user_breakdown_by_model).
+select r.user_id, p.email, p.full_name, sum(r.requests) as requests, sum(r.tokens) as total_tokens,
+       sum(r.cost) as cost, sum(r.failures) as failures
+  from (select user_id, requests, tokens, cost, failures
+          from public.usage_monthly
+         where month >= %(m_from)s::date and month < %(m_until)s::date and user_id is not null
+        union all
+        select user_id, requests, tokens, cost, failures
+          from public.usage_daily
+         where ((day >= %(d1_from)s::date and day < %(d1_until)s::date)
+                or (day >= %(d2_from)s::date and day < %(d2_until)s::date))
+           and user_id is not null) r
+  join public.user_profiles p on p.user_id = r.user_id
+ group by r.user_id, p.email, p.full_name
+ order by cost desc, total_tokens desc, r.user_id
  limit %(limit)s
-
 -- totals_by_model --
 select model, provider, sum(requests) as requests, sum(successes) as successes, sum(failures) as failures,
        sum(cancelled) as cancelled, sum(prompt_tokens) as prompt_tokens,
        sum(completion_tokens) as completion_tokens, sum(tokens) as total_tokens, sum(cost) as cost,
        sum(unpriced_requests) as unpriced_requests
-  from public.usage_daily
+  from public.usage_daily_totals
  where day >= %(since)s::date and day < %(until)s::date
  group by model, provider
  order by cost desc, total_tokens desc, model
-
 -- totals_by_day --
-select day, sum(requests) as requests, sum(failures) as failures, sum(tokens) as total_tokens,
-       sum(cost) as cost, count(distinct user_id) as active_users
-  from public.usage_daily
+-- Sums from usage_daily_totals; active users (distinct, not additive) from usage_daily's day index.
+select t.day, t.requests, t.failures, t.total_tokens, t.cost, coalesce(a.active_users, 0) as active_users
+  from (select day, sum(requests) as requests, sum(failures) as failures, sum(tokens) as total_tokens,
+               sum(cost) as cost
+          from public.usage_daily_totals
+         where day >= %(since)s::date and day < %(until)s::date
+         group by day) t
+  left join (select day, count(distinct user_id) as active_users
+               from public.usage_daily
+              where day >= %(since)s::date and day < %(until)s::date
+              group by day) a on a.day = t.day
+ order by t.day
+-- totals_by_day_and_model --
+select day, model, provider, requests, successes, failures, cancelled, prompt_tokens, completion_tokens,
+       tokens as total_tokens, cost, unpriced_requests
+  from public.usage_daily_totals
  where day >= %(since)s::date and day < %(until)s::date
- group by day
- order by day
-
+ order by day, model, provider
 -- error_rate_by_model --
 select model, provider, sum(requests) as requests, sum(failures) as failures,
        round(sum(failures)::numeric / nullif(sum(requests), 0), 4) as error_rate
-  from public.usage_daily
+  from public.usage_daily_totals
  where day >= %(since)s::date and day < %(until)s::date
  group by model, provider
  order by error_rate desc nulls last, requests desc, model
-
 -- list_users --
 select user_id, email, full_name, provider, request_count, tokens_used, total_cost, last_request_at, last_seen_at
   from public.user_profiles
@@ -136,7 +154,7 @@ on conflict (model) do update set
 delete from public.model_prices where model = %(model)s
 
 -- recorded_models --
-select distinct model, provider from public.usage_daily order by model, provider
+select distinct model, provider from public.usage_daily_totals order by model, provider
 
 -- reprice_custom --
 -- Rows of a model with a custom price: cost = tokens x that price.
