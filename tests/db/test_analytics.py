@@ -200,6 +200,12 @@ def test_analytics_for_a_user_read_under_row_level_security(seeded: str) -> None
         with pytest.raises(UnknownUser):
             mine.user_request_history("github_bob")
         assert [u.user_id for u in mine.top_users(THIS_MONTH)] == ["google_ada"]
+        assert {(m.model, m.requests) for m in mine.totals_by_model(THIS_MONTH)} == {
+            ("gpt-4o-mini", 2),
+            ("claude-haiku-4-5", 1),
+        }
+        assert sum(d.requests for d in mine.totals_by_day_and_model(LAST_MONTH)) == 4
+        assert {m.model: m.failures for m in mine.error_rate_by_model(THIS_MONTH)}["gpt-4o-mini"] == 1
 
 
 def test_costs_inside_breakdowns_are_exact_decimals(seeded: str) -> None:
@@ -299,3 +305,17 @@ def test_repricing_moves_every_rollup(spread: str) -> None:
         month = db.fetch_one("select sum(cost) as c from usage_monthly where model = 'gpt-4o-mini'")
         ledger = db.fetch_one("select sum(total_cost) as c from request_logs where model = 'gpt-4o-mini'")
         assert month["c"] == ledger["c"] > 0
+
+
+def test_deleting_a_profile_moves_its_calls_to_the_anonymous_rows_of_every_rollup(spread: str) -> None:
+    with Database(spread) as db:
+        before = db.fetch_one("select count(*) as n, sum(total_cost) as c from request_logs")
+        db.execute("delete from user_profiles where user_id = 'google_u1'")
+        assert db.fetch_all("select 1 from usage_monthly where user_id = 'google_u1'") == []
+        anonymous = db.fetch_one("select sum(requests) as n from usage_monthly where user_id is null")
+        assert (
+            anonymous["n"] == db.fetch_one("select count(*) as n from request_logs where user_profile_id is null")["n"]
+        )
+        totals = db.fetch_one("select sum(requests) as n, sum(cost) as c from usage_daily_totals")
+        assert (totals["n"], totals["c"]) == (before["n"], before["c"])
+        assert_counters_match_ledger(db)

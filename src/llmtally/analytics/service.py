@@ -111,7 +111,10 @@ class Analytics:
 
     def _rows(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         if self.viewer is not None:
-            return self.db.fetch_all_as_user(self.viewer, query(name), params)
+            # usage_daily_totals is server-only; a user's own totals are their usage_daily rows, which
+            # have the same columns (one user per day x model x provider under RLS).
+            sql = query(name).replace("public.usage_daily_totals", "public.usage_daily")
+            return self.db.fetch_all_as_user(self.viewer, sql, params)
         return self.db.fetch_all(query(name), params)
 
     @classmethod
