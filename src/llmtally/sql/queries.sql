@@ -163,3 +163,111 @@ update public.request_logs r
 update public.request_logs r
    set total_cost = null, cost_status = 'unpriced'
  where r.model = %(model)s and r.provider = %(provider)s and r.cost_status = 'custom'
+
+-- create_api_token --
+insert into public.api_tokens (user_id, name, token_hash, prefix, expires_at)
+values (%(user_id)s, %(name)s, %(token_hash)s, %(prefix)s, %(expires_at)s)
+returning id, user_id, name, prefix, created_at, expires_at, revoked_at, last_used_at
+
+-- list_api_tokens --
+select id, user_id, name, prefix, created_at, expires_at, revoked_at, last_used_at
+  from public.api_tokens
+ where (%(user_id)s::text is null or user_id = %(user_id)s::text)
+ order by created_at desc, id desc
+
+-- revoke_api_token --
+update public.api_tokens set revoked_at = now()
+ where (id::text = %(key)s or prefix = %(key)s) and revoked_at is null
+returning id, user_id, name, prefix, created_at, expires_at, revoked_at, last_used_at
+
+-- check_api_token --
+-- The token's owner when it is valid; last_used_at is refreshed at most once a minute.
+update public.api_tokens
+   set last_used_at = case when last_used_at is null or last_used_at < now() - interval '1 minute'
+                           then now() else last_used_at end
+ where token_hash = %(token_hash)s and revoked_at is null and (expires_at is null or expires_at > now())
+returning user_id
+
+-- period_totals --
+-- Dashboard totals of one period, from the rollup.
+select coalesce(sum(requests), 0) as requests, coalesce(sum(failures), 0) as failures,
+       coalesce(sum(tokens), 0) as total_tokens, coalesce(sum(cost), 0) as cost,
+       count(distinct user_id) as active_users,
+       coalesce(sum(unpriced_requests), 0) as unpriced_requests
+  from public.usage_daily
+ where day >= %(since)s::date and day < %(until)s::date
+
+-- daily_by_model --
+select day, model, provider, sum(requests) as requests, sum(failures) as failures, sum(tokens) as total_tokens,
+       sum(cost) as cost
+  from public.usage_daily
+ where day >= %(since)s::date and day < %(until)s::date
+ group by day, model, provider
+ order by day, model, provider
+
+-- unpriced_models --
+select model, provider, sum(unpriced_requests) as unpriced_requests, sum(tokens) as total_tokens,
+       max(day) as last_day
+  from public.usage_daily
+ where day >= %(since)s::date and day < %(until)s::date and unpriced_requests > 0
+ group by model, provider
+ order by unpriced_requests desc, model
+
+-- recent_failures --
+-- Newest failures of the period, from the partial index request_logs_failures_idx.
+select r.id, r.created_at, r.user_profile_id as user_id, r.model, r.provider, r.error_type, r.error, r.latency_ms
+  from public.request_logs r
+ where r.status = 'failure'
+   and r.created_at >= %(since)s::date and r.created_at < %(until)s::date
+ order by r.created_at desc, r.id desc
+ limit %(limit)s
+
+-- latency_histogram --
+-- Latency of the most recent requests of the period (at most %(sample)s rows, read backwards along
+-- request_logs_created_idx), counted in fixed buckets: bounded work at any table size.
+with recent as (
+    select latency_ms
+      from public.request_logs
+     where created_at >= %(since)s::date and created_at < %(until)s::date
+     order by created_at desc
+     limit %(sample)s
+)
+select b.upper_ms, count(r.latency_ms) as requests
+  from unnest(%(bounds)s::int[]) with ordinality as b(upper_ms, n)
+  left join recent r
+    on r.latency_ms is not null
+   and r.latency_ms <= b.upper_ms
+   and r.latency_ms > coalesce((%(bounds)s::int[])[b.n - 1], -1)
+ group by b.upper_ms, b.n
+ order by b.n
+
+-- user_recent_requests --
+select id, litellm_call_id, created_at, model, provider, status, prompt_tokens, completion_tokens,
+       tokens_used, total_cost, cost_status, latency_ms, stream, error_type, error, session_id,
+       case when %(with_content)s then messages end as messages,
+       case when %(with_content)s then response end as response
+  from public.request_logs
+ where user_profile_id = %(user_id)s
+ order by created_at desc, id desc
+ limit %(limit)s
+
+-- export_requests --
+-- Streamed through a server-side cursor; the period reads request_logs_created_idx.
+select id, created_at, user_profile_id, end_user, session_id, litellm_call_id, model, provider, status,
+       prompt_tokens, completion_tokens, tokens_used, total_cost, cost_status, latency_ms, stream,
+       error_type, error, metadata::text as metadata, messages::text as messages, response::text as response
+  from public.request_logs
+ where (%(since)s::date is null or created_at >= %(since)s::date)
+   and (%(until)s::date is null or created_at < %(until)s::date)
+   and (%(user_id)s::text is null or user_profile_id = %(user_id)s::text)
+ order by created_at, id
+
+-- count_export --
+select count(*) as n
+  from public.request_logs
+ where (%(since)s::date is null or created_at >= %(since)s::date)
+   and (%(until)s::date is null or created_at < %(until)s::date)
+   and (%(user_id)s::text is null or user_profile_id = %(user_id)s::text)
+
+-- user_email --
+select email from public.user_profiles where user_id = %(user_id)s
