@@ -67,6 +67,7 @@ def test_admin_dashboard_non_admin_and_own_usage_in_chromium(
     ARTIFACTS.mkdir(exist_ok=True)
     anonymous = httpx.get(f"{server.url}/admin", follow_redirects=False, timeout=10)
     assert anonymous.status_code == 303 and anonymous.headers["location"] == "/login"
+    assert httpx.get(f"{server.url}/login", timeout=10).status_code == 200  # Chainlit's login page
     assert httpx.get(f"{server.url}/api/v1/usage/me", timeout=10).status_code == 401
 
     with sync_playwright() as p:

@@ -81,10 +81,11 @@ def check_jsonl(text: str, rows: list[dict[str, Any]]) -> None:
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_export_equals_the_rows_in_the_database(seeded_url: str, tmp_path: Path, fmt: str) -> None:
     out = tmp_path / f"all.{fmt}"
-    result = llmtally("export", "--format", fmt, "--output", str(out), database_url=seeded_url)
+    result = llmtally("export", "--format", fmt, "--output", str(out), "--progress", database_url=seeded_url)
     assert result.returncode == 0, result.stderr
     rows = db_rows(seeded_url)
     assert f"exported {len(rows)} rows" in result.stderr
+    assert "exporting" in result.stderr and f"{len(rows)}/{len(rows)}" in result.stderr  # the progress bar
     (check_csv if fmt == "csv" else check_jsonl)(out.read_text(encoding="utf-8"), rows)
     assert any(r["total_cost"] == Decimal("0.000123456789") for r in rows)  # the exact digits made the trip
 

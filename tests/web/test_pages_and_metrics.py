@@ -39,6 +39,7 @@ def test_pages_redirect_to_login_refuse_non_admins_and_escape_content(state: Web
         assert page.status_code == 200
         assert "question ada-3" in page.text and "answer ada-1" in page.text  # content mode full
         assert "bob" not in page.text.lower()
+        assert "No requests yet." in web.get("/usage", headers=bearer(state, ROOT)).text
         assert web.get("/llmtally-static/vendor/chart.umd.min.js").text.startswith("/*!\n * Chart.js v4.6.1")
 
 

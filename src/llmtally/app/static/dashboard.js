@@ -187,6 +187,9 @@
   }
 
   form.addEventListener("submit", load);
+  for (const input of [form.since, form.until]) {
+    input.addEventListener("change", () => { form.querySelector("input[value=custom]").checked = true; });
+  }
   form.querySelectorAll("input[name=preset]").forEach((r) => r.addEventListener("change", () => { if (r.value !== "custom") load(); }));
   document.getElementById("cost-by").addEventListener("change", drawSeries);
   document.getElementById("tokens-by").addEventListener("change", drawSeries);

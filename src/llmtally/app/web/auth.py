@@ -9,6 +9,7 @@ from a URL and never logged.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -47,7 +48,10 @@ def _session_user(token: str) -> str | None:
 
 
 def _cookie_token(request: Request) -> str | None:
-    if not any(name.startswith("access_token") for name in request.cookies):
+    # Chainlit's cookie name (its default unless CHAINLIT_AUTH_COOKIE_NAME is set; long tokens are split
+    # into name_0, name_1, ...). Checked first so requests without it never import Chainlit.
+    name = os.environ.get("CHAINLIT_AUTH_COOKIE_NAME", "access_token")
+    if not any(cookie.startswith(name) for cookie in request.cookies):
         return None
     from chainlit.auth.cookie import get_token_from_cookies
 
