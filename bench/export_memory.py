@@ -16,10 +16,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine_description, server  # noqa: E402
-from llmtally.db import Database  # noqa: E402
+from bench.common import machine_description, server
+
+from llmtally.db import Database
 
 FILL = """
 insert into public.user_profiles (user_id) select 'user_' || u from generate_series(1, 100) u;
