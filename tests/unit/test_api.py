@@ -19,6 +19,7 @@ def test_all_is_sorted_and_complete() -> None:
         and name
         not in {
             "analytics",
+            "app",
             "cli",
             "db",
             "demo",
