@@ -14,7 +14,7 @@ from llmtally.errors import UserInputError
 
 
 def parse_expiry(value: str | None) -> dt.datetime | None:
-    """``30d``, ``12h`` or a date (``2026-12-31``, the end of that UTC day is not included)."""
+    """``30d``, ``12h`` or a date (``2026-12-31``: the token expires at 00:00 UTC that day)."""
     if value is None:
         return None
     match = re.fullmatch(r"(\d{1,5})([dh])", value.strip())
