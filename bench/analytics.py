@@ -402,7 +402,7 @@ def measure(url: str, cfg: AnalyticsConfig, facts: dict[str, Any], report: Repor
                     ),
                 ),
                 "cost by model by day, 90 days": (
-                    lambda: server.totals_by_day_and_model(since=today - dt.timedelta(days=89), until=tomorrow),
+                    lambda: server.daily_by_model(since=today - dt.timedelta(days=89), until=tomorrow),
                     lambda: _fetch(
                         conn,
                         ORIGINAL["cost_by_model_by_day"],

@@ -204,7 +204,7 @@ def test_analytics_for_a_user_read_under_row_level_security(seeded: str) -> None
             ("gpt-4o-mini", 2),
             ("claude-haiku-4-5", 1),
         }
-        assert sum(d.requests for d in mine.totals_by_day_and_model(LAST_MONTH)) == 4
+        assert sum(d.requests for d in mine.daily_by_model(LAST_MONTH)) == 4
         assert {m.model: m.failures for m in mine.error_rate_by_model(THIS_MONTH)}["gpt-4o-mini"] == 1
 
 
@@ -284,7 +284,7 @@ def test_periods_across_months_give_the_ledgers_exact_sums(spread: str) -> None:
                     sum((m.cost for m in breakdown.by_model), Decimal(0)),
                 )
                 assert got == expected.get(user, (0, Decimal(0))), (user, since, until)
-        by_day = analytics.totals_by_day_and_model(today - dt.timedelta(days=89), today + dt.timedelta(days=1))
+        by_day = analytics.daily_by_model(today - dt.timedelta(days=89), today + dt.timedelta(days=1))
         direct = db.fetch_all(
             "select (created_at at time zone 'UTC')::date as day, model, count(*) as n, sum(total_cost) as cost"
             " from request_logs where created_at >= %s group by 1, 2 order by 1, 2",

@@ -20,6 +20,7 @@ EXPECTED_TABLES = {
     "usage_daily_totals",
     "model_prices",
     "llmtally_migrations",
+    "api_tokens",
 }
 EXPECTED_VIEWS = {"user_request_analytics", "monthly_token_usage", "user_recent_activity"}
 

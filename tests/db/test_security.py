@@ -37,6 +37,7 @@ OWNER_COLUMN: dict[str, str | None] = {
     "user_recent_activity": "user_id",
     "model_prices": None,
     "llmtally_migrations": None,
+    "api_tokens": None,
 }
 TABLES = [
     "user_profiles",
@@ -47,6 +48,7 @@ TABLES = [
     "usage_daily_totals",
     "model_prices",
     "llmtally_migrations",
+    "api_tokens",
 ]
 VIEWS = ["user_request_analytics", "monthly_token_usage", "user_recent_activity"]
 POLICY_TABLES = ["user_profiles", "sessions", "request_logs", "usage_daily", "usage_monthly"]
@@ -158,6 +160,10 @@ SPECIFIC_WRITES = {  # forging usage for someone else, zeroing one's own counter
     ("sessions", "insert"): "insert into public.sessions (session_id, user_id) values ('forged', %(other)s)",
     ("usage_daily", "delete"): "delete from public.usage_daily where user_id = %(me)s",
     ("usage_monthly", "delete"): "delete from public.usage_monthly where user_id = %(me)s",
+    ("api_tokens", "insert"): (
+        "insert into public.api_tokens (user_id, token_hash, prefix) values (%(me)s, repeat('a', 64), 'lt_forged')"
+    ),
+    ("api_tokens", "update"): "update public.api_tokens set revoked_at = null where user_id = %(me)s",
 }
 GENERIC_WRITES = {
     "insert": "insert into public.{rel} default values",

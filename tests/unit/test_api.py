@@ -16,7 +16,21 @@ def test_all_is_sorted_and_complete() -> None:
         name
         for name in dir(llmtally)
         if not name.startswith("_")
-        and name not in {"analytics", "cli", "db", "demo", "errors", "ledger", "metrics", "prices", "settings"}
+        and name
+        not in {
+            "analytics",
+            "app",
+            "cli",
+            "db",
+            "demo",
+            "errors",
+            "export",
+            "ledger",
+            "metrics",
+            "prices",
+            "settings",
+            "tokens",
+        }
     }
     assert llmtally.__all__ == sorted(llmtally.__all__)
     assert public | {"__version__"} == set(llmtally.__all__)

@@ -198,3 +198,65 @@ class UserSummary(_Result):
     total_cost: Decimal
     last_request_at: dt.datetime | None
     last_seen_at: dt.datetime | None
+
+
+# -- dashboard ---------------------------------------------------------------------------------------
+class PeriodTotals(_Result):
+    since: dt.date
+    until: dt.date
+    requests: int
+    failures: int
+    total_tokens: int
+    cost: Decimal
+    active_users: int
+    unpriced_requests: int
+    error_rate: Decimal | None
+
+
+class PeriodComparison(_Result):
+    """A period's totals and those of the period of the same length just before it."""
+
+    current: PeriodTotals
+    previous: PeriodTotals
+
+
+class UnpricedModel(_Result):
+    model: str
+    provider: str
+    unpriced_requests: int
+    total_tokens: int
+    last_day: dt.date
+
+
+class FailureRecord(_Result):
+    id: int
+    created_at: dt.datetime
+    user_id: str | None
+    model: str
+    provider: str
+    error_type: str | None
+    error: str | None
+    latency_ms: int | None
+
+
+class LatencyBucket(_Result):
+    """Requests with ``lower_ms < latency <= upper_ms``; ``upper_ms`` None is the open last bucket."""
+
+    lower_ms: int
+    upper_ms: int | None
+    requests: int
+
+
+class LatencyHistogram(_Result):
+    """Latency of the most recent ``sampled`` requests of a period (at most ``sample_limit``)."""
+
+    sample_limit: int
+    sampled: int
+    buckets: list[LatencyBucket]
+
+
+class RecentRequest(RequestRecord):
+    """A request with its content: ``messages`` and ``response`` are None when content is not shown."""
+
+    messages: Any = None
+    response: Any = None

@@ -9,13 +9,20 @@ from typing import Any
 from llmtally.analytics.models import (
     DailyModelUsage,
     DailyTotals,
+    FailureRecord,
+    LatencyBucket,
+    LatencyHistogram,
     ModelErrorRate,
     ModelUsage,
     MonthlyUsage,
+    PeriodComparison,
+    PeriodTotals,
     ProviderUsage,
+    RecentRequest,
     RequestHistory,
     RequestRecord,
     TokenBreakdown,
+    UnpricedModel,
     UserAnalytics,
     UserSummary,
     UserUsage,
@@ -27,6 +34,11 @@ from llmtally.errors import UnknownUser, UserInputError
 from llmtally.settings import Settings
 
 DateLike = dt.date | dt.datetime | str | None
+
+# Latency histogram: bucket upper bounds (ms) over the most recent LATENCY_SAMPLE requests of a period.
+LATENCY_BOUNDS_MS = (100, 250, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000)
+LATENCY_SAMPLE = 10_000
+_OPEN_BOUND = 2_147_483_647
 
 
 def as_date(value: DateLike, name: str) -> dt.date | None:
@@ -50,7 +62,10 @@ def _encode_cursor(created_at: dt.datetime, row_id: int) -> str:
 def _decode_cursor(cursor: str) -> tuple[dt.datetime, int]:
     try:
         at, row_id = cursor.rsplit("~", 1)
-        return dt.datetime.fromisoformat(at), int(row_id)
+        when, number = dt.datetime.fromisoformat(at), int(row_id)
+        if not 0 <= number < 2**63:
+            raise ValueError(row_id)
+        return when, number
     except ValueError:
         raise UserInputError(f"invalid history cursor {cursor!r}: pass a next_before value") from None
 
@@ -234,11 +249,6 @@ class Analytics:
     def totals_by_day(self, since: DateLike = None, until: DateLike = None) -> list[DailyTotals]:
         return [DailyTotals.from_row(r) for r in self._rows("totals_by_day", self._period(since, until))]
 
-    def totals_by_day_and_model(self, since: DateLike = None, until: DateLike = None) -> list[DailyModelUsage]:
-        """Every day x model x provider of the period, all users together (a chart's series)."""
-        rows = self._rows("totals_by_day_and_model", self._period(since, until))
-        return [DailyModelUsage.from_row(r) for r in rows]
-
     def error_rate_by_model(self, since: DateLike = None, until: DateLike = None) -> list[ModelErrorRate]:
         rows = self._rows("error_rate_by_model", self._period(since, until))
         return [ModelErrorRate.from_row(r) for r in rows]
@@ -246,3 +256,57 @@ class Analytics:
     def users(self, limit: int = 1000) -> list[UserSummary]:
         _check_limit(limit, 100_000)
         return [UserSummary.from_row(r) for r in self._rows("list_users", {"limit": limit})]
+
+    # -- dashboard (admin) -----------------------------------------------------------------------
+    def period_totals(self, since: DateLike = None, until: DateLike = None) -> PeriodComparison:
+        """Totals of the period and of the period of the same length just before it, from the rollup."""
+        period = self._period(since, until)
+        length = period["until"] - period["since"]
+        try:
+            previous = {"since": period["since"] - length, "until": period["since"]}
+        except OverflowError:
+            raise UserInputError("the period is too long to compare with the one before it") from None
+
+        def totals(p: dict[str, dt.date]) -> PeriodTotals:
+            split = month_split(p["since"], p["until"], dt.datetime.now(dt.UTC).date())
+            row = self._rows("period_totals", {**p, **split})[0]
+            rate = round(Decimal(row["failures"]) / row["requests"], 4) if row["requests"] else None
+            return PeriodTotals.model_validate({**p, **row, "error_rate": rate})
+
+        return PeriodComparison(current=totals(period), previous=totals(previous))
+
+    def daily_by_model(self, since: DateLike = None, until: DateLike = None) -> list[DailyModelUsage]:
+        """Every day x model x provider of the period, all users together (the charts' series)."""
+        return [DailyModelUsage.from_row(r) for r in self._rows("daily_by_model", self._period(since, until))]
+
+    def unpriced_models(self, since: DateLike = None, until: DateLike = None) -> list[UnpricedModel]:
+        return [UnpricedModel.from_row(r) for r in self._rows("unpriced_models", self._period(since, until))]
+
+    def recent_failures(self, since: DateLike = None, until: DateLike = None, limit: int = 50) -> list[FailureRecord]:
+        _check_limit(limit)
+        rows = self._rows("recent_failures", {**self._period(since, until), "limit": limit})
+        return [FailureRecord.from_row(r) for r in rows]
+
+    def latency_histogram(
+        self, since: DateLike = None, until: DateLike = None, sample: int = LATENCY_SAMPLE
+    ) -> LatencyHistogram:
+        """Latency of the period's most recent ``sample`` requests: bounded work at any table size."""
+        _check_limit(sample, 100_000)
+        bounds = [*LATENCY_BOUNDS_MS, _OPEN_BOUND]
+        rows = self._rows("latency_histogram", {**self._period(since, until), "sample": sample, "bounds": bounds})
+        buckets, lower = [], 0
+        for row in rows:
+            upper = int(row["upper_ms"])
+            buckets.append(
+                LatencyBucket(
+                    lower_ms=lower, upper_ms=None if upper == _OPEN_BOUND else upper, requests=row["requests"]
+                )
+            )
+            lower = upper
+        return LatencyHistogram(sample_limit=sample, sampled=sum(b.requests for b in buckets), buckets=buckets)
+
+    def user_recent_requests(self, user_id: str, limit: int = 20, *, with_content: bool) -> list[RecentRequest]:
+        """A user's newest requests, with their content when ``with_content`` (the content mode is full)."""
+        _check_limit(limit)
+        rows = self._rows("user_recent_requests", {"user_id": user_id, "limit": limit, "with_content": with_content})
+        return [RecentRequest.from_row(r) for r in rows]

@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from llmtally.errors import ConfigurationError
@@ -34,6 +34,17 @@ class AppSettings(BaseSettings):
     users: str | None = Field(
         default=None, description="Password logins as 'name:password,name2:password2'. Unset: one generated login."
     )
+    # dashboard, JSON API and metrics
+    admins: str | None = Field(
+        default=None, description="Who may open /admin and the admin API: user ids or e-mails, comma-separated."
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="Bearer token required by /metrics. Unset: /metrics answers only local clients."
+    )
+
+    @property
+    def admin_set(self) -> frozenset[str]:
+        return frozenset(a.strip() for a in (self.admins or "").split(",") if a.strip())
 
     @property
     def url(self) -> str:

@@ -21,6 +21,7 @@ from llmtally.app.config import AppSettings, auth_secret, password_logins
 from llmtally.app.demo_model import register_demo_model
 from llmtally.app.models import available_models
 from llmtally.app.runtime import Runtime, get_runtime, set_runtime
+from llmtally.app.web import WebState, install_web
 from llmtally.db.database import Database
 from llmtally.errors import ConfigurationError
 from llmtally.ledger.ledger import Ledger
@@ -183,5 +184,15 @@ def build_app() -> FastAPI:
             - runtime.ledger.stats.duplicates,
         }
 
+    runtime = get_runtime()
+    install_web(
+        app,
+        WebState(
+            db=runtime.db,
+            admins=runtime.app.admin_set,
+            show_content=runtime.settings.content == "full",
+            metrics_token=runtime.app.metrics_token.get_secret_value() if runtime.app.metrics_token else None,
+        ),
+    )
     mount_chainlit(app, target=str(Path(__file__).with_name("chat.py")), path="/")
     return app

@@ -221,6 +221,23 @@ class Database:
             cur.execute(sql, params)
             return cur.fetchall()
 
+    def fetch_all_in_transaction(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
+        """Run one statement that writes and returns rows (``... returning``), committed on success."""
+        with self.transaction() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+
+    def stream(self, sql: str, params: Sequence[Any] | dict[str, Any] = (), *, batch: int = 2000) -> Iterator[Row]:
+        """Rows of a query read through a server-side cursor, ``batch`` at a time: bounded memory."""
+        with (
+            self.connection() as conn,
+            conn.transaction(),
+            conn.cursor(name="llmtally_stream", row_factory=dict_row) as cur,
+        ):
+            cur.itersize = batch
+            cur.execute(sql, params)
+            yield from cur
+
     def fetch_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Row | None:
         rows = self.fetch_all(sql, params)
         return rows[0] if rows else None

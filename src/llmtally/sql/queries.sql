@@ -120,12 +120,6 @@ select t.day, t.requests, t.failures, t.total_tokens, t.cost, coalesce(a.active_
               where day >= %(since)s::date and day < %(until)s::date
               group by day) a on a.day = t.day
  order by t.day
--- totals_by_day_and_model --
-select day, model, provider, requests, successes, failures, cancelled, prompt_tokens, completion_tokens,
-       tokens as total_tokens, cost, unpriced_requests
-  from public.usage_daily_totals
- where day >= %(since)s::date and day < %(until)s::date
- order by day, model, provider
 -- error_rate_by_model --
 select model, provider, sum(requests) as requests, sum(failures) as failures,
        round(sum(failures)::numeric / nullif(sum(requests), 0), 4) as error_rate
@@ -181,3 +175,121 @@ update public.request_logs r
 update public.request_logs r
    set total_cost = null, cost_status = 'unpriced'
  where r.model = %(model)s and r.provider = %(provider)s and r.cost_status = 'custom'
+
+-- create_api_token --
+insert into public.api_tokens (user_id, name, token_hash, prefix, expires_at)
+values (%(user_id)s, %(name)s, %(token_hash)s, %(prefix)s, %(expires_at)s)
+returning id, user_id, name, prefix, created_at, expires_at, revoked_at, last_used_at
+
+-- list_api_tokens --
+select id, user_id, name, prefix, created_at, expires_at, revoked_at, last_used_at
+  from public.api_tokens
+ where (%(user_id)s::text is null or user_id = %(user_id)s::text)
+ order by created_at desc, id desc
+
+-- revoke_api_token --
+update public.api_tokens set revoked_at = now()
+ where (id::text = %(key)s or prefix = %(key)s) and revoked_at is null
+returning id, user_id, name, prefix, created_at, expires_at, revoked_at, last_used_at
+
+-- check_api_token --
+-- The token's owner when it is valid; last_used_at is refreshed at most once a minute.
+update public.api_tokens
+   set last_used_at = case when last_used_at is null or last_used_at < now() - interval '1 minute'
+                           then now() else last_used_at end
+ where token_hash = %(token_hash)s and revoked_at is null and (expires_at is null or expires_at > now())
+returning user_id
+
+-- period_totals --
+-- Dashboard totals of one period: sums from usage_daily_totals; active users (distinct, so not a sum)
+-- from usage_monthly for the whole months and usage_daily for the days around them.
+select coalesce(sum(requests), 0) as requests, coalesce(sum(failures), 0) as failures,
+       coalesce(sum(tokens), 0) as total_tokens, coalesce(sum(cost), 0) as cost,
+       (select count(distinct user_id)
+          from (select user_id from public.usage_monthly
+                 where month >= %(m_from)s::date and month < %(m_until)s::date
+                union all
+                select user_id from public.usage_daily
+                 where (day >= %(d1_from)s::date and day < %(d1_until)s::date)
+                    or (day >= %(d2_from)s::date and day < %(d2_until)s::date)) u) as active_users,
+       coalesce(sum(unpriced_requests), 0) as unpriced_requests
+  from public.usage_daily_totals
+ where day >= %(since)s::date and day < %(until)s::date
+
+-- daily_by_model --
+select day, model, provider, sum(requests) as requests, sum(successes) as successes, sum(failures) as failures,
+       sum(cancelled) as cancelled, sum(prompt_tokens) as prompt_tokens, sum(completion_tokens) as completion_tokens,
+       sum(tokens) as total_tokens, sum(cost) as cost, sum(unpriced_requests) as unpriced_requests
+  from public.usage_daily_totals
+ where day >= %(since)s::date and day < %(until)s::date
+ group by day, model, provider
+ order by day, model, provider
+
+-- unpriced_models --
+select model, provider, sum(unpriced_requests) as unpriced_requests, sum(tokens) as total_tokens,
+       max(day) as last_day
+  from public.usage_daily_totals
+ where day >= %(since)s::date and day < %(until)s::date and unpriced_requests > 0
+ group by model, provider
+ order by unpriced_requests desc, model
+
+-- recent_failures --
+-- Newest failures of the period, from the partial index request_logs_failures_idx.
+select r.id, r.created_at, r.user_profile_id as user_id, r.model, r.provider, r.error_type, r.error, r.latency_ms
+  from public.request_logs r
+ where r.status = 'failure'
+   and r.created_at >= %(since)s::date::timestamp at time zone 'UTC'
+   and r.created_at < %(until)s::date::timestamp at time zone 'UTC'
+ order by r.created_at desc, r.id desc
+ limit %(limit)s
+
+-- latency_histogram --
+-- Latency of the most recent requests of the period (at most %(sample)s rows, read backwards along
+-- request_logs_created_idx), counted in fixed buckets: bounded work at any table size.
+with recent as (
+    select latency_ms
+      from public.request_logs
+     where created_at >= %(since)s::date::timestamp at time zone 'UTC'
+       and created_at < %(until)s::date::timestamp at time zone 'UTC'
+     order by created_at desc
+     limit %(sample)s
+)
+select b.upper_ms, count(r.latency_ms) as requests
+  from unnest(%(bounds)s::int[]) with ordinality as b(upper_ms, n)
+  left join recent r
+    on r.latency_ms is not null
+   and r.latency_ms <= b.upper_ms
+   and r.latency_ms > coalesce((%(bounds)s::int[])[b.n - 1], -1)
+ group by b.upper_ms, b.n
+ order by b.n
+
+-- user_recent_requests --
+select id, litellm_call_id, created_at, model, provider, status, prompt_tokens, completion_tokens,
+       tokens_used, total_cost, cost_status, latency_ms, stream, error_type, error, session_id,
+       case when %(with_content)s then messages end as messages,
+       case when %(with_content)s then response end as response
+  from public.request_logs
+ where user_profile_id = %(user_id)s
+ order by created_at desc, id desc
+ limit %(limit)s
+
+-- export_requests --
+-- Streamed through a server-side cursor; the period reads request_logs_created_idx.
+select id, created_at, user_profile_id, end_user, session_id, litellm_call_id, model, provider, status,
+       prompt_tokens, completion_tokens, tokens_used, total_cost, cost_status, latency_ms, stream,
+       error_type, error, metadata::text as metadata, messages::text as messages, response::text as response
+  from public.request_logs
+ where (%(since)s::date is null or created_at >= %(since)s::date::timestamp at time zone 'UTC')
+   and (%(until)s::date is null or created_at < %(until)s::date::timestamp at time zone 'UTC')
+   and (%(user_id)s::text is null or user_profile_id = %(user_id)s::text)
+ order by created_at, id
+
+-- count_export --
+select count(*) as n
+  from public.request_logs
+ where (%(since)s::date is null or created_at >= %(since)s::date::timestamp at time zone 'UTC')
+   and (%(until)s::date is null or created_at < %(until)s::date::timestamp at time zone 'UTC')
+   and (%(user_id)s::text is null or user_profile_id = %(user_id)s::text)
+
+-- user_email --
+select email from public.user_profiles where user_id = %(user_id)s

@@ -1,0 +1,197 @@
+// llmtally admin dashboard: reads /api/v1/admin/* for the chosen period and draws it with Chart.js.
+"use strict";
+(function () {
+  const API = "/api/v1/admin";
+  const form = document.getElementById("period");
+  const charts = {};
+  window.llmtallyCharts = charts;
+  const palette = ["#2563eb", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#06b6d4", "#ec4899", "#84cc16", "#64748b", "#f97316"];
+  const color = (i) => palette[i % palette.length];
+
+  const isoDay = (d) => d.toISOString().slice(0, 10);
+  const addDays = (d, n) => new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + n));
+  const todayUTC = () => { const n = new Date(); return new Date(Date.UTC(n.getUTCFullYear(), n.getUTCMonth(), n.getUTCDate())); };
+
+  function period() {
+    const preset = form.preset.value;
+    const today = todayUTC();
+    if (preset === "today") return [today, addDays(today, 1)];
+    if (preset === "7d") return [addDays(today, -6), addDays(today, 1)];
+    if (preset === "custom" && form.since.value && form.until.value) {
+      return [new Date(form.since.value + "T00:00:00Z"), addDays(new Date(form.until.value + "T00:00:00Z"), 1)];
+    }
+    return [new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), 1)), addDays(today, 1)];
+  }
+
+  async function get(path, params) {
+    const url = API + path + "?" + new URLSearchParams(params).toString();
+    const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.error || response.statusText);
+    return body;
+  }
+
+  const num = (v) => (v === null || v === undefined ? 0 : Number(v));
+  const money = (v) => "$" + num(v).toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 6 });
+  const fmt = {
+    requests: (v) => num(v).toLocaleString(),
+    total_tokens: (v) => num(v).toLocaleString(),
+    cost: money,
+    active_users: (v) => num(v).toLocaleString(),
+    error_rate: (v) => (v === null ? "–" : (num(v) * 100).toFixed(2) + " %"),
+  };
+
+  function cell(row, text, cls) {
+    const td = document.createElement("td");
+    td.textContent = text === null || text === undefined ? "" : String(text);
+    if (cls) td.className = cls;
+    row.appendChild(td);
+    return td;
+  }
+
+  function fill(id, rows, build) {
+    const body = document.querySelector("#" + id + " tbody");
+    body.replaceChildren();
+    if (!rows.length) {
+      const tr = body.insertRow();
+      const td = cell(tr, "none in this period", "muted");
+      td.colSpan = 6;
+      return;
+    }
+    rows.forEach((r) => build(body.insertRow(), r));
+  }
+
+  function draw(id, config) {
+    if (charts[id]) charts[id].destroy();
+    config.options = Object.assign({ responsive: true, maintainAspectRatio: false, animation: false }, config.options || {});
+    charts[id] = new Chart(document.getElementById(id), config);
+  }
+
+  function stacked(rows, days, key, by) {
+    const groups = [...new Set(rows.map((r) => r[by]))].sort();
+    const index = new Map(days.map((d, i) => [d, i]));
+    return groups.map((g, i) => {
+      const data = days.map(() => 0);
+      rows.filter((r) => r[by] === g).forEach((r) => { data[index.get(r.day)] += num(r[key]); });
+      return { label: g, data, backgroundColor: color(i), stack: "s" };
+    });
+  }
+
+  let last = null;
+
+  function drawSeries() {
+    if (!last) return;
+    const { rows, days } = last;
+    const stackedOpts = { scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true } } };
+    draw("chart-cost", { type: "bar", data: { labels: days, datasets: stacked(rows, days, "cost", document.getElementById("cost-by").value) }, options: stackedOpts });
+    draw("chart-tokens", { type: "bar", data: { labels: days, datasets: stacked(rows, days, "total_tokens", document.getElementById("tokens-by").value) }, options: stackedOpts });
+  }
+
+  async function load(event) {
+    if (event) event.preventDefault();
+    const [since, until] = period();
+    const params = { since: isoDay(since), until: isoDay(until) };
+    document.getElementById("period-label").textContent = params.since + " – " + isoDay(addDays(until, -1)) + " (UTC)";
+    for (const f of ["csv", "jsonl"]) {
+      document.getElementById("export-" + f).href = API + "/export?" + new URLSearchParams({ ...params, format: f });
+    }
+    const error = document.getElementById("load-error");
+    try {
+      const [summary, series, users, latency, failures, unpriced] = await Promise.all([
+        get("/summary", params), get("/timeseries", params), get("/top-users", { ...params, limit: 10 }),
+        get("/latency", params), get("/failures", { ...params, limit: 50 }), get("/unpriced", params),
+      ]);
+      error.hidden = true;
+
+      for (const card of document.querySelectorAll("#totals .card")) {
+        const key = card.dataset.key;
+        const now = summary.current[key], before = summary.previous[key];
+        card.querySelector(".value").textContent = fmt[key](now);
+        const delta = card.querySelector(".delta");
+        if (now === null || before === null || num(before) === 0) {
+          delta.textContent = "previous period: " + fmt[key](before);
+          delta.className = "delta muted";
+        } else {
+          const change = ((num(now) - num(before)) / num(before)) * 100;
+          delta.textContent = (change >= 0 ? "▲ " : "▼ ") + Math.abs(change).toFixed(1) + " % vs previous " + fmt[key](before);
+          delta.className = "delta " + (change >= 0 ? "up" : "down");
+        }
+      }
+
+      const days = [];
+      for (let d = since; d < until; d = addDays(d, 1)) days.push(isoDay(d));
+      last = { rows: series, days };
+      drawSeries();
+
+      const perDay = (key) => days.map((d) => series.filter((r) => r.day === d).reduce((s, r) => s + num(r[key]), 0));
+      draw("chart-requests", {
+        type: "line",
+        data: { labels: days, datasets: [
+          { label: "requests", data: perDay("requests"), borderColor: color(0), backgroundColor: color(0) },
+          { label: "failures", data: perDay("failures"), borderColor: "#ef4444", backgroundColor: "#ef4444" },
+        ] },
+        options: { scales: { y: { beginAtZero: true } } },
+      });
+      draw("chart-users", {
+        type: "bar",
+        data: { labels: users.map((u) => u.email || u.user_id), datasets: [{ label: "cost (USD)", data: users.map((u) => num(u.cost)), backgroundColor: color(0) }] },
+        options: { indexAxis: "y", plugins: { legend: { display: false } } },
+      });
+      const mix = new Map();
+      series.forEach((r) => mix.set(r.model, (mix.get(r.model) || 0) + num(r.requests)));
+      draw("chart-models", {
+        type: "doughnut",
+        data: { labels: [...mix.keys()], datasets: [{ data: [...mix.values()], backgroundColor: [...mix.keys()].map((_, i) => color(i)) }] },
+      });
+      draw("chart-latency", {
+        type: "bar",
+        data: {
+          labels: latency.buckets.map((b) => (b.upper_ms === null ? "> " + b.lower_ms + " ms" : "≤ " + b.upper_ms + " ms")),
+          datasets: [{ label: "requests", data: latency.buckets.map((b) => b.requests), backgroundColor: color(2) }],
+        },
+        options: { plugins: { legend: { display: false } } },
+      });
+      document.getElementById("latency-note").textContent = "(" + latency.sampled + " most recent requests, at most " + latency.sample_limit + ")";
+
+      fill("top-users", users, (tr, u) => {
+        const td = document.createElement("td");
+        const a = document.createElement("a");
+        a.href = "/admin/users/" + encodeURIComponent(u.user_id);
+        a.textContent = u.user_id;
+        td.appendChild(a);
+        tr.appendChild(td);
+        cell(tr, u.email);
+        cell(tr, num(u.requests).toLocaleString(), "n");
+        cell(tr, num(u.total_tokens).toLocaleString(), "n");
+        cell(tr, num(u.failures).toLocaleString(), "n");
+        cell(tr, money(u.cost), "n");
+      });
+      fill("failures", failures, (tr, f) => {
+        cell(tr, f.created_at.replace("T", " ").slice(0, 19));
+        cell(tr, f.user_id);
+        cell(tr, f.model);
+        cell(tr, (f.error_type ? f.error_type + ": " : "") + (f.error || ""), "error");
+      });
+      fill("unpriced", unpriced, (tr, m) => {
+        cell(tr, m.model);
+        cell(tr, m.provider);
+        cell(tr, num(m.unpriced_requests).toLocaleString(), "n");
+        cell(tr, num(m.total_tokens).toLocaleString(), "n");
+        cell(tr, m.last_day);
+      });
+      window.llmtallyReady = true;
+    } catch (e) {
+      error.textContent = "Could not load the dashboard: " + e.message;
+      error.hidden = false;
+    }
+  }
+
+  form.addEventListener("submit", load);
+  for (const input of [form.since, form.until]) {
+    input.addEventListener("change", () => { form.querySelector("input[value=custom]").checked = true; });
+  }
+  form.querySelectorAll("input[name=preset]").forEach((r) => r.addEventListener("change", () => { if (r.value !== "custom") load(); }));
+  document.getElementById("cost-by").addEventListener("change", drawSeries);
+  document.getElementById("tokens-by").addEventListener("change", drawSeries);
+  load();
+})();

@@ -1,0 +1,192 @@
+"""Server-rendered pages: the admin dashboard (/admin), one user (/admin/users/{id}), your usage (/usage).
+
+Pages are Jinja2 templates with autoescaping; data for charts travels as JSON in the page (escaped
+by ``tojson``) or is fetched from the JSON API by a small script. Chart.js is bundled under
+``static/vendor`` (no CDN: the pages work offline).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from llmtally.analytics.models import MonthlyUsage, RecentRequest
+from llmtally.analytics.service import Analytics
+from llmtally.app.web.auth import NotAuthenticated, Viewer, identify
+from llmtally.app.web.state import WebState
+from llmtally.errors import UnknownUser
+
+STATIC = Path(__file__).resolve().parents[1] / "static"
+STATIC_PATH = "/llmtally-static"
+LOGIN_PATH = "/login"
+_SNIPPET = 300
+
+templates = Environment(
+    loader=PackageLoader("llmtally.app.web", "templates"),
+    autoescape=select_autoescape(("html",)),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _text_of(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):  # content parts: [{"type": "text", "text": ...}]
+        return " ".join(_text_of(v.get("text") if isinstance(v, dict) else v) for v in value)
+    return json.dumps(value, default=str)[:_SNIPPET]
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _SNIPPET else text[: _SNIPPET - 1] + "…"
+
+
+def prompt_of(messages: Any) -> str:
+    """The last user message of a request's content, clipped."""
+    if isinstance(messages, list):
+        for message in reversed(messages):
+            if isinstance(message, dict) and message.get("role") == "user":
+                return _clip(_text_of(message.get("content")))
+    return _clip(_text_of(messages))
+
+
+def reply_of(response: Any) -> str:
+    """The reply's text in a stored response, clipped."""
+    if isinstance(response, dict):
+        choices = response.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            message = choices[0].get("message") or choices[0].get("delta") or {}
+            if isinstance(message, dict):
+                return _clip(_text_of(message.get("content")))
+    return _clip(_text_of(response))
+
+
+def money(value: Any) -> str:
+    return "unpriced" if value is None else f"${value:,.6f}"
+
+
+templates.filters["money"] = money
+templates.filters["prompt_of"] = prompt_of
+templates.filters["reply_of"] = reply_of
+
+
+def render(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    html = templates.get_template(name).render(static=STATIC_PATH, **context)
+    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def _monthly_chart(months: list[MonthlyUsage]) -> dict[str, Any]:
+    ordered = list(reversed(months))
+    models = sorted({m for month in ordered for m in month.model_breakdown})
+    return {
+        "labels": [m.month.strftime("%Y-%m") for m in ordered],
+        "series": [
+            {
+                "label": model,
+                "cost": [str(m.model_breakdown[model].cost) if model in m.model_breakdown else "0" for m in ordered],
+                "tokens": [m.model_breakdown[model].tokens if model in m.model_breakdown else 0 for m in ordered],
+            }
+            for model in models
+        ],
+    }
+
+
+def _this_month(months: list[MonthlyUsage]) -> MonthlyUsage | None:
+    first = dt.datetime.now(dt.UTC).date().replace(day=1)
+    return months[0] if months and months[0].month == first else None
+
+
+def _by_model_rows(months: list[MonthlyUsage]) -> list[dict[str, Any]]:
+    rows = []
+    for m in months:
+        for model, entry in sorted(m.model_breakdown.items(), key=lambda kv: (-kv[1].cost, kv[0])):
+            rows.append({"month": m.month, "model": model, "entry": entry})
+    return rows
+
+
+def install_pages(app: FastAPI, state: WebState) -> None:
+    """Register the pages and the static files on ``app`` (before Chainlit's catch-all mount)."""
+    app.mount(STATIC_PATH, StaticFiles(directory=STATIC), name="llmtally-static")
+
+    def who(request: Request) -> Viewer | Response:
+        try:
+            return identify(state, request)
+        except NotAuthenticated:
+            return RedirectResponse(LOGIN_PATH, status_code=303)
+
+    def forbidden(viewer: Viewer) -> HTMLResponse:
+        return render("forbidden.html", status=403, viewer=viewer)
+
+    @app.get("/usage", include_in_schema=False)
+    def usage_page(request: Request) -> Response:
+        viewer = who(request)
+        if isinstance(viewer, Response):
+            return viewer
+        mine = Analytics.for_user(state.db, viewer.user_id)  # row-level security: only the viewer's rows
+        try:
+            totals = mine.user_analytics(viewer.user_id)
+        except UnknownUser:
+            totals = None
+        months = mine.user_monthly_usage(viewer.user_id, 12) if totals else []
+        recent: list[RecentRequest] = (
+            mine.user_recent_requests(viewer.user_id, 20, with_content=state.show_content) if totals else []
+        )
+        return render(
+            "usage.html",
+            viewer=viewer,
+            title="Your usage",
+            subject=viewer.user_id,
+            totals=totals,
+            this_month=_this_month(months),
+            months=months,
+            by_model=_by_model_rows(months),
+            recent=recent,
+            show_content=state.show_content,
+            chart=_monthly_chart(months),
+        )
+
+    @app.get("/admin", include_in_schema=False)
+    def admin_page(request: Request) -> Response:
+        viewer = who(request)
+        if isinstance(viewer, Response):
+            return viewer
+        if not viewer.is_admin:
+            return forbidden(viewer)
+        return render("admin.html", viewer=viewer, title="llmtally dashboard")
+
+    @app.get("/admin/users/{user_id}", include_in_schema=False)
+    def admin_user_page(request: Request, user_id: str) -> Response:
+        viewer = who(request)
+        if isinstance(viewer, Response):
+            return viewer
+        if not viewer.is_admin:
+            return forbidden(viewer)
+        everyone = Analytics(state.db)
+        try:
+            totals = everyone.user_analytics(user_id)
+        except UnknownUser:
+            return render("not_found.html", status=404, viewer=viewer, title="Unknown user", subject=user_id)
+        months = everyone.user_monthly_usage(user_id, 12)
+        return render(
+            "usage.html",
+            viewer=viewer,
+            title=f"User {user_id}",
+            subject=user_id,
+            admin_view=True,
+            totals=totals,
+            this_month=_this_month(months),
+            months=months,
+            by_model=_by_model_rows(months),
+            recent=everyone.user_recent_requests(user_id, 20, with_content=state.show_content),
+            show_content=state.show_content,
+            chart=_monthly_chart(months),
+        )

@@ -1,0 +1,23 @@
+"""What the web routes need: the database, who the administrators are, the content mode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llmtally.db.database import Database
+
+
+@dataclass(frozen=True)
+class WebState:
+    db: Database
+    admins: frozenset[str]  # user ids (exact) or e-mail addresses (any case)
+    show_content: bool  # Settings.content == "full"
+    metrics_token: str | None = None
+
+    def is_admin(self, user_id: str, email: str | None) -> bool:
+        if user_id in self.admins:
+            return True
+        if email:
+            wanted = {a.lower() for a in self.admins if "@" in a}
+            return email.lower() in wanted
+        return False

@@ -1,0 +1,94 @@
+"""Per-user API tokens for the JSON API: issued and revoked by an administrator, stored hashed.
+
+A token is ``lt_`` followed by 43 URL-safe random characters (256 bits). Only its SHA-256 is
+stored; the token itself is shown once, when it is created. Requests send it in the
+``Authorization: Bearer`` header, never in a URL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+
+from pydantic import BaseModel, ConfigDict
+
+from llmtally.db.database import Database
+from llmtally.db.queries import query
+from llmtally.errors import UnknownUser, UserInputError
+
+PREFIX = "lt_"
+_SHOWN = 10  # characters of the token kept (with the prefix) to recognise it in listings
+
+
+class ApiToken(BaseModel):
+    """What is stored about a token: never the token itself."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    user_id: str
+    name: str
+    prefix: str
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+    last_used_at: dt.datetime | None
+
+    @property
+    def active(self) -> bool:
+        now = dt.datetime.now(dt.UTC)
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def looks_like_token(value: str) -> bool:
+    return value.startswith(PREFIX) and 20 <= len(value) <= 200
+
+
+def create_token(
+    db: Database, user_id: str, *, name: str = "", expires_at: dt.datetime | None = None
+) -> tuple[str, ApiToken]:
+    """A new token for ``user_id`` (who must exist): the token, to show once, and its stored record."""
+    if expires_at is not None and expires_at <= dt.datetime.now(dt.UTC):
+        raise UserInputError(f"the expiry {expires_at:%Y-%m-%d %H:%M} UTC is in the past")
+    if not db.fetch_all(query("user_exists"), {"user_id": user_id}):
+        raise UnknownUser(user_id)
+    token = PREFIX + secrets.token_urlsafe(32)
+    row = db.fetch_all_in_transaction(
+        query("create_api_token"),
+        {
+            "user_id": user_id,
+            "name": name,
+            "token_hash": token_hash(token),
+            "prefix": token[:_SHOWN],
+            "expires_at": expires_at,
+        },
+    )[0]
+    return token, ApiToken.model_validate(row)
+
+
+def list_tokens(db: Database, user_id: str | None = None) -> list[ApiToken]:
+    return [ApiToken.model_validate(r) for r in db.fetch_all(query("list_api_tokens"), {"user_id": user_id})]
+
+
+def revoke_token(db: Database, key: str) -> ApiToken:
+    """Revoke the active token with this id or prefix (as `llmtally tokens list` shows them).
+
+    Two tokens sharing a 7-character random prefix are vanishingly rare; both would be revoked.
+    """
+    rows = db.fetch_all_in_transaction(query("revoke_api_token"), {"key": key})
+    if not rows:
+        raise UserInputError(f"no active token {key!r} (see `llmtally tokens list`)")
+    return ApiToken.model_validate(rows[0])
+
+
+def token_user(db: Database, token: str) -> str | None:
+    """The user a valid (known, unrevoked, unexpired) token belongs to, else None."""
+    if not looks_like_token(token):
+        return None
+    rows = db.fetch_all_in_transaction(query("check_api_token"), {"token_hash": token_hash(token)})
+    return str(rows[0]["user_id"]) if rows else None

@@ -1,0 +1,94 @@
+"""Pages' access rules and content mode, and /metrics (in process, real database)."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from llmtally import Ledger, Settings
+from llmtally.app.web import WebState, install_web
+from llmtally.tokens import create_token
+from tests.web.conftest import ADA, BOB, ROOT, event
+
+
+def client(state: WebState, host: str = "testclient") -> TestClient:
+    app = FastAPI()
+    install_web(app, state)
+    return TestClient(app, raise_server_exceptions=False, follow_redirects=False, client=(host, 50000))
+
+
+def bearer(state: WebState, user: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {create_token(state.db, user)[0]}"}
+
+
+def test_pages_redirect_to_login_refuse_non_admins_and_escape_content(state: WebState) -> None:
+    with client(state) as web:
+        for path in ("/admin", "/usage", f"/admin/users/{ADA}"):
+            response = web.get(path)
+            assert (response.status_code, response.headers["location"]) == (303, "/login")
+        refused = web.get("/admin", headers=bearer(state, ADA))
+        assert refused.status_code == 403 and "administrators" in refused.text
+        assert web.get(f"/admin/users/{BOB}", headers=bearer(state, ADA)).status_code == 403
+        assert web.get("/admin", headers=bearer(state, ROOT)).status_code == 200
+        assert web.get("/admin/users/nobody", headers=bearer(state, ROOT)).status_code == 404
+        page = web.get("/usage", headers=bearer(state, ADA))
+        assert page.status_code == 200
+        assert "question ada-3" in page.text and "answer ada-1" in page.text  # content mode full
+        assert "bob" not in page.text.lower()
+        assert "No requests yet." in web.get("/usage", headers=bearer(state, ROOT)).text
+        assert web.get("/llmtally-static/vendor/chart.umd.min.js").text.startswith("/*!\n * Chart.js v4.6.1")
+
+
+def test_content_mode_none_shows_no_content(state: WebState) -> None:
+    with client(dataclasses.replace(state, show_content=False)) as web:
+        page = web.get("/usage", headers=bearer(state, ADA))
+        assert page.status_code == 200 and "ada-3" not in page.text and "LLMTALLY_CONTENT=none" in page.text
+        recent = web.get("/api/v1/usage/me/recent", headers=bearer(state, ADA)).json()
+        assert recent and all(r["messages"] is None and r["response"] is None for r in recent)
+
+
+def test_html_in_recorded_content_is_escaped(state: WebState) -> None:
+    with Ledger(state.db.url, settings=Settings(flush_interval_ms=20)) as ledger:
+        ledger.record(event("xss", ADA, messages=[{"role": "user", "content": "<script>alert(1)</script>"}]))
+        assert ledger.flush_sync()
+    with client(state) as web:
+        page = web.get("/usage", headers=bearer(state, ADA)).text
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def written(text: str) -> float:
+    for family in text_string_to_metric_families(text):
+        if family.name == "llmtally_events_written":
+            return sum(s.value for s in family.samples if s.name == "llmtally_events_written_total")
+    raise AssertionError("llmtally_events_written missing")
+
+
+def test_metrics_parse_and_move_after_calls(state: WebState) -> None:
+    with client(state, host="127.0.0.1") as web:
+        before = web.get("/metrics")
+        assert before.status_code == 200 and before.headers["content-type"].startswith("text/plain")
+        names = {f.name for f in text_string_to_metric_families(before.text)}
+        assert {
+            "llmtally_events_accepted",
+            "llmtally_queue_depth",
+            "llmtally_batch_size",
+            "llmtally_flush_seconds",
+        } <= (names)
+        with Ledger(state.db.url, settings=Settings(flush_interval_ms=20)) as ledger:
+            for _ in range(3):
+                ledger.record(event(f"m-{uuid.uuid4()}", ADA))
+            assert ledger.flush_sync()
+        assert written(web.get("/metrics").text) == written(before.text) + 3
+
+
+def test_metrics_access_rules(state: WebState) -> None:
+    with client(state) as web:  # not a local client, no token configured
+        assert web.get("/metrics").status_code == 403
+    with client(dataclasses.replace(state, metrics_token="s3cret-metrics"), host="127.0.0.1") as web:
+        assert web.get("/metrics").status_code == 401  # a token is configured: even local clients need it
+        assert web.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert web.get("/metrics", headers={"Authorization": "Bearer s3cret-metrics"}).status_code == 200
