@@ -56,7 +56,7 @@ create table public.budget_alerts (
     user_id         text not null references public.user_profiles (user_id) on delete cascade,
     budget_id       bigint not null references public.budgets (id) on delete cascade,
     period          text not null,
-    period_start    timestamptz not null,
+    period_start    timestamptz,  -- NULL for a lifetime budget
     threshold       numeric not null,
     limit_usd       numeric,
     limit_tokens    bigint,
@@ -65,7 +65,7 @@ create table public.budget_alerts (
     hard            boolean not null,
     created_at      timestamptz not null default now(),
     notified_at     timestamptz,
-    constraint budget_alerts_once unique (user_id, budget_id, period_start, threshold)
+    constraint budget_alerts_once unique nulls not distinct (user_id, budget_id, period_start, threshold)
 );
 create index budget_alerts_pending_idx on public.budget_alerts (created_at) where notified_at is null;
 comment on table public.budget_alerts is 'Budget thresholds crossed, raised once per period; notified_at set by the hook.';
@@ -95,7 +95,7 @@ comment on table public.rate_limit_log is 'Calls admitted in the last minute (es
 -- A user's budgets in force at a moment: limit, period bounds, spent, reserved
 -- ---------------------------------------------------------------------------------------------
 -- Periods are calendar-aligned in the budget's timezone: daily from local midnight, weekly from
--- Monday, monthly from the 1st; lifetime from -infinity. STABLE: spent and reserved are read in the
+-- Monday, monthly from the 1st; lifetime has no bounds (NULL). STABLE: spent and reserved are read in the
 -- caller's one snapshot, so a settlement (ledger row in, reservation out) is seen whole or not at all.
 create function public.llmtally_budget_usage(p_user text, p_at timestamptz)
     returns table (budget_id bigint, owner text, period text, limit_usd numeric, limit_tokens bigint,
@@ -106,7 +106,7 @@ create function public.llmtally_budget_usage(p_user text, p_at timestamptz)
     set search_path = ''
 as $$
     select b.id, b.user_profile_id, b.period, b.limit_usd, b.limit_tokens, b.hard, b.thresholds, b.timezone,
-           per.starts, per.ends, s.usd, s.tokens, r.usd, r.tokens
+           nullif(per.starts, '-infinity'), nullif(per.ends, 'infinity'), s.usd, s.tokens, r.usd, r.tokens
       from (select distinct on (x.period) x.*
               from public.budgets x
              where x.user_profile_id = p_user or x.user_profile_id is null
@@ -146,7 +146,7 @@ comment on function public.llmtally_budget_usage(text, timestamptz) is
 -- computation as llmtally_budget_usage at now(), for the reader's own profile.
 create view public.user_budget_status with (security_invoker = true) as
 select p.user_id, b.id as budget_id, b.period, b.limit_usd, b.limit_tokens, b.hard, b.timezone,
-       per.starts as period_start, per.ends as period_end,
+       nullif(per.starts, '-infinity') as period_start, nullif(per.ends, 'infinity') as period_end,
        s.usd as spent_usd, s.tokens as spent_tokens, r.usd as reserved_usd, r.tokens as reserved_tokens,
        case when b.limit_usd is not null then greatest(b.limit_usd - s.usd - r.usd, 0) end as remaining_usd,
        case when b.limit_tokens is not null then greatest(b.limit_tokens - s.tokens - r.tokens, 0) end
@@ -286,7 +286,9 @@ begin
              limit 1;
             return query select false, 'tpm'::text, 'minute'::text, 'tokens'::text, lim.tpm::numeric,
                                 n_tokens::numeric, 0::numeric, est_tokens::numeric, wait_until,
-                                greatest(extract(epoch from wait_until - p_at), 0), est_usd, est_tokens;
+                                case when wait_until is not null
+                                     then greatest(extract(epoch from wait_until - p_at), 0) end,
+                                est_usd, est_tokens;
             return;
         end if;
         insert into public.rate_limit_log (litellm_call_id, user_id, at, tokens)
