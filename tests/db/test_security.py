@@ -46,7 +46,7 @@ BUDGET_TABLES = ["budgets", "budget_reservations", "budget_alerts", "rate_limits
 TABLES = ["user_profiles", "sessions", "request_logs", "usage_daily", "model_prices", "llmtally_migrations"]
 TABLES += BUDGET_TABLES
 VIEWS = ["user_request_analytics", "monthly_token_usage", "user_recent_activity", "user_budget_status"]
-POLICY_TABLES = ["user_profiles", "sessions", "request_logs", "usage_daily"] + BUDGET_TABLES[:4]
+POLICY_TABLES = ["user_profiles", "sessions", "request_logs", "usage_daily", *BUDGET_TABLES[:4]]
 OPERATIONS = ["insert", "update", "delete", "truncate"]
 
 
