@@ -185,7 +185,8 @@ def check_timezone(value: str) -> str:
     return name
 
 
-def _check_user(db: Database, user_id: str | None) -> None:
+def check_user(db: Database, user_id: str | None) -> None:
+    """Raise UnknownUser unless user_id (None: the default) has a profile."""
     if (
         user_id is not None
         and db.fetch_one("select 1 as one from user_profiles where user_id = %s", (user_id,)) is None
@@ -213,7 +214,7 @@ def set_budget(
         raise UserInputError("give a USD limit, a token limit, or both")
     timezone = check_timezone(timezone)
     levels = parse_thresholds(list(thresholds) if thresholds is not None else None)
-    _check_user(db, user_id)
+    check_user(db, user_id)
     row = db.fetch_all(
         "insert into budgets as b (user_profile_id, period, limit_usd, limit_tokens, hard, thresholds, timezone)"
         " values (%(user)s, %(period)s, %(usd)s, %(tokens)s, %(hard)s, %(thresholds)s, %(tz)s)"
@@ -270,7 +271,7 @@ def set_rate_limit(db: Database, user_id: str | None, *, rpm: int | None, tpm: i
     """Set requests and tokens per minute for ``user_id`` (None: the default). None means no limit."""
     rpm = parse_count(rpm, "--rpm")
     tpm = parse_count(tpm, "--tpm")
-    _check_user(db, user_id)
+    check_user(db, user_id)
     db.execute(
         "insert into rate_limits as r (user_profile_id, rpm, tpm) values (%s, %s, %s)"
         " on conflict on constraint rate_limits_user_key do update set rpm = excluded.rpm, tpm = excluded.tpm,"

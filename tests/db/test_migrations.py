@@ -13,6 +13,8 @@ from llmtally.errors import SchemaNotReady
 
 EXPECTED_TABLES = {"user_profiles", "sessions", "request_logs", "usage_daily", "model_prices", "llmtally_migrations"}
 EXPECTED_VIEWS = {"user_request_analytics", "monthly_token_usage", "user_recent_activity"}
+EXPECTED_TABLES |= {"budgets", "budget_reservations", "budget_alerts", "rate_limits", "rate_limit_log"}  # 0004
+EXPECTED_VIEWS |= {"user_budget_status"}  # 0004
 
 
 def _relations(db: Database, kind: str) -> set[str]:
