@@ -595,7 +595,7 @@ class BudgetedStream:
             self._finished = True
             raise
         except asyncio.CancelledError:
-            self._record_cancelled()
+            self.record_cancelled()
             raise
         except Exception:
             self._finished = True  # a provider error: LiteLLM's failure event records the call
@@ -606,14 +606,15 @@ class BudgetedStream:
             self._parts.append(delta)
         return chunk
 
-    def _record_cancelled(self, reason: str = "cancelled") -> None:
+    def record_cancelled(self, reason: str = "cancelled") -> None:
+        """Record the call as cancelled with what was streamed so far (once; nothing if it ended)."""
         if not self._finished and not self._recorded:
             self._recorded = True
             self._cancelled.record(self.text, reason)
 
     async def aclose(self, reason: str = "cancelled") -> None:
         """Stop reading: unless the stream ended, the call is recorded as cancelled with what was streamed."""
-        self._record_cancelled(reason)
+        self.record_cancelled(reason)
         close = getattr(self._inner, "aclose", None)
         if close is not None:
             try:
