@@ -38,6 +38,7 @@ from llmtally.ledger.pricing import litellm_price
 log = logging.getLogger("llmtally.budgets")
 
 PERIODS = ("daily", "weekly", "monthly", "lifetime")
+_BACKGROUND: set[asyncio.Future[Any]] = set()  # releases still running after a cancelled reservation
 DEFAULT_THRESHOLDS = (Decimal("0.5"), Decimal("0.8"), Decimal("1.0"))
 
 
@@ -479,7 +480,20 @@ class Budgets:
         """Reserve the worst case of a call; returns its litellm_call_id and the estimate."""
         call_id = call_id or str(uuid.uuid4())
         est = estimate(model, messages, max_tokens, default_max_tokens=self.default_max_tokens)
-        await asyncio.to_thread(reserve, self.db, user_id, call_id, est, ttl_s=self.ttl_s)
+        db = self.db
+        pending = asyncio.ensure_future(asyncio.to_thread(reserve, db, user_id, call_id, est, ttl_s=self.ttl_s))
+        try:
+            await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            # The reservation may still commit: release it once it has (the call is never made).
+            def release_when_done(done: asyncio.Future[Any]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    task = asyncio.ensure_future(asyncio.to_thread(release, db, call_id))
+                    _BACKGROUND.add(task)
+                    task.add_done_callback(_BACKGROUND.discard)
+
+            pending.add_done_callback(release_when_done)
+            raise
         return call_id, est
 
     async def status(self, user_id: str) -> list[BudgetStatus]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import http.server
 import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -374,3 +376,42 @@ def test_admin_functions_reject_bad_input(db: Database) -> None:
     again = api.set_budget(db, USER, "daily", limit_tokens=10)  # replaces, same row
     assert (again.id, again.limit_usd, again.limit_tokens, again.timezone) == (budget.id, None, 10, "UTC")
     assert api.delete_budget(db, USER, "daily") and not api.delete_budget(db, USER, "daily")
+
+
+def test_the_webhook_receives_each_alert_once(db: Database, db_url: str) -> None:
+    received: list[dict[str, Any]] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        _user(db)
+        api.set_budget(db, USER, "weekly", limit_tokens=100, thresholds=[Decimal(1)])
+        db.execute(
+            "insert into request_logs (user_profile_id, litellm_call_id, model, cost_status, total_cost, status,"
+            " tokens_used) values (%s, 'big', 'm', 'priced', 0, 'success', 150)",
+            (USER,),
+        )
+        url = f"http://127.0.0.1:{server.server_address[1]}/alerts"
+
+        async def deliver() -> tuple[int, int]:
+            ledger = Ledger(db_url, settings=Settings(budget_webhook_url=url))
+            budgets = Budgets(ledger, db=db)
+            return await budgets.deliver_alerts(), await budgets.deliver_alerts()
+
+        assert asyncio.run(deliver()) == (1, 0)
+    finally:
+        server.shutdown()
+        server.server_close()
+    (alert,) = received
+    assert (alert["user_id"], alert["period"], alert["threshold"], alert["spent_tokens"]) == (USER, "weekly", "1", 150)
+    assert db.fetch_one("select notified_at is not null as done from budget_alerts") == {"done": True}
