@@ -345,15 +345,41 @@ begin
       from new_rows n where l.litellm_call_id = n.litellm_call_id;
 
     if exists (select from public.budgets) then
+        -- The same computation as llmtally_budget_usage (spent only), for every user of the batch
+        -- in one statement: one index range scan per user and budget, no per-user function call.
         insert into public.budget_alerts (user_id, budget_id, period, period_start, threshold, limit_usd,
                                           limit_tokens, spent_usd, spent_tokens, hard)
-        select u.user_id, s.budget_id, s.period, s.period_start, t.threshold, s.limit_usd, s.limit_tokens,
-               s.spent_usd, s.spent_tokens, s.hard
-          from (select distinct n.user_profile_id as user_id from new_rows n where n.user_profile_id is not null) u
-         cross join lateral public.llmtally_budget_usage(u.user_id, pg_catalog.now()) s
-         cross join lateral pg_catalog.unnest(s.thresholds) t(threshold)
-         where greatest(s.spent_usd / nullif(s.limit_usd, 0),
-                        s.spent_tokens::numeric / nullif(s.limit_tokens, 0)) >= t.threshold
+        select b.user_id, b.id, b.period, nullif(per.starts, '-infinity'), t.threshold, b.limit_usd,
+               b.limit_tokens, s.usd, s.tokens, b.hard
+          from (select distinct on (u.user_id, x.period) u.user_id, x.*
+                  from (select distinct n.user_profile_id as user_id
+                          from new_rows n where n.user_profile_id is not null) u
+                  join public.budgets x on x.user_profile_id = u.user_id or x.user_profile_id is null
+                 order by u.user_id, x.period, x.user_profile_id nulls last) b
+         cross join lateral (
+                select case b.period when 'daily' then 'day' when 'weekly' then 'week'
+                                     when 'monthly' then 'month' end
+            ) unit(name)
+         cross join lateral (
+                select case when unit.name is null then '-infinity'::timestamptz
+                            else pg_catalog.date_trunc(unit.name, pg_catalog.now(), b.timezone) end,
+                       case when unit.name is null then 'infinity'::timestamptz
+                            else (pg_catalog.date_trunc(unit.name, pg_catalog.now() at time zone b.timezone)
+                                  + ('1 ' || unit.name)::interval) at time zone b.timezone end
+            ) per(starts, ends)
+         cross join lateral (
+                select coalesce(sum(x.usd), 0)::numeric, coalesce(sum(x.tokens), 0)::bigint
+                  from (select l.total_cost as usd, l.tokens_used::bigint as tokens
+                          from public.request_logs l
+                         where unit.name is not null and l.user_profile_id = b.user_id
+                           and l.created_at >= per.starts and l.created_at < per.ends
+                        union all
+                        select p.total_cost, p.tokens_used
+                          from public.user_profiles p
+                         where unit.name is null and p.user_id = b.user_id) x
+            ) s(usd, tokens)
+         cross join lateral pg_catalog.unnest(b.thresholds) t(threshold)
+         where greatest(s.usd / nullif(b.limit_usd, 0), s.tokens::numeric / nullif(b.limit_tokens, 0)) >= t.threshold
          order by 1, 2, 5
         on conflict on constraint budget_alerts_once do nothing;
     end if;
