@@ -363,8 +363,9 @@ def estimate(model: str, messages: Any, max_tokens: int | None, *, default_max_t
             raise UserInputError(f"max_tokens must be zero or more (got {max_tokens})")
         completion = int(max_tokens)
     else:
-        completion = _max_output(litellm, model, bare, provider) or default_max_tokens
-        send = None if _max_output(litellm, model, bare, provider) else default_max_tokens
+        known = _max_output(litellm, model, bare, f"{provider}/{bare}")
+        completion = known or default_max_tokens
+        send = None if known else default_max_tokens
     price = litellm_price(bare, provider)
     usd = None if price is None else prompt * price[0] + completion * price[1]
     return Estimate(str(bare), str(provider), prompt, completion, usd, send)
