@@ -530,7 +530,7 @@ class Budgets:
         elif max_tokens is not None:
             kwargs["max_tokens"] = max_tokens
         started = dt.datetime.now(dt.UTC)
-        cancelled = _Cancelled(self.ledger, model, messages, call_id, user_id, session_id, started, meta, stream)
+        cancelled = _Cancelled(self.ledger, model, list(messages), call_id, user_id, session_id, started, meta, stream)
         try:
             response = await litellm.acompletion(
                 model=model,
