@@ -21,13 +21,16 @@ from llmtally.analytics import (
     get_user_token_breakdown,
     get_user_token_breakdown_async,
 )
+from llmtally.budgets import Budgets
 from llmtally.errors import (
+    BudgetExceeded,
     ConfigurationError,
     DatabaseAuthFailed,
     DatabaseError,
     DatabaseUnreachable,
     InsufficientPrivilege,
     LlmtallyError,
+    RateLimited,
     SchemaNotReady,
     UnknownUser,
     UserInputError,
@@ -40,6 +43,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Analytics",
+    "BudgetExceeded",
+    "Budgets",
     "ConfigurationError",
     "DatabaseAuthFailed",
     "DatabaseError",
@@ -47,6 +52,7 @@ __all__ = [
     "InsufficientPrivilege",
     "Ledger",
     "LlmtallyError",
+    "RateLimited",
     "SchemaNotReady",
     "Settings",
     "UnknownUser",

@@ -8,7 +8,9 @@
     │   ├── InsufficientPrivilege   the role may not do this
     │   └── SchemaNotReady          migrations missing or behind
     ├── UnknownUser                 no such user_profiles row
-    └── UserInputError              a bad argument (month, limit, model, ...)
+    ├── UserInputError              a bad argument (month, limit, model, ...)
+    ├── BudgetExceeded              a hard budget has no room for the call
+    └── RateLimited                 a per-user rate limit has no room for the call now
 
 Each message is one line a person can act on; ``str(err)`` is what the CLI prints.
 """
@@ -59,3 +61,52 @@ class UnknownUser(LlmtallyError):
 
 class UserInputError(LlmtallyError):
     """An argument given by the user is invalid."""
+
+
+# -- budgets and rate limits -------------------------------------------------------------------
+def _amount(value: object, unit: str) -> str:
+    return f"${value}" if unit == "usd" else f"{value} {unit}"
+
+
+class BudgetExceeded(LlmtallyError):
+    """A hard budget has no room for the call's worst case (or the model has no price)."""
+
+    def __init__(
+        self,
+        *,
+        limit: object,
+        spent: object,
+        reserved: object,
+        resets_at: object,
+        period: str = "",
+        unit: str = "usd",
+        requested: object = None,
+        unpriced_model: str | None = None,
+    ) -> None:
+        self.limit, self.spent, self.reserved, self.resets_at = limit, spent, reserved, resets_at
+        self.period, self.unit, self.requested, self.unpriced_model = period, unit, requested, unpriced_model
+        resets = "never (lifetime budget)" if period == "lifetime" or resets_at is None else f"at {resets_at}"
+        if unpriced_model is not None:
+            message = (
+                f"no price is known for {unpriced_model} and a hard {period} USD budget applies: set one with"
+                f" `llmtally prices set {unpriced_model} --input ... --output ...`"
+            )
+        else:
+            message = (
+                f"{period} budget exceeded: spent {_amount(spent, unit)} + reserved {_amount(reserved, unit)}"
+                f" + this call {_amount(requested, unit)} > limit {_amount(limit, unit)}; resets {resets}"
+            )
+        super().__init__(message)
+
+
+class RateLimited(LlmtallyError):
+    """A per-user rate limit (requests or tokens per minute) has no room for the call now."""
+
+    def __init__(self, *, retry_after: float | None, kind: str = "rpm", limit: object = None) -> None:
+        self.retry_after, self.kind, self.limit = retry_after, kind, limit
+        what = "requests per minute" if kind == "rpm" else "tokens per minute"
+        if retry_after is None:
+            message = f"rate limited: this call alone exceeds the limit of {limit} {what}"
+        else:
+            message = f"rate limited: limit of {limit} {what} reached; retry in {retry_after:.1f} s"
+        super().__init__(message)

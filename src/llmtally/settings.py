@@ -48,6 +48,22 @@ class Settings(BaseSettings):
         description="Supabase server key (service_role or sb_secret_...): never the anon or publishable key.",
     )
 
+    # -- budgets and rate limits --
+    reservation_ttl_s: int = Field(
+        default=600,
+        ge=1,
+        le=86_400,
+        description="Seconds a budget reservation lives if its call is never recorded (a crashed process).",
+    )
+    default_max_tokens: int = Field(
+        default=4096,
+        ge=1,
+        description="max_tokens sent (and reserved) for a budgeted call whose model has no known output limit.",
+    )
+    budget_webhook_url: str | None = Field(
+        default=None, description="URL that receives a JSON POST for each budget threshold crossed."
+    )
+
     @property
     def embedded(self) -> bool:
         return not self.database_url

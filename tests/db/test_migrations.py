@@ -23,6 +23,8 @@ EXPECTED_TABLES = {
     "api_tokens",
 }
 EXPECTED_VIEWS = {"user_request_analytics", "monthly_token_usage", "user_recent_activity"}
+EXPECTED_TABLES |= {"budgets", "budget_reservations", "budget_alerts", "rate_limits", "rate_limit_log"}  # 0006
+EXPECTED_VIEWS |= {"user_budget_status"}  # 0006
 
 
 def _relations(db: Database, kind: str) -> set[str]:

@@ -38,7 +38,14 @@ OWNER_COLUMN: dict[str, str | None] = {
     "model_prices": None,
     "llmtally_migrations": None,
     "api_tokens": None,
+    "budgets": "user_profile_id",
+    "budget_reservations": "user_id",
+    "budget_alerts": "user_id",
+    "rate_limits": "user_profile_id",
+    "rate_limit_log": None,
+    "user_budget_status": "user_id",
 }
+BUDGET_TABLES = ["budgets", "budget_reservations", "budget_alerts", "rate_limits", "rate_limit_log"]
 TABLES = [
     "user_profiles",
     "sessions",
@@ -49,9 +56,10 @@ TABLES = [
     "model_prices",
     "llmtally_migrations",
     "api_tokens",
+    *BUDGET_TABLES,
 ]
-VIEWS = ["user_request_analytics", "monthly_token_usage", "user_recent_activity"]
-POLICY_TABLES = ["user_profiles", "sessions", "request_logs", "usage_daily", "usage_monthly"]
+VIEWS = ["user_request_analytics", "monthly_token_usage", "user_recent_activity", "user_budget_status"]
+POLICY_TABLES = ["user_profiles", "sessions", "request_logs", "usage_daily", "usage_monthly", *BUDGET_TABLES[:4]]
 OPERATIONS = ["insert", "update", "delete", "truncate"]
 
 
@@ -75,6 +83,17 @@ def data(db: Database) -> Database:
     )
     db.execute("insert into sessions (session_id, user_id) values ('sess-a', %s), ('sess-b', %s)", (A, B))
     db.execute("insert into model_prices (model, input_cost_per_token, output_cost_per_token) values ('m', 1e-6, 2e-6)")
+    # budgets, limits, a reservation and an alert each (no default rows: each user reads only their own)
+    db.execute(
+        "insert into budgets (user_profile_id, period, limit_usd) values (%s, 'daily', 1), (%s, 'daily', 2)", (A, B)
+    )
+    db.execute("insert into rate_limits (user_profile_id, rpm) values (%s, 10), (%s, 20)", (A, B))
+    for user in USERS:
+        db.execute("select * from llmtally_reserve(%s, %s, 'gpt-4o', 'openai', 1, 1, 0.001)", (user, f"r-{user}"))
+    db.execute(
+        "insert into budget_alerts (user_id, budget_id, period, period_start, threshold, spent_usd, spent_tokens, hard)"
+        " select user_profile_id, id, period, now(), 0.5, 1, 1, true from budgets"
+    )
     return db
 
 
@@ -164,6 +183,9 @@ SPECIFIC_WRITES = {  # forging usage for someone else, zeroing one's own counter
         "insert into public.api_tokens (user_id, token_hash, prefix) values (%(me)s, repeat('a', 64), 'lt_forged')"
     ),
     ("api_tokens", "update"): "update public.api_tokens set revoked_at = null where user_id = %(me)s",
+    ("budgets", "update"): "update public.budgets set limit_usd = 1000000 where user_profile_id = %(me)s",
+    ("budget_alerts", "update"): "update public.budget_alerts set notified_at = now()",
+    ("rate_limits", "update"): "update public.rate_limits set rpm = null where user_profile_id = %(me)s",
 }
 GENERIC_WRITES = {
     "insert": "insert into public.{rel} default values",
@@ -197,6 +219,7 @@ VIEW_WRITE_ERROR = {
     "user_request_analytics": psycopg.errors.InsufficientPrivilege,  # auto-updatable: refused by the missing grant
     "monthly_token_usage": psycopg.errors.ObjectNotInPrerequisiteState,  # "Views containing WITH are not ..."
     "user_recent_activity": psycopg.errors.ObjectNotInPrerequisiteState,  # "... containing GROUP BY ..."
+    "user_budget_status": psycopg.errors.ObjectNotInPrerequisiteState,  # "... containing DISTINCT ON / LATERAL"
 }
 
 
@@ -225,6 +248,11 @@ WRITE_FUNCTION_CALLS = {
     ),
     "llmtally_upsert_user": ("select public.llmtally_upsert_user(%(other)s, 'forged@example.com')", ""),
     "llmtally_link_session": ("select public.llmtally_link_session('forged', %(other)s)", ""),
+    "llmtally_reserve": (
+        "select * from public.llmtally_reserve(%(other)s, 'forged', 'gpt-4o', 'openai', 1, 1000000000, 1)",
+        "",
+    ),
+    "llmtally_release": ("select public.llmtally_release('r-' || %(other)s)", ""),
 }
 
 
@@ -233,6 +261,7 @@ def test_no_client_can_execute_the_write_functions(data: Database, function: str
     """Only the server (and service_role) writes, through these functions as well as directly."""
     sql, events = WRITE_FUNCTION_CALLS[function]
     written = ["request_logs", "user_profiles", "sessions", "usage_daily", "usage_monthly", "usage_daily_totals"]
+    written += ["budget_reservations", "rate_limit_log"]
     before = [as_server(data, f"select * from public.{table}") for table in written]
     for user in CLIENTS:
         other = B if user == A else A

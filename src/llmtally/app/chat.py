@@ -23,8 +23,9 @@ from llmtally.app.datalayer import ChatDataLayer
 from llmtally.app.demo_model import DEMO_MODEL
 from llmtally.app.identity import Identity, oauth_identity, password_identity
 from llmtally.app.runtime import get_runtime
-from llmtally.app.usage import usage_markdown
-from llmtally.errors import LlmtallyError
+from llmtally.app.usage import budget_markdown, usage_markdown
+from llmtally.budgets import BudgetedStream, Budgets
+from llmtally.errors import BudgetExceeded, LlmtallyError, RateLimited
 
 log = logging.getLogger("llmtally.app")
 
@@ -133,6 +134,9 @@ async def _show_usage(send_message: bool = False) -> None:
     try:
         # Read as the user: row-level security guards this even if the query had a bug.
         text = await asyncio.to_thread(usage_markdown, Analytics.for_user(runtime.db, user_id), user_id)
+        budget = await asyncio.to_thread(budget_markdown, runtime.db, user_id)
+        if budget:
+            text = f"{text}\n\n{budget}"
     except LlmtallyError as exc:
         log.error("usage panel: %s", exc)
         text = "Usage is unavailable right now."
@@ -140,6 +144,43 @@ async def _show_usage(send_message: bool = False) -> None:
     await cl.ElementSidebar.set_elements([cl.Text(name="usage", content=text, display="side")], key=str(uuid.uuid4()))
     if send_message:
         await cl.Message(content=text, author="llmtally").send()
+
+
+_BUDGETS: dict[int, Budgets] = {}  # one per running app (keyed by its ledger)
+
+
+def _budgets() -> Budgets:
+    runtime = get_runtime()
+    budgets = _BUDGETS.get(id(runtime.ledger))
+    if budgets is None or budgets.ledger is not runtime.ledger:
+        budgets = _BUDGETS[id(runtime.ledger)] = Budgets(runtime.ledger, db=runtime.db)
+    return budgets
+
+
+def _when(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def refusal_message(exc: BudgetExceeded | RateLimited) -> str:
+    """What the person chatting reads when a budget or a rate limit refuses the call."""
+    if isinstance(exc, RateLimited):
+        if exc.retry_after is None:
+            return "This message is larger than your per-minute token allowance. Please send a shorter one."
+        return f"You are sending messages too quickly. Please try again in {max(1, round(exc.retry_after))} seconds."
+    if exc.unpriced_model is not None:
+        return f"{exc.unpriced_model} has no price configured and your budget is in USD. Ask your administrator."
+    unit = "tokens" if exc.unit == "tokens" else "USD"
+    remaining = max(exc.limit - exc.spent - exc.reserved, 0)  # type: ignore[operator]
+    amount = f"{remaining:,} tokens" if unit == "tokens" else f"${remaining:f}"
+    limit = f"{exc.limit:,} tokens" if unit == "tokens" else f"${exc.limit:f}"
+    resets = (
+        "It does not reset (lifetime budget)."
+        if not isinstance(exc.resets_at, dt.datetime)
+        else f"It resets on {_when(exc.resets_at)}."
+    )
+    return (
+        f"You have reached your {exc.period} budget of {limit}: {amount} remains, not enough for this reply. {resets}"
+    )
 
 
 def friendly_error(exc: Exception, model: str) -> str:
@@ -167,20 +208,29 @@ async def on_message(message: cl.Message) -> None:
     model = str(cl.user_session.get("model") or DEMO_MODEL)
     history: list[dict[str, str]] = list(cl.user_session.get("history") or [])
     history.append({"role": "user", "content": message.content})
-    call_id = str(uuid.uuid4())
-    started = dt.datetime.now(dt.UTC)
+    call_id = "unreserved"
     produced: list[str] = []
     reply = cl.Message(content="")
+    stream: BudgetedStream | None = None
     try:
-        stream = await litellm.acompletion(
-            model=model,
-            messages=history,
-            stream=True,
-            stream_options={"include_usage": True},
-            user=user_id,
-            metadata={"user_profile_id": user_id, "session_id": session_id, "thread_id": thread_id},
-            litellm_call_id=call_id,
-        )
+        try:
+            stream = await _budgets().acompletion(
+                user_id=user_id,
+                model=model,
+                messages=history,
+                stream=True,
+                stream_options={"include_usage": True},
+                session_id=session_id,
+                metadata={"thread_id": thread_id},
+            )
+        except (BudgetExceeded, RateLimited) as refused:
+            log.info("chat call refused for %s: %s", user_id, refused)
+            history.pop()
+            cl.user_session.set("history", history)
+            await cl.Message(content=refusal_message(refused), author="llmtally").send()
+            await _show_usage()
+            return
+        call_id = stream.litellm_call_id
         async for chunk in stream:
             delta = chunk.choices[0].delta.content if chunk.choices else None
             if delta:
@@ -189,17 +239,10 @@ async def on_message(message: cl.Message) -> None:
         await reply.send()
         history.append({"role": "assistant", "content": "".join(produced)})
     except asyncio.CancelledError:
-        # Stop button, closed tab or lost connection: LiteLLM records nothing for these.
-        runtime.ledger.record_cancelled(
-            model=model,
-            messages=history,
-            partial_response="".join(produced),
-            litellm_call_id=call_id,
-            user_profile_id=user_id,
-            session_id=session_id,
-            started_at=started,
-            metadata={"thread_id": thread_id, "reason": "stopped"},
-        )
+        # Stop button, closed tab or lost connection: LiteLLM records nothing for these. (Cancelled
+        # before the stream began, the wrapper recorded it already.)
+        if stream is not None:
+            stream.record_cancelled("stopped")
         if produced:
             history.append({"role": "assistant", "content": "".join(produced)})
         cl.user_session.set("history", history)
@@ -212,7 +255,15 @@ async def on_message(message: cl.Message) -> None:
     if thread_id and cl.context.session.thread_id:
         await _remember_model(thread_id, model)
     await runtime.ledger.flush(timeout=5)
+    await _deliver_budget_alerts()
     await _show_usage()
+
+
+async def _deliver_budget_alerts() -> None:
+    try:
+        await _budgets().deliver_alerts()
+    except LlmtallyError as exc:
+        log.error("budget alerts: %s", exc)
 
 
 async def _remember_model(thread_id: str, model: str) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from decimal import Decimal
+
 from llmtally.analytics.service import Analytics
+from llmtally.db.database import Database
 from llmtally.errors import UnknownUser
 
 
@@ -26,3 +30,33 @@ def usage_markdown(analytics: Analytics, user_id: str) -> str:
     for model, entry in sorted(m.model_breakdown.items(), key=lambda kv: -kv[1].cost):
         lines.append(f"| {model} | {entry.requests} | {entry.tokens:,} | ${entry.cost:.6f} |")
     return "\n".join(lines)
+
+
+def budget_markdown(db: Database, user_id: str) -> str:
+    """The budgets in force for the user and what remains, read as the user (row-level security)."""
+    rows = db.fetch_all_as_user(
+        user_id,
+        "select period, hard, limit_usd, limit_tokens, spent_usd, spent_tokens, reserved_usd, reserved_tokens,"
+        " remaining_usd, remaining_tokens, period_end from user_budget_status order by period",
+    )
+    if not rows:
+        return ""
+    lines = ["### Budget", "", "| period | limit | spent | remaining | resets |", "|---|---:|---:|---:|---|"]
+    for r in rows:
+        resets = r["period_end"].astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC") if r["period_end"] else "never"
+        kind = "" if r["hard"] else " (warning only)"
+        if r["limit_usd"] is not None:
+            lines.append(
+                f"| {r['period']}{kind} | ${_usd(r['limit_usd'])} | ${_usd(r['spent_usd'])}"
+                f" | **${_usd(r['remaining_usd'])}** | {resets} |"
+            )
+        if r["limit_tokens"] is not None:
+            lines.append(
+                f"| {r['period']}{kind} | {r['limit_tokens']:,} tokens | {r['spent_tokens']:,}"
+                f" | **{r['remaining_tokens']:,}** | {resets} |"
+            )
+    return "\n".join(lines)
+
+
+def _usd(value: Decimal) -> str:
+    return f"{value:.6f}".rstrip("0").rstrip(".") if value else "0"

@@ -1,0 +1,644 @@
+"""Budgets and rate limits: reserve a call's worst case before it runs, settle it with its ledger row.
+
+Administration (the CLI uses these): :func:`set_budget`, :func:`delete_budget`, :func:`list_budgets`,
+:func:`set_rate_limit`, :func:`get_rate_limit`, :func:`budget_status`.
+
+At call time, :class:`Budgets` wraps ``litellm.acompletion``::
+
+    budgets = llmtally.Budgets(ledger)
+    reply = await budgets.acompletion(user_id="google_1", model="gpt-4o-mini", messages=[...], max_tokens=500)
+
+It estimates the worst case (prompt tokens by LiteLLM's tokenizer + ``max_tokens``, at the model's
+price), reserves it in PostgreSQL (``llmtally_reserve``: exact under any concurrency), makes the
+call with a fresh ``litellm_call_id``, and makes sure the call is recorded: LiteLLM's success and
+failure events, or :meth:`Ledger.record_cancelled` for a cancelled call or an abandoned stream. The
+ledger's insert of that row releases the reservation in the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import urllib.request
+import uuid
+import zoneinfo
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import asdict, dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from llmtally import metrics
+from llmtally.db.database import Database
+from llmtally.errors import BudgetExceeded, RateLimited, UnknownUser, UserInputError
+from llmtally.ledger.ledger import Ledger, _count_tokens
+from llmtally.ledger.pricing import litellm_price
+
+log = logging.getLogger("llmtally.budgets")
+
+PERIODS = ("daily", "weekly", "monthly", "lifetime")
+_BACKGROUND: set[asyncio.Future[Any]] = set()  # releases still running after a cancelled reservation
+DEFAULT_THRESHOLDS = (Decimal("0.5"), Decimal("0.8"), Decimal("1.0"))
+
+
+# -- records -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Budget:
+    id: int
+    user_profile_id: str | None  # None: the default for every user
+    period: str
+    limit_usd: Decimal | None
+    limit_tokens: int | None
+    hard: bool
+    thresholds: list[Decimal]
+    timezone: str
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """One budget in force for a user now: its period, what was spent and what is reserved."""
+
+    budget_id: int
+    owner: str | None
+    period: str
+    limit_usd: Decimal | None
+    limit_tokens: int | None
+    hard: bool
+    timezone: str
+    period_start: dt.datetime | None  # None for lifetime
+    period_end: dt.datetime | None
+    spent_usd: Decimal
+    spent_tokens: int
+    reserved_usd: Decimal
+    reserved_tokens: int
+
+    @property
+    def resets_at(self) -> dt.datetime | None:
+        return None if self.period == "lifetime" else self.period_end
+
+    @property
+    def remaining_usd(self) -> Decimal | None:
+        if self.limit_usd is None:
+            return None
+        return max(self.limit_usd - self.spent_usd - self.reserved_usd, Decimal(0))
+
+    @property
+    def remaining_tokens(self) -> int | None:
+        if self.limit_tokens is None:
+            return None
+        return max(self.limit_tokens - self.spent_tokens - self.reserved_tokens, 0)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    user_profile_id: str | None
+    rpm: int | None
+    tpm: int | None
+
+
+@dataclass(frozen=True)
+class Alert:
+    id: int
+    user_id: str
+    budget_id: int
+    period: str
+    period_start: dt.datetime | None  # None for lifetime
+    threshold: Decimal
+    limit_usd: Decimal | None
+    limit_tokens: int | None
+    spent_usd: Decimal
+    spent_tokens: int
+    hard: bool
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The worst case of one call: what is reserved."""
+
+    model: str
+    provider: str
+    prompt_tokens: int
+    completion_tokens: int  # max_tokens, or the model's maximum output
+    usd: Decimal | None  # None: no price known (a custom price in model_prices still applies in SQL)
+    send_max_tokens: int | None  # max_tokens to pass to the call so the estimate is a bound
+
+
+# -- validation ----------------------------------------------------------------------------------
+def parse_period(value: str) -> str:
+    period = value.strip().lower()
+    if period not in PERIODS:
+        raise UserInputError(f"period must be one of {', '.join(PERIODS)} (got {value!r})")
+    return period
+
+
+def parse_usd(value: str | float | Decimal | None, name: str = "--usd") -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise UserInputError(f"{name} must be a number of USD (got {value!r})") from None
+    if not amount.is_finite() or amount < 0:
+        raise UserInputError(f"{name} must be zero or more (got {value!r})")
+    return amount
+
+
+def parse_count(value: str | int | None, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise UserInputError(f"{name} must be a whole number (got {value!r})") from None
+    if number < 0:
+        raise UserInputError(f"{name} must be zero or more (got {value!r})")
+    return number
+
+
+def parse_thresholds(value: str | Sequence[float | Decimal | str] | None) -> list[Decimal]:
+    if value is None:
+        return list(DEFAULT_THRESHOLDS)
+    parts = [p for p in value.split(",") if p.strip()] if isinstance(value, str) else list(value)
+    out = []
+    for part in parts:
+        text = str(part).strip()
+        try:
+            number = Decimal(text[:-1]) / 100 if text.endswith("%") else Decimal(text)
+        except InvalidOperation:
+            raise UserInputError(f"thresholds must be fractions like 0.5,0.8,1 or 50%,80% (got {text!r})") from None
+        if not number.is_finite() or number <= 0:
+            raise UserInputError(f"each threshold must be above 0 (got {text!r})")
+        out.append(number)
+    if len(out) > 20:
+        raise UserInputError("at most 20 thresholds")
+    return sorted(set(out))
+
+
+def check_timezone(value: str) -> str:
+    name = value.strip()
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise UserInputError(f"unknown timezone {value!r} (use an IANA name such as Europe/Paris or UTC)") from None
+    return name
+
+
+def check_user(db: Database, user_id: str | None) -> None:
+    """Raise UnknownUser unless user_id (None: the default) has a profile."""
+    if (
+        user_id is not None
+        and db.fetch_one("select 1 as one from user_profiles where user_id = %s", (user_id,)) is None
+    ):
+        raise UnknownUser(user_id)
+
+
+# -- administration ------------------------------------------------------------------------------
+def set_budget(
+    db: Database,
+    user_id: str | None,
+    period: str,
+    *,
+    limit_usd: Decimal | None = None,
+    limit_tokens: int | None = None,
+    hard: bool = True,
+    thresholds: Sequence[Decimal] | None = None,
+    timezone: str = "UTC",
+) -> Budget:
+    """Create or replace the budget of ``user_id`` (None: the default) for ``period``."""
+    period = parse_period(period)
+    limit_usd = parse_usd(limit_usd)
+    limit_tokens = parse_count(limit_tokens, "--tokens")
+    if limit_usd is None and limit_tokens is None:
+        raise UserInputError("give a USD limit, a token limit, or both")
+    timezone = check_timezone(timezone)
+    levels = parse_thresholds(list(thresholds) if thresholds is not None else None)
+    check_user(db, user_id)
+    row = db.fetch_all(
+        "insert into budgets as b (user_profile_id, period, limit_usd, limit_tokens, hard, thresholds, timezone)"
+        " values (%(user)s, %(period)s, %(usd)s, %(tokens)s, %(hard)s, %(thresholds)s, %(tz)s)"
+        " on conflict on constraint budgets_user_period_key do update set limit_usd = excluded.limit_usd,"
+        " limit_tokens = excluded.limit_tokens, hard = excluded.hard, thresholds = excluded.thresholds,"
+        " timezone = excluded.timezone, updated_at = now()"
+        " returning id, user_profile_id, period, limit_usd, limit_tokens, hard, thresholds, timezone, updated_at",
+        {
+            "user": user_id,
+            "period": period,
+            "usd": limit_usd,
+            "tokens": limit_tokens,
+            "hard": hard,
+            "thresholds": levels,
+            "tz": timezone,
+        },
+    )
+    return Budget(**row[0])
+
+
+def delete_budget(db: Database, user_id: str | None, period: str) -> bool:
+    period = parse_period(period)
+    return (
+        db.execute(
+            "delete from budgets where user_profile_id is not distinct from %s and period = %s", (user_id, period)
+        )
+        > 0
+    )
+
+
+def list_budgets(db: Database, user_id: str | None = None) -> list[Budget]:
+    """Every budget, or those of one user (with the defaults that apply to them)."""
+    rows = db.fetch_all(
+        "select id, user_profile_id, period, limit_usd, limit_tokens, hard, thresholds, timezone, updated_at"
+        " from budgets where %(user)s::text is null or user_profile_id = %(user)s or user_profile_id is null"
+        " order by user_profile_id nulls first, array_position(array['daily','weekly','monthly','lifetime'], period)",
+        {"user": user_id},
+    )
+    return [Budget(**r) for r in rows]
+
+
+def budget_status(db: Database, user_id: str, at: dt.datetime | None = None) -> list[BudgetStatus]:
+    """The budgets in force for ``user_id`` at ``at`` (now), with spent and reserved amounts."""
+    rows = db.fetch_all(
+        "select budget_id, owner, period, limit_usd, limit_tokens, hard, timezone, period_start, period_end,"
+        " spent_usd, spent_tokens, reserved_usd, reserved_tokens"
+        " from llmtally_budget_usage(%s, coalesce(%s, now()))",
+        (user_id, at),
+    )
+    return [BudgetStatus(**r) for r in rows]
+
+
+def set_rate_limit(db: Database, user_id: str | None, *, rpm: int | None, tpm: int | None) -> RateLimit:
+    """Set requests and tokens per minute for ``user_id`` (None: the default). None means no limit."""
+    rpm = parse_count(rpm, "--rpm")
+    tpm = parse_count(tpm, "--tpm")
+    check_user(db, user_id)
+    db.execute(
+        "insert into rate_limits as r (user_profile_id, rpm, tpm) values (%s, %s, %s)"
+        " on conflict on constraint rate_limits_user_key do update set rpm = excluded.rpm, tpm = excluded.tpm,"
+        " updated_at = now()",
+        (user_id, rpm, tpm),
+    )
+    return RateLimit(user_id, rpm, tpm)
+
+
+def get_rate_limit(db: Database, user_id: str | None) -> RateLimit | None:
+    """The limits in force for ``user_id`` (their own row, else the default), or None."""
+    row = db.fetch_one(
+        "select user_profile_id, rpm, tpm from rate_limits"
+        " where user_profile_id = %(user)s or user_profile_id is null order by user_profile_id nulls last limit 1",
+        {"user": user_id},
+    )
+    return None if row is None else RateLimit(**row)
+
+
+def delete_rate_limit(db: Database, user_id: str | None) -> bool:
+    return db.execute("delete from rate_limits where user_profile_id is not distinct from %s", (user_id,)) > 0
+
+
+def alerts(db: Database, user_id: str | None = None) -> list[Alert]:
+    rows = db.fetch_all(
+        "select id, user_id, budget_id, period, period_start, threshold, limit_usd, limit_tokens, spent_usd,"
+        " spent_tokens, hard, created_at from budget_alerts where %(user)s::text is null or user_id = %(user)s"
+        " order by id",
+        {"user": user_id},
+    )
+    return [Alert(**r) for r in rows]
+
+
+def deliver_alerts(db: Database, hook: Callable[[Alert], None]) -> int:
+    """Hand each alert not yet notified to ``hook`` once (across processes), then mark it notified.
+
+    A hook that raises leaves its alert for the next delivery.
+    """
+    delivered = 0
+    with db.transaction() as conn:
+        cur = conn.execute(
+            "select id, user_id, budget_id, period, period_start, threshold, limit_usd, limit_tokens, spent_usd,"
+            " spent_tokens, hard, created_at from budget_alerts where notified_at is null"
+            " order by id limit 100 for update skip locked"
+        )
+        names = [c.name for c in cur.description or []]
+        for values in cur.fetchall():
+            alert = Alert(**dict(zip(names, values, strict=True)))
+            try:
+                hook(alert)
+            except Exception:
+                log.exception("budget alert hook failed for alert %s", alert.id)
+                continue
+            conn.execute("update budget_alerts set notified_at = now() where id = %s", (alert.id,))
+            delivered += 1
+    return delivered
+
+
+def webhook(url: str, timeout: float = 10.0) -> Callable[[Alert], None]:
+    """A hook that POSTs each alert as JSON to ``url``."""
+
+    def post(alert: Alert) -> None:
+        body = json.dumps(asdict(alert), default=str).encode()
+        request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+
+    return post
+
+
+# -- estimating and reserving ---------------------------------------------------------------------
+def estimate(model: str, messages: Any, max_tokens: int | None, *, default_max_tokens: int = 4096) -> Estimate:
+    """The worst case of a call: prompt tokens (LiteLLM's tokenizer) + its output limit, at map prices.
+
+    The output limit is ``max_tokens``, else the model's maximum output from LiteLLM's map, else
+    ``default_max_tokens`` (then sent as ``max_tokens`` so the estimate stays a bound).
+    """
+    import litellm
+
+    try:
+        bare, provider = litellm.get_llm_provider(model)[:2]
+    except Exception:
+        bare, provider = model, "unknown"
+    prompt = _count_tokens(litellm, model, messages=messages) if messages else 0
+    send = None
+    if max_tokens is not None:
+        if max_tokens < 0:
+            raise UserInputError(f"max_tokens must be zero or more (got {max_tokens})")
+        completion = int(max_tokens)
+    else:
+        known = _max_output(litellm, model, bare, f"{provider}/{bare}")
+        completion = known or default_max_tokens
+        send = None if known else default_max_tokens
+    price = litellm_price(bare, provider)
+    usd = None if price is None else prompt * price[0] + completion * price[1]
+    return Estimate(str(bare), str(provider), prompt, completion, usd, send)
+
+
+def _max_output(litellm: Any, *names: str) -> int | None:
+    for name in names:
+        entry = litellm.model_cost.get(name)
+        if isinstance(entry, dict):
+            value = entry.get("max_output_tokens") or entry.get("max_tokens")
+            if isinstance(value, int) and value > 0:
+                return value
+    return None
+
+
+def reserve(
+    db: Database,
+    user_id: str,
+    call_id: str,
+    est: Estimate,
+    *,
+    ttl_s: int = 600,
+    at: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Reserve ``est`` for ``user_id``; raise :class:`BudgetExceeded` or :class:`RateLimited` if it does not fit."""
+    if not user_id:
+        raise UserInputError("user_id must not be empty")
+    row = db.fetch_all(
+        "select * from llmtally_reserve(%s, %s, %s, %s, %s, %s, %s, %s, coalesce(%s, now()))",
+        (user_id, call_id, est.model, est.provider, est.prompt_tokens, est.completion_tokens, est.usd, ttl_s, at),
+    )[0]
+    if row["allowed"]:
+        return row
+    if row["reason"] in ("rpm", "tpm"):
+        metrics.RATE_LIMIT_REFUSALS.inc()
+        retry = row["retry_after_seconds"]
+        raise RateLimited(
+            retry_after=None if retry is None else float(retry), kind=row["reason"], limit=int(row["limit_amount"])
+        )
+    metrics.BUDGET_REFUSALS.inc()
+    unit = row["budget_unit"]
+    limit, spent, reserved, requested = (
+        _shown(row[k], unit) for k in ("limit_amount", "spent", "reserved", "requested")
+    )
+    raise BudgetExceeded(
+        limit=limit,
+        spent=spent,
+        reserved=reserved,
+        requested=requested,
+        resets_at=None if row["period"] == "lifetime" else row["resets_at"],
+        period=row["period"],
+        unit=unit,
+        unpriced_model=est.model if row["reason"] == "unpriced" else None,
+    )
+
+
+def _shown(value: Any, unit: str) -> Any:
+    if value is None:
+        return None
+    return int(value) if unit == "tokens" else Decimal(value).normalize()
+
+
+def release(db: Database, call_id: str) -> bool:
+    """Drop the reservation of a call that never reached the provider."""
+    row = db.fetch_one("select llmtally_release(%s) as released", (call_id,))
+    return bool(row and row["released"])
+
+
+# -- the wrapper ----------------------------------------------------------------------------------
+class Budgets:
+    """Budget- and rate-limit-checked LiteLLM calls, recorded by ``ledger``.
+
+    ::
+
+        async with llmtally.Ledger(url) as ledger:
+            budgets = llmtally.Budgets(ledger)
+            try:
+                reply = await budgets.acompletion(user_id=user, model="gpt-4o-mini", messages=msgs, max_tokens=300)
+            except llmtally.BudgetExceeded as exc:
+                ...  # exc.limit, exc.spent, exc.reserved, exc.resets_at
+            except llmtally.RateLimited as exc:
+                ...  # exc.retry_after (seconds)
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        db: Database | None = None,
+        ttl_s: int | None = None,
+        default_max_tokens: int | None = None,
+        on_alert: Callable[[Alert], None] | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self._db = db
+        self.ttl_s = ttl_s or ledger.settings.reservation_ttl_s
+        self.default_max_tokens = default_max_tokens or ledger.settings.default_max_tokens
+        url = ledger.settings.budget_webhook_url
+        self.on_alert = on_alert or (webhook(url) if url else None)
+
+    @property
+    def db(self) -> Database:
+        db = self._db or self.ledger.db
+        if db is None:
+            raise UserInputError(
+                "budgets need a database connection: start the ledger with a database URL (not the Supabase API)"
+            )
+        return db
+
+    async def reserve(
+        self, user_id: str, model: str, messages: Any, *, max_tokens: int | None = None, call_id: str | None = None
+    ) -> tuple[str, Estimate]:
+        """Reserve the worst case of a call; returns its litellm_call_id and the estimate."""
+        call_id = call_id or str(uuid.uuid4())
+        est = estimate(model, messages, max_tokens, default_max_tokens=self.default_max_tokens)
+        db = self.db
+        pending = asyncio.ensure_future(asyncio.to_thread(reserve, db, user_id, call_id, est, ttl_s=self.ttl_s))
+        try:
+            await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            # The reservation may still commit: release it once it has (the call is never made).
+            def release_when_done(done: asyncio.Future[Any]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    task = asyncio.ensure_future(asyncio.to_thread(release, db, call_id))
+                    _BACKGROUND.add(task)
+                    task.add_done_callback(_BACKGROUND.discard)
+
+            pending.add_done_callback(release_when_done)
+            raise
+        return call_id, est
+
+    async def status(self, user_id: str) -> list[BudgetStatus]:
+        return await asyncio.to_thread(budget_status, self.db, user_id)
+
+    async def deliver_alerts(self) -> int:
+        """Pass new threshold alerts to the hook (``on_alert`` or ``LLMTALLY_BUDGET_WEBHOOK_URL``)."""
+        if self.on_alert is None:
+            return 0
+        return await asyncio.to_thread(deliver_alerts, self.db, self.on_alert)
+
+    async def acompletion(
+        self,
+        *,
+        user_id: str,
+        model: str,
+        messages: list[dict[str, Any]],
+        max_tokens: int | None = None,
+        stream: bool = False,
+        metadata: dict[str, Any] | None = None,
+        session_id: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """``litellm.acompletion`` after a reservation; a stream comes back as a :class:`BudgetedStream`."""
+        import litellm
+
+        call_id, est = await self.reserve(user_id, model, messages, max_tokens=max_tokens)
+        meta = {**(metadata or {}), "user_profile_id": user_id}
+        if session_id is not None:
+            meta["session_id"] = session_id
+        if max_tokens is None and est.send_max_tokens is not None:
+            kwargs["max_tokens"] = est.send_max_tokens
+        elif max_tokens is not None:
+            kwargs["max_tokens"] = max_tokens
+        started = dt.datetime.now(dt.UTC)
+        cancelled = _Cancelled(self.ledger, model, list(messages), call_id, user_id, session_id, started, meta, stream)
+        try:
+            response = await litellm.acompletion(
+                model=model,
+                messages=messages,
+                stream=stream,
+                user=user_id,
+                metadata=meta,
+                litellm_call_id=call_id,
+                **kwargs,
+            )
+        except asyncio.CancelledError:
+            cancelled.record("")
+            raise
+        # Any other exception: LiteLLM's failure event records the call (0 tokens unless it used some).
+        if stream:
+            return BudgetedStream(response, cancelled)
+        return response
+
+
+@dataclass
+class _Cancelled:
+    ledger: Ledger
+    model: str
+    messages: Any
+    call_id: str
+    user_id: str
+    session_id: str | None
+    started: dt.datetime
+    metadata: dict[str, Any]
+    stream: bool
+
+    def record(self, partial: str, reason: str = "cancelled") -> None:
+        """Record the call as cancelled (idempotent: a LiteLLM event with the same id wins if first)."""
+        try:
+            meta = {k: v for k, v in self.metadata.items() if k not in ("user_profile_id", "session_id")}
+            self.ledger.record_cancelled(
+                model=self.model,
+                messages=self.messages,
+                partial_response=partial,
+                litellm_call_id=self.call_id,
+                user_profile_id=self.user_id,
+                session_id=self.session_id,
+                started_at=self.started,
+                stream=self.stream,
+                metadata={**meta, "reason": reason},
+            )
+        except Exception:
+            log.exception("could not record cancelled call %s", self.call_id)
+
+
+class BudgetedStream:
+    """A LiteLLM stream that records itself as cancelled if it is not read to the end.
+
+    Iterate it like LiteLLM's stream. Use it as ``async with`` (or call :meth:`aclose`) so a consumer
+    that stops early, or is cancelled, settles the call to what was streamed.
+    """
+
+    def __init__(self, inner: Any, cancelled: _Cancelled) -> None:
+        self._inner = inner
+        self._cancelled = cancelled
+        self._parts: list[str] = []
+        self._finished = False
+        self._recorded = False
+        self.litellm_call_id = cancelled.call_id
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            chunk = await self._inner.__anext__()
+        except StopAsyncIteration:
+            self._finished = True
+            raise
+        except asyncio.CancelledError:
+            self.record_cancelled()
+            raise
+        except Exception:
+            self._finished = True  # a provider error: LiteLLM's failure event records the call
+            raise
+        choices = getattr(chunk, "choices", None)
+        delta = getattr(choices[0].delta, "content", None) if choices else None
+        if delta:
+            self._parts.append(delta)
+        return chunk
+
+    def record_cancelled(self, reason: str = "cancelled") -> None:
+        """Record the call as cancelled with what was streamed so far (once; nothing if it ended)."""
+        if not self._finished and not self._recorded:
+            self._recorded = True
+            self._cancelled.record(self.text, reason)
+
+    async def aclose(self, reason: str = "cancelled") -> None:
+        """Stop reading: unless the stream ended, the call is recorded as cancelled with what was streamed."""
+        self.record_cancelled(reason)
+        close = getattr(self._inner, "aclose", None)
+        if close is not None:
+            try:
+                await close()
+            except Exception:  # the provider's stream may already be gone
+                log.debug("closing the stream of %s failed", self.litellm_call_id, exc_info=True)
+
+    async def __aenter__(self) -> BudgetedStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

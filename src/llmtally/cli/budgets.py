@@ -1,0 +1,191 @@
+"""budgets set|show|list|delete and limits set|show."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import click
+from rich.table import Table
+
+from llmtally import budgets as api
+from llmtally.cli.app import State, cli, console, pass_state
+
+DEFAULT = "default"
+
+
+def _who(user: str) -> str | None:
+    return None if user == DEFAULT else user
+
+
+def _fmt(value: object, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, Decimal):
+        return f"${value.normalize():f}"
+    return f"{value:,}{unit}" if isinstance(value, int) else str(value)
+
+
+@cli.group()
+def budgets() -> None:
+    """Spend and token budgets per user and period (USER `default` applies to everyone)."""
+
+
+@budgets.command("set")
+@click.argument("user")
+@click.option(
+    "--period",
+    required=True,
+    metavar="PERIOD",
+    help="daily, weekly (from Monday), monthly or lifetime; calendar periods follow --timezone.",
+)
+@click.option("--usd", metavar="USD", help="Spend limit in USD.")
+@click.option("--tokens", metavar="N", help="Token limit (prompt + completion).")
+@click.option("--soft", is_flag=True, help="Only warn at the thresholds; never refuse a call.")
+@click.option("--thresholds", metavar="LIST", help="Warning levels, e.g. 50%,80%,100% (the default) or 0.9,1.")
+@click.option("--timezone", "timezone", default="UTC", show_default=True, help="IANA zone the periods follow.")
+@pass_state
+def set_(
+    state: State,
+    user: str,
+    period: str,
+    usd: str | None,
+    tokens: str | None,
+    soft: bool,
+    thresholds: str | None,
+    timezone: str,
+) -> None:
+    """Set the budget of USER (or `default`) for one period, replacing the one there was."""
+    period = api.parse_period(period)
+    limit_usd = api.parse_usd(usd, "--usd")
+    limit_tokens = api.parse_count(tokens, "--tokens")
+    levels = api.parse_thresholds(thresholds)
+    api.check_timezone(timezone)
+    with state.database() as db:
+        b = api.set_budget(
+            db,
+            _who(user),
+            period,
+            limit_usd=limit_usd,
+            limit_tokens=limit_tokens,
+            hard=not soft,
+            thresholds=levels,
+            timezone=timezone,
+        )
+    limits = " and ".join(
+        x
+        for x in (
+            _fmt(b.limit_usd) if b.limit_usd is not None else "",
+            _fmt(b.limit_tokens, " tokens") if b.limit_tokens is not None else "",
+        )
+        if x
+    )
+    kind = "hard" if b.hard else "soft"
+    console.print(f"{user}: {kind} {b.period} budget of {limits} ({b.timezone})")
+
+
+@budgets.command("show")
+@click.argument("user")
+@pass_state
+def show(state: State, user: str) -> None:
+    """Show the budgets in force for USER now: spent, reserved, remaining, reset time."""
+    with state.database() as db:
+        api.check_user(db, user)
+        rows = api.budget_status(db, user)
+    if not rows:
+        console.print(f"no budget applies to {user}")
+        return
+    table = Table(title=f"Budgets of {user}")
+    for col in ("period", "from", "kind", "limit", "spent", "reserved", "remaining", "resets (UTC)"):
+        table.add_column(col)
+    for s in rows:
+        for unit, limit, spent, reserved, remaining in (
+            ("usd", s.limit_usd, s.spent_usd, s.reserved_usd, s.remaining_usd),
+            ("tokens", s.limit_tokens, s.spent_tokens, s.reserved_tokens, s.remaining_tokens),
+        ):
+            if limit is None:
+                continue
+            resets = s.resets_at.strftime("%Y-%m-%d %H:%M") if s.resets_at else "never"
+            table.add_row(
+                s.period,
+                "default" if s.owner is None else "user",
+                "hard" if s.hard else "soft",
+                _fmt(limit, "" if unit == "usd" else " tokens"),
+                _fmt(spent),
+                _fmt(reserved),
+                _fmt(remaining),
+                resets,
+            )
+    console.print(table)
+
+
+@budgets.command("list")
+@pass_state
+def list_(state: State) -> None:
+    """List every budget (the defaults first)."""
+    with state.database() as db:
+        rows = api.list_budgets(db)
+    if not rows:
+        console.print("no budgets set")
+        return
+    table = Table(title="Budgets")
+    for col in ("user", "period", "kind", "USD", "tokens", "timezone", "thresholds"):
+        table.add_column(col)
+    for b in rows:
+        table.add_row(
+            b.user_profile_id or DEFAULT,
+            b.period,
+            "hard" if b.hard else "soft",
+            _fmt(b.limit_usd),
+            _fmt(b.limit_tokens),
+            b.timezone,
+            ",".join(f"{(t * 100).normalize():f}%" for t in b.thresholds),
+        )
+    console.print(table)
+
+
+@budgets.command("delete")
+@click.argument("user")
+@click.option("--period", required=True, metavar="PERIOD", help="daily, weekly, monthly or lifetime.")
+@pass_state
+def delete(state: State, user: str, period: str) -> None:
+    """Remove the budget of USER (or `default`) for PERIOD."""
+    period = api.parse_period(period)
+    with state.database() as db:
+        if not api.delete_budget(db, _who(user), period):
+            raise click.ClickException(f"no {period} budget for {user} (see `llmtally budgets list`)")
+    console.print(f"removed the {period} budget of {user}")
+
+
+@cli.group()
+def limits() -> None:
+    """Requests and tokens per minute per user (USER `default` applies to everyone)."""
+
+
+@limits.command("set")
+@click.argument("user")
+@click.option("--rpm", metavar="N", help="Requests per minute (omit: no limit).")
+@click.option("--tpm", metavar="N", help="Tokens per minute, by the worst-case estimate (omit: no limit).")
+@pass_state
+def limits_set(state: State, user: str, rpm: str | None, tpm: str | None) -> None:
+    """Set the rate limits of USER (or `default`); a user's own row replaces the default."""
+    rpm_n = api.parse_count(rpm, "--rpm")
+    tpm_n = api.parse_count(tpm, "--tpm")
+    with state.database() as db:
+        api.set_rate_limit(db, _who(user), rpm=rpm_n, tpm=tpm_n)
+    console.print(f"{user}: {_fmt(rpm_n)} requests and {_fmt(tpm_n)} tokens per minute")
+
+
+@limits.command("show")
+@click.argument("user", default=DEFAULT)
+@pass_state
+def limits_show(state: State, user: str) -> None:
+    """Show the rate limits in force for USER (default: the default limits)."""
+    with state.database() as db:
+        if user != DEFAULT:
+            api.check_user(db, user)
+        limit = api.get_rate_limit(db, _who(user))
+    if limit is None:
+        console.print(f"no rate limit applies to {user}")
+        return
+    source = "default" if limit.user_profile_id is None else "own"
+    console.print(f"{user}: {_fmt(limit.rpm)} requests and {_fmt(limit.tpm)} tokens per minute ({source})")

@@ -1,0 +1,62 @@
+"""The chat app under budgets and rate limits, over Chainlit's real websocket."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from llmtally import budgets as api
+from llmtally.db import Database
+from tests.db.invariants import assert_counters_match_ledger
+from tests.e2e.server import ChatClient, Server, login_cookie
+
+
+async def connected(server: Server, user: str) -> ChatClient:
+    client = ChatClient(server, login_cookie(server, user, f"{user}-password"))
+    await client.connect()
+    return client
+
+
+def said(client: ChatClient, mark: int) -> list[str]:
+    return [str(m.get("output")) for m in client.since(mark, "new_message") if m.get("name") == "llmtally"]
+
+
+async def test_a_tiny_budget_refuses_with_the_reset_time_and_what_remains(server: Server, db: Database) -> None:
+    api.set_budget(db, None, "daily", limit_usd=Decimal("0.0001"), timezone="America/New_York")
+    client = await connected(server, "alice")
+    try:
+        mark, _ = await client.reply("/usage")  # the panel's text, also sent as a message
+        (panel,) = said(client, mark)
+        assert "### Budget" in panel and "| daily | $0.0001 | $0 | **$0.0001** |" in panel
+        mark, streamed = await client.reply("Hello there")
+        assert streamed == ""
+        (message,) = said(client, mark)
+        assert message.startswith("You have reached your daily budget of $0.0001: $0.0001 remains")
+        (status,) = api.budget_status(db, "password_alice")
+        assert status.period_end is not None
+        assert f"It resets on {status.period_end.strftime('%Y-%m-%d %H:%M')} UTC." in message
+        api.set_budget(db, None, "daily", limit_usd=Decimal("1"))  # raised: the same chat now works
+        mark, streamed = await client.reply("Hello again")
+        assert "offline demo model" in streamed
+        assert not any(m.startswith("You have reached") for m in said(client, mark))
+    finally:
+        await client.close()
+    [row] = db.fetch_all("select status, total_cost from request_logs")
+    assert row["status"] == "success" and row["total_cost"] > 0
+    assert db.fetch_one("select count(*) as n from budget_reservations")["n"] == 0
+    assert_counters_match_ledger(db)
+
+
+async def test_a_rate_limit_says_when_to_retry(server: Server, db: Database) -> None:
+    api.set_rate_limit(db, None, rpm=1, tpm=None)
+    client = await connected(server, "bob")
+    try:
+        _, first = await client.reply("One")
+        assert "offline demo model" in first
+        mark, second = await client.reply("Two")
+        assert second == ""
+        (message,) = said(client, mark)
+        assert message.startswith("You are sending messages too quickly. Please try again in ")
+        assert int(message.split("again in ")[1].split()[0]) in range(50, 61)
+    finally:
+        await client.close()
+    assert db.fetch_one("select count(*) as n from request_logs")["n"] == 1
