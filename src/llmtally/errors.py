@@ -8,7 +8,8 @@
     │   ├── InsufficientPrivilege   the role may not do this
     │   └── SchemaNotReady          migrations missing or behind
     ├── UnknownUser                 no such user_profiles row
-    └── UserInputError              a bad argument (month, limit, model, ...)
+    ├── UserInputError              a bad argument (month, limit, model, ...)
+    └── SpoolFull                   the local spool reached its size limit
 
 Each message is one line a person can act on; ``str(err)`` is what the CLI prints.
 """
@@ -59,3 +60,7 @@ class UnknownUser(LlmtallyError):
 
 class UserInputError(LlmtallyError):
     """An argument given by the user is invalid."""
+
+
+class SpoolFull(LlmtallyError):
+    """The local spool reached LLMTALLY_SPOOL_MAX_BYTES: new usage events are refused until it drains."""

@@ -11,7 +11,15 @@ from llmtally.db import Database
 from llmtally.db.migrations import ensure_current, load_migrations, migrate, status
 from llmtally.errors import SchemaNotReady
 
-EXPECTED_TABLES = {"user_profiles", "sessions", "request_logs", "usage_daily", "model_prices", "llmtally_migrations"}
+EXPECTED_TABLES = {
+    "user_profiles",
+    "sessions",
+    "request_logs",
+    "usage_daily",
+    "model_prices",
+    "llmtally_migrations",
+    "quarantine",
+}
 EXPECTED_VIEWS = {"user_request_analytics", "monthly_token_usage", "user_recent_activity"}
 
 

@@ -35,8 +35,17 @@ OWNER_COLUMN: dict[str, str | None] = {
     "user_recent_activity": "user_id",
     "model_prices": None,
     "llmtally_migrations": None,
+    "quarantine": None,
 }
-TABLES = ["user_profiles", "sessions", "request_logs", "usage_daily", "model_prices", "llmtally_migrations"]
+TABLES = [
+    "user_profiles",
+    "sessions",
+    "request_logs",
+    "usage_daily",
+    "model_prices",
+    "llmtally_migrations",
+    "quarantine",
+]
 VIEWS = ["user_request_analytics", "monthly_token_usage", "user_recent_activity"]
 POLICY_TABLES = ["user_profiles", "sessions", "request_logs", "usage_daily"]
 OPERATIONS = ["insert", "update", "delete", "truncate"]
@@ -146,6 +155,8 @@ SPECIFIC_WRITES = {  # forging usage for someone else, zeroing one's own counter
     ("user_profiles", "update"): "update public.user_profiles set tokens_used = 0 where user_id = %(me)s",
     ("sessions", "insert"): "insert into public.sessions (session_id, user_id) values ('forged', %(other)s)",
     ("usage_daily", "delete"): "delete from public.usage_daily where user_id = %(me)s",
+    ("quarantine", "insert"): "insert into public.quarantine (reason, raw_event) values ('forged', '{}')",
+    ("quarantine", "update"): "update public.quarantine set reason = 'forged'",
 }
 GENERIC_WRITES = {
     "insert": "insert into public.{rel} default values",

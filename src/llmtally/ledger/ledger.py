@@ -13,6 +13,7 @@ from llmtally.db.migrations import ensure_current, migrate
 from llmtally.db.queries import query
 from llmtally.errors import UserInputError
 from llmtally.ledger.events import UsageEvent
+from llmtally.ledger.spool import Spool
 from llmtally.ledger.writer import LedgerWriter, WriterStats
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ class Ledger:
         if api is not None:  # only a Supabase URL and a server key: write through its API
             from llmtally.ledger.supabase_api import SupabaseApiSink
 
-            target = self._api = SupabaseApiSink(*api, store_content=self.settings.content == "full").open()
+            target = self._api = SupabaseApiSink(*api, store_content=self.settings.content != "none").open()
         else:
             db = Database.from_settings(self.settings, max_size=4).open()
             try:
@@ -71,10 +72,16 @@ class Ledger:
             target = self.db = db
         self._writer = LedgerWriter(
             target,
+            spool=Spool(
+                self.settings.home / "spool",
+                max_bytes=self.settings.spool_max_bytes,
+                fsync=self.settings.spool_fsync,
+            ),
             batch_size=self.settings.batch_size,
             flush_interval_ms=self.settings.flush_interval_ms,
-            queue_size=self.settings.queue_size,
-            store_content=self.settings.content == "full",
+            store_content=self.settings.content != "none",
+            content=self.settings.content,
+            max_content_bytes=self.settings.max_content_bytes,
         )
         self._writer.start()
         import litellm
@@ -114,9 +121,12 @@ class Ledger:
         await drain_litellm_async_logging(timeout)
         return await asyncio.to_thread(self.flush_sync, timeout)
 
-    def close_sync(self, timeout: float = 30.0) -> bool:
-        """Wait for LiteLLM's pending logging, unregister the callback, drain the queue, release the
-        database. False if events were left unwritten."""
+    def close_sync(self, timeout: float | None = None) -> bool:
+        """Wait for LiteLLM's pending logging, unregister the callback, drain the spool (at most
+        ``timeout`` seconds, default LLMTALLY_SHUTDOWN_TIMEOUT_S), release the database. False if
+        events were left unwritten: they stay in the spool for the next start."""
+        if timeout is None:
+            timeout = self.settings.shutdown_timeout_s
         drained = True
         if self._callback is not None:
             from llmtally.ledger.callback import wait_for_litellm_logging_threads
@@ -138,8 +148,10 @@ class Ledger:
             self._api = None
         return drained
 
-    async def close(self, timeout: float = 30.0) -> bool:
+    async def close(self, timeout: float | None = None) -> bool:
         """Record what LiteLLM still has queued, then :meth:`close_sync`."""
+        if timeout is None:
+            timeout = self.settings.shutdown_timeout_s
         if self._callback is not None:
             from llmtally.ledger.callback import drain_litellm_async_logging
 

@@ -163,3 +163,6 @@ update public.request_logs r
 update public.request_logs r
    set total_cost = null, cost_status = 'unpriced'
  where r.model = %(model)s and r.provider = %(provider)s and r.cost_status = 'custom'
+
+-- quarantine_insert --
+insert into public.quarantine (litellm_call_id, reason, raw_event, raw_bytes) values (%s, %s, %s, %s)
