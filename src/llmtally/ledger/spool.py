@@ -48,23 +48,25 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, default=_default, ensure_ascii=True, separators=(",", ":"))
 
 
-def _content_bytes(value: Any) -> int:
-    if value is None:
-        return 0
+def _text(value: Any) -> str:
     try:
-        text = json.dumps(value, default=_default, ensure_ascii=False)
+        return json.dumps(value, default=_default, ensure_ascii=False)
     except (ValueError, RecursionError, TypeError):
-        text = repr(value)
-    return len(text.encode("utf-8", "replace"))
+        pass
+    try:
+        return repr(value)
+    except Exception:  # e.g. nesting deeper than repr goes
+        return f"<unrepresentable {type(value).__name__}>"
+
+
+def _content_bytes(value: Any) -> int:
+    return 0 if value is None else len(_text(value).encode("utf-8", "replace"))
 
 
 def _truncated(value: Any, original: int, keep: int) -> dict[str, Any] | None:
     if value is None:
         return None
-    try:
-        text = json.dumps(value, default=_default, ensure_ascii=False)
-    except (ValueError, RecursionError, TypeError):
-        text = repr(value)
+    text = _text(value)
     return {TRUNCATED_KEY: True, "original_bytes": original, "head": clean_text(text[:keep])}
 
 
@@ -116,7 +118,7 @@ def encode(event: UsageEvent, *, content: str = "full", max_content_bytes: int =
         try:
             line = _dumps(record)
         except (ValueError, RecursionError, TypeError):
-            record["meta"] = {"unserialisable": clean_text(repr(record["meta"])[:keep])}
+            record["meta"] = {"unserialisable": clean_text(_text(record["meta"])[:keep])}
             line = _dumps(record)
     return line.encode("ascii") + b"\n"
 
