@@ -88,8 +88,9 @@ class WriterStats:
 
 def event_row(seq: int, event: UsageEvent, *, store_content: bool = True) -> tuple[Any, ...]:
     """The stage row for one event (column order of ``copy_stage``)."""
+    # Negative token counts are stored as 0: price the same numbers, so a cost is never negative.
     cost, cost_status = resolve_cost(
-        event.model, event.provider, event.prompt_tokens, event.completion_tokens, event.reported_cost
+        event.model, event.provider, max(0, event.prompt_tokens), max(0, event.completion_tokens), event.reported_cost
     )
     return (
         seq,
