@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 from llmtally.settings import Settings
 
 log = logging.getLogger("llmtally")
+
+RETENTION_INTERVAL_S = 24 * 3600
 
 
 class Ledger:
@@ -42,6 +45,8 @@ class Ledger:
         self._api: SupabaseApiSink | None = None  # set instead of db when writing through Supabase's API
         self._writer: LedgerWriter | None = None
         self._callback: LedgerCallback | None = None
+        self._retention: threading.Thread | None = None
+        self._retention_stop = threading.Event()
 
     @classmethod
     def from_env(cls) -> Ledger:
@@ -84,6 +89,10 @@ class Ledger:
             max_content_bytes=self.settings.max_content_bytes,
         )
         self._writer.start()
+        if self.db is not None and (self.settings.retention_content_days or self.settings.retention_rows_days):
+            self._retention_stop.clear()
+            self._retention = threading.Thread(target=self._retention_loop, name="llmtally-retention", daemon=True)
+            self._retention.start()
         import litellm
 
         from llmtally.ledger.callback import LedgerCallback
@@ -137,6 +146,10 @@ class Ledger:
             # LiteLLM copies callbacks into several internal lists on first use: leave none behind.
             litellm.logging_callback_manager.remove_callback_from_all_lists(self._callback)
             self._callback = None
+        if self._retention is not None:
+            self._retention_stop.set()
+            self._retention.join(timeout=10)
+            self._retention = None
         if self._writer is not None:
             drained = self._writer.close(timeout) and drained
             self._writer = None
@@ -169,6 +182,23 @@ class Ledger:
 
     def __exit__(self, *exc: object) -> None:
         self.close_sync()
+
+    def _retention_loop(self) -> None:
+        """Apply LLMTALLY_RETENTION_* at start, then once a day, while the ledger runs."""
+        from llmtally.privacy import apply_retention
+
+        db = self.db
+        while db is not None and not self._retention_stop.is_set():
+            try:
+                report = apply_retention(
+                    db,
+                    content_days=self.settings.retention_content_days,
+                    rows_days=self.settings.retention_rows_days,
+                )
+                log.info("llmtally retention: %s", report)
+            except Exception:
+                log.exception("llmtally retention failed; it is tried again in a day")
+            self._retention_stop.wait(RETENTION_INTERVAL_S)
 
     @property
     def stats(self) -> WriterStats:
