@@ -18,6 +18,7 @@ from llmtally.privacy import apply_retention, delete_user
 from tests.db.invariants import assert_counters_match_ledger, assert_counters_match_rollup
 
 ROOT = Path(__file__).resolve().parents[2]
+USAGE_COLUMNS = ("prompt_tokens", "completion_tokens", "total_cost", "cost_status")
 A, B = "google_111", "github_222"
 PERSONAL = (
     "Mail jane.doe@example.com or call +1 (415) 555-0132; card 4111 1111 1111 1111;"
