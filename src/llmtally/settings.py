@@ -29,8 +29,9 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=default_home, description="Data directory (the embedded database).")
     batch_size: int = Field(default=500, ge=1, le=50_000, description="Most events written in one batch.")
     flush_interval_ms: int = Field(default=200, ge=10, le=60_000, description="Longest wait before a batch is written.")
-    # 10,000 events with typical content keep a writing process under 300 MB (docs/benchmarks.md).
-    queue_size: int = Field(default=10_000, ge=100, description="Events held in memory before callers wait.")
+    queue_size: int = Field(
+        default=10_000, ge=100, description="Unused: events wait in the spool on disk (docs/durability.md)."
+    )
     content: Literal["full", "redacted", "none"] = Field(
         default="full",
         description="Store message and response content (`full`), with personal data and secrets masked"

@@ -16,7 +16,8 @@ def test_all_is_sorted_and_complete() -> None:
         name
         for name in dir(llmtally)
         if not name.startswith("_")
-        and name not in {"analytics", "cli", "db", "demo", "errors", "ledger", "prices", "settings"}
+        and name
+        not in {"analytics", "cli", "db", "demo", "errors", "ledger", "metrics", "prices", "privacy", "settings"}
     }
     assert llmtally.__all__ == sorted(llmtally.__all__)
     assert public | {"__version__"} == set(llmtally.__all__)
