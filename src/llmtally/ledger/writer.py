@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import psycopg
+
 from llmtally import metrics
 from llmtally.db.database import Database
 from llmtally.db.queries import query
@@ -107,7 +109,7 @@ def event_row(seq: int, event: UsageEvent, *, store_content: bool = True) -> tup
         cost_status,
         to_json(event.messages) if store_content else None,
         to_json(event.response) if store_content else None,
-        event.status,
+        clean_text(event.status),
         clean_text(event.error),
         clean_text(event.error_type),
         None if event.latency_ms is None else max(0, event.latency_ms),
@@ -156,7 +158,8 @@ def is_poison(exc: BaseException) -> bool:
         code = getattr(seen, "sqlstate", None) or getattr(seen, "code", None)
         if isinstance(code, str) and len(code) == 5:
             return code[:2] in POISON_CLASSES
-        if isinstance(seen, ValueError | TypeError | OverflowError | RecursionError):  # built locally
+        # Refused while the batch was built or sent (e.g. by psycopg's COPY, with no SQLSTATE yet).
+        if isinstance(seen, ValueError | TypeError | OverflowError | RecursionError | psycopg.DataError):
             return True
         seen = seen.__cause__ or seen.__context__
         depth += 1
