@@ -218,6 +218,10 @@ WRITE_FUNCTION_CALLS = {
     ),
     "llmtally_upsert_user": ("select public.llmtally_upsert_user(%(other)s, 'forged@example.com')", ""),
     "llmtally_link_session": ("select public.llmtally_link_session('forged', %(other)s)", ""),
+    "llmtally_quarantine": (
+        "select public.llmtally_quarantine(%(events)s::jsonb)",
+        '[{"litellm_call_id": "forged", "reason": "x", "raw_event": "%(other)s"}]',
+    ),
 }
 
 
@@ -225,7 +229,7 @@ WRITE_FUNCTION_CALLS = {
 def test_no_client_can_execute_the_write_functions(data: Database, function: str) -> None:
     """Only the server (and service_role) writes, through these functions as well as directly."""
     sql, events = WRITE_FUNCTION_CALLS[function]
-    written = ["request_logs", "user_profiles", "sessions", "usage_daily"]
+    written = ["request_logs", "user_profiles", "sessions", "usage_daily", "quarantine"]
     before = [as_server(data, f"select * from public.{table}") for table in written]
     for user in CLIENTS:
         other = B if user == A else A

@@ -182,19 +182,9 @@ class SupabaseApiSink:
         return int(self._call("llmtally_ingest", {"events": payload}))
 
     def quarantine(self, rows: Sequence[tuple[str | None, str, str]]) -> int:
-        """Keep events the database refused in the quarantine table (service_role may insert)."""
-        if self._client is None:
-            raise ConfigurationError("the Supabase API sink is not open")
-        payload = [
-            {"litellm_call_id": c, "reason": r, "raw_event": raw, "raw_bytes": len(raw.encode())} for c, r, raw in rows
-        ]
-        from postgrest.types import ReturnMethod
-
-        try:
-            self._client.table("quarantine").insert(payload, returning=ReturnMethod.minimal).execute()
-        except Exception as exc:
-            raise translate(exc, self.where) from exc
-        return len(rows)
+        """Keep events the database refused (``llmtally_quarantine``, migration 0005)."""
+        events = [{"litellm_call_id": c, "reason": r, "raw_event": raw} for c, r, raw in rows]
+        return int(self._call("llmtally_quarantine", {"events": events}))
 
     def upsert_user(
         self, user_id: str, *, email: str | None = None, full_name: str | None = None, provider: str | None = None

@@ -8,7 +8,8 @@
 --
 -- public.quarantine: events the database refused even alone and without content (e.g. a token count
 -- beyond integer range), with the reason and the raw record, for `llmtally quarantine list|retry`.
--- Server only: RLS on, no policy, no grant to anon or authenticated.
+-- Server only: RLS on, no policy, no grant to anon or authenticated. llmtally_quarantine(jsonb) adds
+-- rows for the Supabase API path.
 --
 -- Deleting request_logs rows (retention, user deletion) changes no counter: the usage triggers of
 -- 0001 fire on INSERT and UPDATE only, so user_profiles and usage_daily keep the lifetime totals.
@@ -63,3 +64,23 @@ revoke all on sequence public.quarantine_id_seq from public, anon, authenticated
 grant all on table public.quarantine to service_role;
 grant usage on sequence public.quarantine_id_seq to service_role;
 revoke all on function public.llmtally_content_flag() from public, anon, authenticated;
+
+-- The Supabase API path quarantines through PostgREST: POST /rest/v1/rpc/llmtally_quarantine
+-- {"events": [{"litellm_call_id": ..., "reason": ..., "raw_event": ...}, ...]}. Not security definer:
+-- the caller needs the privileges of a role that writes quarantine (service_role).
+create function public.llmtally_quarantine(events jsonb) returns integer
+    language sql
+    set search_path = ''
+as $$
+    with added as (
+        insert into public.quarantine (litellm_call_id, reason, raw_event, raw_bytes)
+        select e ->> 'litellm_call_id', coalesce(e ->> 'reason', 'unknown'), coalesce(e ->> 'raw_event', ''),
+               pg_catalog.octet_length(coalesce(e ->> 'raw_event', ''))
+          from pg_catalog.jsonb_array_elements(events) e
+        returning 1)
+    select pg_catalog.count(*)::integer from added;
+$$;
+comment on function public.llmtally_quarantine(jsonb) is
+    'Keep usage events the database refused, with the reason and the raw record. service_role only.';
+revoke all on function public.llmtally_quarantine(jsonb) from public, anon, authenticated;
+grant execute on function public.llmtally_quarantine(jsonb) to service_role;
