@@ -274,3 +274,30 @@ def test_a_full_spool_refuses_with_a_clear_error_and_a_metric(db_url: str, db: D
             ledger.record(event("after"))  # room again once written
             assert ledger.flush_sync()
     assert sorted(call_ids(db)) == sorted([*accepted, "after"])
+
+
+def test_quarantine_list_and_retry(db_url: str, db: Database) -> None:
+    from llmtally.ledger.quarantine import list_quarantine, retry_quarantine
+
+    with Ledger(db_url, settings=Settings(flush_interval_ms=20)) as ledger:
+        ledger.record(event("q-status", status="exploded"))
+        ledger.record(event("q-tokens", completion_tokens=5_000_000_000))
+        assert ledger.flush_sync()
+    listed = subprocess.run(
+        [sys.executable, "-m", "llmtally", "--database-url", db_url, "quarantine", "list"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert listed.returncode == 0 and "q-status" in listed.stdout and "q-tokens" in listed.stdout, listed.stderr
+    # Fix one record by hand; the other is still refused and counts an attempt.
+    db.execute(
+        "update quarantine set raw_event = replace(raw_event, 'exploded', 'success') where litellm_call_id = 'q-status'"
+    )
+    result = retry_quarantine(db)
+    assert (result.written, result.already_recorded, result.still_refused) == (1, 0, 1)
+    [left] = list_quarantine(db)
+    assert (left.litellm_call_id, left.attempts) == ("q-tokens", 1) and "out of range" in left.reason
+    assert call_ids(db) == ["q-status"]
+    assert_counters_match_ledger(db)
