@@ -36,6 +36,7 @@ def main(db_url: str, tag: str) -> None:
                 user_profile_id=f"google_{i % 3}",
                 prompt_tokens=10 + i % 5,
                 completion_tokens=20,
+                reported_cost=0.0001,  # as LiteLLM reports it: no price lookup (no LiteLLM import) needed
                 messages=[{"role": "user", "content": f"{tag} call {i} " + "x" * (i % 7) * 100}],
                 response={"choices": [{"message": {"content": f"answer {i}"}}]},
             )
