@@ -10,7 +10,8 @@
     ├── UnknownUser                 no such user_profiles row
     ├── UserInputError              a bad argument (month, limit, model, ...)
     ├── BudgetExceeded              a hard budget has no room for the call
-    └── RateLimited                 a per-user rate limit has no room for the call now
+    ├── RateLimited                 a per-user rate limit has no room for the call now
+    └── SpoolFull                   the local spool reached its size limit
 
 Each message is one line a person can act on; ``str(err)`` is what the CLI prints.
 """
@@ -110,3 +111,7 @@ class RateLimited(LlmtallyError):
         else:
             message = f"rate limited: limit of {limit} {what} reached; retry in {retry_after:.1f} s"
         super().__init__(message)
+
+
+class SpoolFull(LlmtallyError):
+    """The local spool reached LLMTALLY_SPOOL_MAX_BYTES: new usage events are refused until it drains."""

@@ -29,10 +29,13 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=default_home, description="Data directory (the embedded database).")
     batch_size: int = Field(default=500, ge=1, le=50_000, description="Most events written in one batch.")
     flush_interval_ms: int = Field(default=200, ge=10, le=60_000, description="Longest wait before a batch is written.")
-    # 10,000 events with typical content keep a writing process under 300 MB (docs/benchmarks.md).
-    queue_size: int = Field(default=10_000, ge=100, description="Events held in memory before callers wait.")
-    content: Literal["full", "none"] = Field(
-        default="full", description="Store message and response content (`full`) or usage only (`none`)."
+    queue_size: int = Field(
+        default=10_000, ge=100, description="Unused: events wait in the spool on disk (docs/durability.md)."
+    )
+    content: Literal["full", "redacted", "none"] = Field(
+        default="full",
+        description="Store message and response content (`full`), with personal data and secrets masked"
+        " (`redacted`), or usage only (`none`).",
     )
 
     supabase_url: str | None = Field(
@@ -62,6 +65,28 @@ class Settings(BaseSettings):
     )
     budget_webhook_url: str | None = Field(
         default=None, description="URL that receives a JSON POST for each budget threshold crossed."
+    )
+    # -- durability and privacy (spool, poison input, retention) --
+    spool_max_bytes: int = Field(
+        default=1 << 30,
+        ge=1 << 20,
+        description="Most bytes of events waiting in the local spool before new ones are refused.",
+    )
+    spool_fsync: bool = Field(
+        default=False,
+        description="fsync the spool after every event: survives power loss, costs a disk flush per call.",
+    )
+    max_content_bytes: int = Field(
+        default=4 << 20, ge=1 << 14, description="Largest stored content of one call; larger content is cut (flagged)."
+    )
+    shutdown_timeout_s: float = Field(
+        default=10.0, ge=0, description="Longest wait at shutdown for queued events to reach the database."
+    )
+    retention_content_days: int | None = Field(
+        default=None, ge=1, description="Applied daily by a running ledger: drop content of calls older than this."
+    )
+    retention_rows_days: int | None = Field(
+        default=None, ge=1, description="Applied daily by a running ledger: delete calls older than this (totals stay)."
     )
 
     @property

@@ -84,3 +84,42 @@ def assert_rollups_agree(db: Database) -> None:
         missing = db.fetch_all(f"({from_daily}) except all ({rollup})")
         extra = db.fetch_all(f"({rollup}) except all ({from_daily})")
         assert not missing and not extra, f"{name} differs from usage_daily: missing {missing[:3]}, extra {extra[:3]}"
+
+
+def assert_counters_match_rollup(db: Database) -> None:
+    """user_profiles counters = sum over the user's usage_daily rows.
+
+    This one holds after retention deleted old request_logs rows (deletes change no counter and no
+    rollup row), when assert_counters_match_ledger no longer can.
+    """
+    rows = db.fetch_all(
+        """
+        select p.user_id, p.request_count, p.tokens_used, p.prompt_tokens, p.completion_tokens, p.total_cost,
+               p.failure_count, p.cancelled_count, p.unpriced_count,
+               coalesce(sum(d.requests), 0) as r_requests, coalesce(sum(d.tokens), 0) as r_tokens,
+               coalesce(sum(d.prompt_tokens), 0) as r_prompt, coalesce(sum(d.completion_tokens), 0) as r_completion,
+               coalesce(sum(d.cost), 0) as r_cost, coalesce(sum(d.failures), 0) as r_failures,
+               coalesce(sum(d.cancelled), 0) as r_cancelled, coalesce(sum(d.unpriced_requests), 0) as r_unpriced
+          from user_profiles p left join usage_daily d on d.user_id = p.user_id
+         group by p.user_id
+        """
+    )
+    pairs = {
+        "request_count": "r_requests",
+        "tokens_used": "r_tokens",
+        "prompt_tokens": "r_prompt",
+        "completion_tokens": "r_completion",
+        "total_cost": "r_cost",
+        "failure_count": "r_failures",
+        "cancelled_count": "r_cancelled",
+        "unpriced_count": "r_unpriced",
+    }
+    for row in rows:
+        for counter, rolled in pairs.items():
+            assert row[counter] == row[rolled], f"{row['user_id']}: {counter} {row[counter]} != rollup {row[rolled]}"
+    orphans = db.fetch_one(
+        "select count(*) as n from usage_daily d where d.user_id is not null"
+        " and not exists (select from user_profiles p where p.user_id = d.user_id)"
+    )
+    assert orphans is not None and orphans["n"] == 0, "usage_daily rows of a user without a profile"
+    assert_rollups_agree(db)

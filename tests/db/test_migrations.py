@@ -21,6 +21,7 @@ EXPECTED_TABLES = {
     "model_prices",
     "llmtally_migrations",
     "api_tokens",
+    "quarantine",
 }
 EXPECTED_VIEWS = {"user_request_analytics", "monthly_token_usage", "user_recent_activity"}
 EXPECTED_TABLES |= {"budgets", "budget_reservations", "budget_alerts", "rate_limits", "rate_limit_log"}  # 0006

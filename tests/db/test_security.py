@@ -44,6 +44,7 @@ OWNER_COLUMN: dict[str, str | None] = {
     "rate_limits": "user_profile_id",
     "rate_limit_log": None,
     "user_budget_status": "user_id",
+    "quarantine": None,
 }
 BUDGET_TABLES = ["budgets", "budget_reservations", "budget_alerts", "rate_limits", "rate_limit_log"]
 TABLES = [
@@ -56,6 +57,7 @@ TABLES = [
     "model_prices",
     "llmtally_migrations",
     "api_tokens",
+    "quarantine",
     *BUDGET_TABLES,
 ]
 VIEWS = ["user_request_analytics", "monthly_token_usage", "user_recent_activity", "user_budget_status"]
@@ -186,6 +188,8 @@ SPECIFIC_WRITES = {  # forging usage for someone else, zeroing one's own counter
     ("budgets", "update"): "update public.budgets set limit_usd = 1000000 where user_profile_id = %(me)s",
     ("budget_alerts", "update"): "update public.budget_alerts set notified_at = now()",
     ("rate_limits", "update"): "update public.rate_limits set rpm = null where user_profile_id = %(me)s",
+    ("quarantine", "insert"): "insert into public.quarantine (reason, raw_event) values ('forged', '{}')",
+    ("quarantine", "update"): "update public.quarantine set reason = 'forged'",
 }
 GENERIC_WRITES = {
     "insert": "insert into public.{rel} default values",
@@ -253,6 +257,10 @@ WRITE_FUNCTION_CALLS = {
         "",
     ),
     "llmtally_release": ("select public.llmtally_release('r-' || %(other)s)", ""),
+    "llmtally_quarantine": (
+        "select public.llmtally_quarantine(%(events)s::jsonb)",
+        '[{"litellm_call_id": "forged", "reason": "x", "raw_event": "%(other)s"}]',
+    ),
 }
 
 
@@ -261,7 +269,7 @@ def test_no_client_can_execute_the_write_functions(data: Database, function: str
     """Only the server (and service_role) writes, through these functions as well as directly."""
     sql, events = WRITE_FUNCTION_CALLS[function]
     written = ["request_logs", "user_profiles", "sessions", "usage_daily", "usage_monthly", "usage_daily_totals"]
-    written += ["budget_reservations", "rate_limit_log"]
+    written += ["budget_reservations", "rate_limit_log", "quarantine"]
     before = [as_server(data, f"select * from public.{table}") for table in written]
     for user in CLIENTS:
         other = B if user == A else A

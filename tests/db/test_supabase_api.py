@@ -280,3 +280,26 @@ def test_the_cli_refuses_a_publishable_key_in_one_line(standin: PostgrestStandIn
     assert len(lines) == 1 and "publishable key" in lines[0], result.stderr
     assert PUBLISHABLE_KEY not in result.stdout + result.stderr
     assert standin.requests == []
+
+
+def test_a_poisoned_event_is_quarantined_through_the_api(
+    standin: PostgrestStandIn, supabase_db_url: str, tmp_path: Path
+) -> None:
+    from llmtally.ledger.spool import Spool
+    from llmtally.ledger.writer import LedgerWriter
+
+    sink = SupabaseApiSink(standin.url, make_jwt("service_role")).open()
+    writer = LedgerWriter(sink, spool=Spool(tmp_path / "spool"), flush_interval_ms=20)
+    writer.start()
+    try:
+        writer.submit(UsageEvent("api-good", "gpt-4o-mini", "success", provider="openai", prompt_tokens=2))
+        writer.submit(UsageEvent("api-poison", "gpt-4o-mini", "success", prompt_tokens=3_000_000_000))
+        assert writer.flush(timeout=30)
+    finally:
+        writer.close()
+        sink.close()
+    assert writer.stats.quarantined == 1
+    with Database(supabase_db_url) as db:
+        assert [r["litellm_call_id"] for r in db.fetch_all("select litellm_call_id from request_logs")] == ["api-good"]
+        [row] = db.fetch_all("select litellm_call_id, reason from quarantine")
+        assert row["litellm_call_id"] == "api-poison" and "out of range" in row["reason"]

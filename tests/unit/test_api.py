@@ -29,6 +29,7 @@ def test_all_is_sorted_and_complete() -> None:
             "ledger",
             "metrics",
             "prices",
+            "privacy",
             "settings",
             "tokens",
         }

@@ -112,7 +112,8 @@ def event_from_payload(
         cost = slo.get("response_cost")
 
     return UsageEvent(
-        litellm_call_id=str(call_id),
+        # Replays are idempotent only with an id: give one to a call that came without.
+        litellm_call_id=str(call_id) if call_id else f"llmtally-{uuid.uuid4()}",
         model=str(model),
         provider=str(provider),
         status=status,

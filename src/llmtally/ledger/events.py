@@ -32,6 +32,9 @@ class UsageEvent:
     stream: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    # Set when the content was too large (or unserialisable) and was stored cut: the original size.
+    content_truncated: bool = False
+    content_original_bytes: int | None = None
 
     @property
     def tokens_used(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ from llmtally.db.migrations import ensure_current, migrate
 from llmtally.db.queries import query
 from llmtally.errors import UserInputError
 from llmtally.ledger.events import UsageEvent
+from llmtally.ledger.spool import Spool
 from llmtally.ledger.writer import LedgerWriter, WriterStats
 
 if TYPE_CHECKING:
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
 from llmtally.settings import Settings
 
 log = logging.getLogger("llmtally")
+
+RETENTION_INTERVAL_S = 24 * 3600
 
 
 class Ledger:
@@ -41,6 +45,8 @@ class Ledger:
         self._api: SupabaseApiSink | None = None  # set instead of db when writing through Supabase's API
         self._writer: LedgerWriter | None = None
         self._callback: LedgerCallback | None = None
+        self._retention: threading.Thread | None = None
+        self._retention_stop = threading.Event()
 
     @classmethod
     def from_env(cls) -> Ledger:
@@ -57,7 +63,7 @@ class Ledger:
         if api is not None:  # only a Supabase URL and a server key: write through its API
             from llmtally.ledger.supabase_api import SupabaseApiSink
 
-            target = self._api = SupabaseApiSink(*api, store_content=self.settings.content == "full").open()
+            target = self._api = SupabaseApiSink(*api, store_content=self.settings.content != "none").open()
         else:
             db = Database.from_settings(self.settings, max_size=4).open()
             try:
@@ -71,12 +77,22 @@ class Ledger:
             target = self.db = db
         self._writer = LedgerWriter(
             target,
+            spool=Spool(
+                self.settings.home / "spool",
+                max_bytes=self.settings.spool_max_bytes,
+                fsync=self.settings.spool_fsync,
+            ),
             batch_size=self.settings.batch_size,
             flush_interval_ms=self.settings.flush_interval_ms,
-            queue_size=self.settings.queue_size,
-            store_content=self.settings.content == "full",
+            store_content=self.settings.content != "none",
+            content=self.settings.content,
+            max_content_bytes=self.settings.max_content_bytes,
         )
         self._writer.start()
+        if self.db is not None and (self.settings.retention_content_days or self.settings.retention_rows_days):
+            self._retention_stop.clear()
+            self._retention = threading.Thread(target=self._retention_loop, name="llmtally-retention", daemon=True)
+            self._retention.start()
         import litellm
 
         from llmtally.ledger.callback import LedgerCallback
@@ -114,9 +130,12 @@ class Ledger:
         await drain_litellm_async_logging(timeout)
         return await asyncio.to_thread(self.flush_sync, timeout)
 
-    def close_sync(self, timeout: float = 30.0) -> bool:
-        """Wait for LiteLLM's pending logging, unregister the callback, drain the queue, release the
-        database. False if events were left unwritten."""
+    def close_sync(self, timeout: float | None = None) -> bool:
+        """Wait for LiteLLM's pending logging, unregister the callback, drain the spool (at most
+        ``timeout`` seconds, default LLMTALLY_SHUTDOWN_TIMEOUT_S), release the database. False if
+        events were left unwritten: they stay in the spool for the next start."""
+        if timeout is None:
+            timeout = self.settings.shutdown_timeout_s
         drained = True
         if self._callback is not None:
             from llmtally.ledger.callback import wait_for_litellm_logging_threads
@@ -127,6 +146,10 @@ class Ledger:
             # LiteLLM copies callbacks into several internal lists on first use: leave none behind.
             litellm.logging_callback_manager.remove_callback_from_all_lists(self._callback)
             self._callback = None
+        if self._retention is not None:
+            self._retention_stop.set()
+            self._retention.join(timeout=10)
+            self._retention = None
         if self._writer is not None:
             drained = self._writer.close(timeout) and drained
             self._writer = None
@@ -138,8 +161,10 @@ class Ledger:
             self._api = None
         return drained
 
-    async def close(self, timeout: float = 30.0) -> bool:
+    async def close(self, timeout: float | None = None) -> bool:
         """Record what LiteLLM still has queued, then :meth:`close_sync`."""
+        if timeout is None:
+            timeout = self.settings.shutdown_timeout_s
         if self._callback is not None:
             from llmtally.ledger.callback import drain_litellm_async_logging
 
@@ -157,6 +182,23 @@ class Ledger:
 
     def __exit__(self, *exc: object) -> None:
         self.close_sync()
+
+    def _retention_loop(self) -> None:
+        """Apply LLMTALLY_RETENTION_* at start, then once a day, while the ledger runs."""
+        from llmtally.privacy import apply_retention
+
+        db = self.db
+        while db is not None and not self._retention_stop.is_set():
+            try:
+                report = apply_retention(
+                    db,
+                    content_days=self.settings.retention_content_days,
+                    rows_days=self.settings.retention_rows_days,
+                )
+                log.info("llmtally retention: %s", report)
+            except Exception:
+                log.exception("llmtally retention failed; it is tried again in a day")
+            self._retention_stop.wait(RETENTION_INTERVAL_S)
 
     @property
     def stats(self) -> WriterStats:

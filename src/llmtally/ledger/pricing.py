@@ -60,9 +60,9 @@ def resolve_cost(
 ) -> tuple[Decimal | None, str]:
     """The cost to store and its status, from what LiteLLM reported and its price map."""
     reported_cost = _as_decimal(reported, quantize=True)
-    price = litellm_price(model, provider)
     if reported_cost is not None and reported_cost > 0:
         return reported_cost, PRICED
+    price = litellm_price(model, provider)
     if price is None:
         return None, UNPRICED
     recomputed = prompt_tokens * price[0] + completion_tokens * price[1]

@@ -181,6 +181,11 @@ class SupabaseApiSink:
         payload = [event_payload(e, store_content=self.store_content) for e in events]
         return int(self._call("llmtally_ingest", {"events": payload}))
 
+    def quarantine(self, rows: Sequence[tuple[str | None, str, str]]) -> int:
+        """Keep events the database refused (``llmtally_quarantine``, migration 0007)."""
+        events = [{"litellm_call_id": c, "reason": r, "raw_event": raw} for c, r, raw in rows]
+        return int(self._call("llmtally_quarantine", {"events": events}))
+
     def upsert_user(
         self, user_id: str, *, email: str | None = None, full_name: str | None = None, provider: str | None = None
     ) -> None:

@@ -293,3 +293,5 @@ select count(*) as n
 
 -- user_email --
 select email from public.user_profiles where user_id = %(user_id)s
+-- quarantine_insert --
+insert into public.quarantine (litellm_call_id, reason, raw_event, raw_bytes) values (%s, %s, %s, %s)

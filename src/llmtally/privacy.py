@@ -1,0 +1,169 @@
+"""Deleting a user's personal data, and retention of old content and rows.
+
+Both work in bounded batches of short transactions, so the ledger keeps writing meanwhile.
+
+Deleting a user: their calls stay in request_logs as anonymous usage (no user, no end user, no
+session, no content, no metadata, no error text), so organisation-wide totals stay true; the
+statement-level trigger moves their usage from their counters and rollup rows to the anonymous
+rollup rows in the same statement. Then their remaining rollup rows (from calls already removed by
+retention) are merged into the anonymous ones, and their profile, sessions, chat threads (schema
+``chat``) and quarantined events are deleted. Nothing that names or describes the person remains.
+
+Retention: content (messages, response) of calls older than ``content_days`` is cleared; calls
+older than ``rows_days`` are deleted. Deleting rows changes no counter (the usage triggers fire on
+INSERT and UPDATE only): user_profiles and usage_daily keep the lifetime totals, and the invariant
+becomes counters = rollup sums (request_logs then holds only the recent part).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from llmtally.db.database import Database
+from llmtally.errors import UnknownUser, UserInputError
+
+BATCH = 5000
+
+
+@dataclass
+class DeletionReport:
+    user_id: str
+    calls_anonymised: int = 0
+    sessions_deleted: int = 0
+    threads_deleted: int = 0
+    quarantined_deleted: int = 0
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def delete_user(db: Database, user_id: str, *, batch: int = BATCH) -> DeletionReport:
+    """Remove a user's profile, content and personal data; keep their usage as anonymous totals."""
+    if not user_id:
+        raise UserInputError("the user id must not be empty")
+    known = db.fetch_one(
+        "select (select count(*) from public.user_profiles where user_id = %(u)s)"
+        " + (select count(*) from chat.users where identifier = %(u)s)"
+        " + (select count(*) from chat.threads where user_identifier = %(u)s) as n",
+        {"u": user_id},
+    )
+    if not known or not known["n"]:
+        raise UnknownUser(user_id)
+    report = DeletionReport(user_id)
+    while True:  # one short transaction per batch; the trigger moves the usage to anonymous
+        n = db.execute(
+            """
+            update public.request_logs set user_profile_id = null, end_user = null, session_id = null,
+                   messages = null, response = null, error = null, metadata = '{}'::jsonb
+             where id in (select id from public.request_logs
+                           where user_profile_id = %(u)s or end_user = %(u)s limit %(batch)s)
+            """,
+            {"u": user_id, "batch": batch},
+        )
+        report.calls_anonymised += n
+        if n == 0:
+            break
+    with db.transaction() as conn:
+        # Rollup rows left from calls that retention already removed: merge them into anonymous.
+        conn.execute(
+            """
+            with gone as (delete from public.usage_daily where user_id = %(u)s returning *)
+            insert into public.usage_daily as t (user_id, day, model, provider, requests, successes, failures,
+                   cancelled, prompt_tokens, completion_tokens, tokens, cost, unpriced_requests, latency_ms_sum)
+            select null, day, model, provider, requests, successes, failures, cancelled, prompt_tokens,
+                   completion_tokens, tokens, cost, unpriced_requests, latency_ms_sum
+              from gone where requests > 0
+            on conflict on constraint usage_daily_key do update set
+                requests = t.requests + excluded.requests, successes = t.successes + excluded.successes,
+                failures = t.failures + excluded.failures, cancelled = t.cancelled + excluded.cancelled,
+                prompt_tokens = t.prompt_tokens + excluded.prompt_tokens,
+                completion_tokens = t.completion_tokens + excluded.completion_tokens,
+                tokens = t.tokens + excluded.tokens, cost = t.cost + excluded.cost,
+                unpriced_requests = t.unpriced_requests + excluded.unpriced_requests,
+                latency_ms_sum = t.latency_ms_sum + excluded.latency_ms_sum
+            """,
+            {"u": user_id},
+        )
+        # The same for the monthly rollup (usage_daily_totals has no user: it is unchanged).
+        conn.execute(
+            """
+            with gone as (delete from public.usage_monthly where user_id = %(u)s returning *)
+            insert into public.usage_monthly as t (user_id, month, model, provider, requests, successes, failures,
+                   cancelled, prompt_tokens, completion_tokens, tokens, cost, unpriced_requests, latency_ms_sum)
+            select null, month, model, provider, requests, successes, failures, cancelled, prompt_tokens,
+                   completion_tokens, tokens, cost, unpriced_requests, latency_ms_sum
+              from gone where requests > 0
+            on conflict on constraint usage_monthly_key do update set
+                requests = t.requests + excluded.requests, successes = t.successes + excluded.successes,
+                failures = t.failures + excluded.failures, cancelled = t.cancelled + excluded.cancelled,
+                prompt_tokens = t.prompt_tokens + excluded.prompt_tokens,
+                completion_tokens = t.completion_tokens + excluded.completion_tokens,
+                tokens = t.tokens + excluded.tokens, cost = t.cost + excluded.cost,
+                unpriced_requests = t.unpriced_requests + excluded.unpriced_requests,
+                latency_ms_sum = t.latency_ms_sum + excluded.latency_ms_sum
+            """,
+            {"u": user_id},
+        )
+        # Budgets, limits and alerts go with the profile (cascade); calls in flight and the rate window
+        # name the user without a foreign key.
+        conn.execute("delete from public.budget_reservations where user_id = %s", (user_id,))
+        conn.execute("delete from public.rate_limit_log where user_id = %s", (user_id,))
+        report.sessions_deleted = conn.execute("delete from public.sessions where user_id = %s", (user_id,)).rowcount
+        report.threads_deleted = conn.execute(
+            "delete from chat.threads where user_identifier = %(u)s"
+            " or user_id in (select id from chat.users where identifier = %(u)s)",
+            {"u": user_id},
+        ).rowcount
+        conn.execute("delete from chat.users where identifier = %s", (user_id,))
+        pattern = f"%{_like_escape(json.dumps(user_id))}%"
+        report.quarantined_deleted = conn.execute(
+            "delete from public.quarantine where raw_event like %s", (pattern,)
+        ).rowcount
+        conn.execute("delete from public.user_profiles where user_id = %s", (user_id,))
+    return report
+
+
+@dataclass
+class RetentionReport:
+    content_cleared: int = 0
+    rows_deleted: int = 0
+    quarantine_deleted: int = 0
+
+
+def apply_retention(
+    db: Database, *, content_days: int | None = None, rows_days: int | None = None, batch: int = BATCH
+) -> RetentionReport:
+    """Clear old content and delete old calls, in batches; lifetime counters and the rollup stay."""
+    for name, days in (("--content-days", content_days), ("--rows-days", rows_days)):
+        if days is not None and days < 1:
+            raise UserInputError(f"{name} must be at least 1 (got {days})")
+    if content_days is None and rows_days is None:
+        raise UserInputError("give --content-days, --rows-days or both")
+    report = RetentionReport()
+    if rows_days is not None:
+        while True:
+            n = db.execute(
+                "delete from public.request_logs where id in (select id from public.request_logs"
+                " where created_at < now() - make_interval(days => %(d)s) limit %(batch)s)",
+                {"d": rows_days, "batch": batch},
+            )
+            report.rows_deleted += n
+            if n == 0:
+                break
+        report.quarantine_deleted = db.execute(
+            "delete from public.quarantine where created_at < now() - make_interval(days => %s)", (rows_days,)
+        )
+    if content_days is not None:
+        while True:
+            n = db.execute(
+                "update public.request_logs set messages = null, response = null where id in ("
+                " select id from public.request_logs where created_at < now() - make_interval(days => %(d)s)"
+                " and (messages is not null or response is not null) limit %(batch)s)",
+                {"d": content_days, "batch": batch},
+            )
+            report.content_cleared += n
+            if n == 0:
+                break
+    return report
