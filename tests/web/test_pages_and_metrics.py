@@ -92,3 +92,19 @@ def test_metrics_access_rules(state: WebState) -> None:
         assert web.get("/metrics").status_code == 401  # a token is configured: even local clients need it
         assert web.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert web.get("/metrics", headers={"Authorization": "Bearer s3cret-metrics"}).status_code == 200
+
+
+def test_usage_pages_show_the_budget_in_force_and_what_remains(state: WebState) -> None:
+    state.db.execute("insert into budgets (user_profile_id, period, limit_usd) values (null, 'monthly', 1000)")
+    state.db.execute(
+        "insert into budgets (user_profile_id, period, limit_tokens, hard) values (%s, 'daily', 123456, false)", (ADA,)
+    )
+    with client(state) as web:
+        ada = web.get("/usage", headers=bearer(state, ADA)).text
+        bob = web.get("/usage", headers=bearer(state, BOB)).text
+        admin = web.get(f"/admin/users/{ADA}", headers=bearer(state, ROOT)).text
+    spent = state.db.fetch_one("select total_cost from user_profiles where user_id = %s", (ADA,))["total_cost"]
+    assert 'id="budget"' in ada and "123,456 tokens" in ada and "daily (warning only)" in ada
+    assert f"{1000 - spent:.2f}" in ada or f"{1000 - spent:.4f}" in ada  # what remains of the default
+    assert 'id="budget"' in bob and "123,456" not in bob  # Bob has only the default
+    assert "123,456 tokens" in admin

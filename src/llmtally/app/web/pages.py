@@ -36,6 +36,20 @@ templates = Environment(
 )
 
 
+BUDGET_COLUMNS = (
+    "select period, hard, limit_usd, limit_tokens, spent_usd, spent_tokens, reserved_usd, reserved_tokens,"
+    " remaining_usd, remaining_tokens, period_end from public.user_budget_status"
+)
+
+
+def budget_rows(state: WebState, user_id: str, *, as_user: bool) -> list[dict[str, Any]]:
+    """The budgets in force for the user: as the user (row-level security) on /usage, as the server on
+    the admin's page of that user."""
+    if as_user:
+        return state.db.fetch_all_as_user(user_id, BUDGET_COLUMNS + " order by period")
+    return state.db.fetch_all(BUDGET_COLUMNS + " where user_id = %s order by period", (user_id,))
+
+
 def _text_of(value: Any) -> str:
     if value is None:
         return ""
@@ -75,6 +89,7 @@ def money(value: Any) -> str:
 
 
 templates.filters["money"] = money
+templates.globals["utc"] = dt.UTC
 templates.filters["prompt_of"] = prompt_of
 templates.filters["reply_of"] = reply_of
 
@@ -152,6 +167,7 @@ def install_pages(app: FastAPI, state: WebState) -> None:
             recent=recent,
             show_content=state.show_content,
             chart=_monthly_chart(months),
+            budgets=budget_rows(state, viewer.user_id, as_user=True),
         )
 
     @app.get("/admin", include_in_schema=False)
@@ -189,4 +205,5 @@ def install_pages(app: FastAPI, state: WebState) -> None:
             recent=everyone.user_recent_requests(user_id, 20, with_content=state.show_content),
             show_content=state.show_content,
             chart=_monthly_chart(months),
+            budgets=budget_rows(state, user_id, as_user=False),
         )
