@@ -132,6 +132,9 @@ class RetentionReport:
     quarantine_deleted: int = 0
 
 
+BUDGET_PERIOD_DAYS = 32  # longer than the longest calendar period a budget can have (a month)
+
+
 def apply_retention(
     db: Database, *, content_days: int | None = None, rows_days: int | None = None, batch: int = BATCH
 ) -> RetentionReport:
@@ -141,6 +144,15 @@ def apply_retention(
             raise UserInputError(f"{name} must be at least 1 (got {days})")
     if content_days is None and rows_days is None:
         raise UserInputError("give --content-days, --rows-days or both")
+    if rows_days is not None and rows_days < BUDGET_PERIOD_DAYS:
+        # Budgets sum a period's spend from request_logs: deleting calls of a period in force would
+        # give that spend back.
+        row = db.fetch_one("select count(*) as n from public.budgets where period <> 'lifetime'")
+        if row and row["n"]:
+            raise UserInputError(
+                f"--rows-days must be at least {BUDGET_PERIOD_DAYS} while daily, weekly or monthly budgets exist"
+                f" (got {rows_days}): their spend is read from the calls of the current period"
+            )
     report = RetentionReport()
     if rows_days is not None:
         while True:

@@ -13,7 +13,7 @@ import pytest
 
 from llmtally import Ledger, Settings, UsageEvent
 from llmtally.db import Database
-from llmtally.errors import UnknownUser
+from llmtally.errors import UnknownUser, UserInputError
 from llmtally.privacy import apply_retention, delete_user
 from tests.db.invariants import assert_counters_match_ledger, assert_counters_match_rollup
 
@@ -178,3 +178,10 @@ def test_a_running_ledger_applies_the_retention_setting(db_url: str, db: Databas
             assert time.monotonic() < deadline
             time.sleep(0.05)
     assert_counters_match_rollup(db)
+
+
+def test_retention_shorter_than_a_budget_period_is_refused(db: Database) -> None:
+    db.execute("insert into budgets (user_profile_id, period, limit_usd) values (null, 'monthly', 5)")
+    with pytest.raises(UserInputError, match="at least 32"):
+        apply_retention(db, rows_days=7)
+    assert apply_retention(db, rows_days=40).rows_deleted == 0
