@@ -60,26 +60,37 @@ select model, provider, sum(requests) as requests, sum(successes) as successes, 
  group by model, provider
  order by cost desc, total_tokens desc, model
 -- user_monthly --
--- One user's months from usage_monthly: a few rows per month (one per model and provider).
+-- One user's months from usage_monthly (a few rows per month, one per model and provider), totals and
+-- both breakdowns each built in one grouped pass and joined by month.
 with d as (
     select month, model, provider, requests, successes, failures, cancelled, prompt_tokens, completion_tokens,
            tokens, cost
       from public.usage_monthly
      where user_id = %(user_id)s
        and month >= %(first_month)s::date
+), t as (
+    select month, sum(requests) as requests, sum(successes) as successes, sum(failures) as failures,
+           sum(cancelled) as cancelled, sum(prompt_tokens) as prompt_tokens,
+           sum(completion_tokens) as completion_tokens, sum(tokens) as total_tokens, sum(cost) as total_cost
+      from d group by month
+), m as (
+    select month, jsonb_object_agg(model, jsonb_build_object('requests', requests, 'tokens', tokens, 'cost', cost))
+               as model_breakdown
+      from (select month, model, sum(requests) as requests, sum(tokens) as tokens, sum(cost) as cost
+              from d group by month, model) x
+     group by month
+), v as (
+    select month, jsonb_object_agg(provider, jsonb_build_object('requests', requests, 'tokens', tokens, 'cost', cost))
+               as provider_breakdown
+      from (select month, provider, sum(requests) as requests, sum(tokens) as tokens, sum(cost) as cost
+              from d group by month, provider) x
+     group by month
 )
 select %(user_id)s::text as user_id, t.month, t.requests, t.successes, t.failures, t.cancelled, t.prompt_tokens,
-       t.completion_tokens, t.total_tokens, t.total_cost,
-       (select jsonb_object_agg(m.model, jsonb_build_object('requests', m.requests, 'tokens', m.tokens, 'cost', m.cost))
-          from (select model, sum(requests) as requests, sum(tokens) as tokens, sum(cost) as cost
-                  from d where d.month = t.month group by model) m) as model_breakdown,
-       (select jsonb_object_agg(v.provider, jsonb_build_object('requests', v.requests, 'tokens', v.tokens, 'cost', v.cost))
-          from (select provider, sum(requests) as requests, sum(tokens) as tokens, sum(cost) as cost
-                  from d where d.month = t.month group by provider) v) as provider_breakdown
-  from (select month, sum(requests) as requests, sum(successes) as successes, sum(failures) as failures,
-               sum(cancelled) as cancelled, sum(prompt_tokens) as prompt_tokens,
-               sum(completion_tokens) as completion_tokens, sum(tokens) as total_tokens, sum(cost) as total_cost
-          from d group by month) t
+       t.completion_tokens, t.total_tokens, t.total_cost, m.model_breakdown, v.provider_breakdown
+  from t
+  join m on m.month = t.month
+  join v on v.month = t.month
  order by t.month desc
 -- top_users --
 -- Whole months from usage_monthly, the days around them from usage_daily (see user_breakdown_by_model).
