@@ -17,8 +17,9 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from llmtally.app.config import AppSettings, auth_secret, password_logins
+from llmtally.app.config import LOCAL_USER, AppSettings, auth_secret, password_logins
 from llmtally.app.demo_model import register_demo_model
+from llmtally.app.identity import password_identity
 from llmtally.app.models import available_models
 from llmtally.app.runtime import Runtime, get_runtime, set_runtime
 from llmtally.app.web import WebState, install_web
@@ -159,6 +160,13 @@ def stop_runtime() -> None:
         set_runtime(None)
 
 
+def local_admins(runtime: Runtime) -> frozenset[str]:
+    """With no LLMTALLY_ADMINS, the generated local login (a machine's own `llmtally up`) administers."""
+    if runtime.logins.generated:
+        return frozenset({password_identity(LOCAL_USER).user_id})
+    return frozenset()
+
+
 def build_app() -> FastAPI:
     """The ASGI app. The runtime must be started and the environment prepared."""
     from chainlit.utils import mount_chainlit
@@ -189,7 +197,7 @@ def build_app() -> FastAPI:
         app,
         WebState(
             db=runtime.db,
-            admins=runtime.app.admin_set,
+            admins=runtime.app.admin_set or local_admins(runtime),
             show_content=runtime.settings.content == "full",
             metrics_token=runtime.app.metrics_token.get_secret_value() if runtime.app.metrics_token else None,
         ),
