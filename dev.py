@@ -72,6 +72,24 @@ def sync(uv: Path) -> None:
     subprocess.run([str(uv), "sync", "--frozen", "--quiet"], cwd=ROOT, env=uv_env(), check=True)
 
 
+# pylock.toml (PEP 751) is uv.lock exported to the standard format, for tools that read only that.
+PYLOCK_EXPORT = ("export", "--frozen", "--format", "pylock.toml", "--all-extras", "--all-groups")
+PYLOCK_EXPORT += ("--no-emit-project", "--no-header", "--quiet")
+
+
+def check_pylock(uv: Path) -> int:
+    """pylock.toml must be uv.lock's export: regenerate it with `uv export ... -o pylock.toml`."""
+    exported = subprocess.run([str(uv), *PYLOCK_EXPORT], cwd=ROOT, env=uv_env(), capture_output=True, text=True)
+    if exported.returncode != 0:
+        print(exported.stderr, file=sys.stderr)
+        return exported.returncode
+    if (ROOT / "pylock.toml").read_text(encoding="utf-8") != exported.stdout:
+        command = " ".join(("uv", *PYLOCK_EXPORT, "-o", "pylock.toml"))
+        print(f"dev.py: pylock.toml differs from uv.lock: run `{command}`", file=sys.stderr)
+        return 1
+    return 0
+
+
 def uv_run(uv: Path, *command: str) -> int:
     return subprocess.run([str(uv), "run", "--frozen", "--no-sync", *command], cwd=ROOT, env=uv_env()).returncode
 
@@ -99,7 +117,7 @@ def main(argv: list[str]) -> int:
     if what == "lint":
         paths = [p for p in ("src", "tests", "scripts", "bench", "dev.py") if (ROOT / p).exists()]
         code = uv_run(uv, "ruff", "check", *paths) or uv_run(uv, "ruff", "format", "--check", *paths)
-        return code or uv_run(uv, "mypy", "src")
+        return code or uv_run(uv, "mypy", "src") or check_pylock(uv)
     code = uv_run(uv, "pytest", *rest)
     if code == 5:
         print("dev.py: pytest ran no tests; that is a failure", file=sys.stderr)
