@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from psycopg import sql
+
 from llmtally.db.database import Database
 from llmtally.errors import UnknownUser, UserInputError
 
@@ -37,6 +39,27 @@ class DeletionReport:
 
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+# One user's rows of a rollup, deleted and added to the anonymous rows (user_id NULL) of the same key.
+_MERGE_INTO_ANONYMOUS = sql.SQL(
+    """
+    with gone as (delete from public.{table} where user_id = %(u)s returning *)
+    insert into public.{table} as t (user_id, {period}, model, provider, requests, successes, failures,
+           cancelled, prompt_tokens, completion_tokens, tokens, cost, unpriced_requests, latency_ms_sum)
+    select null, {period}, model, provider, requests, successes, failures, cancelled, prompt_tokens,
+           completion_tokens, tokens, cost, unpriced_requests, latency_ms_sum
+      from gone where requests > 0
+    on conflict on constraint {key} do update set
+        requests = t.requests + excluded.requests, successes = t.successes + excluded.successes,
+        failures = t.failures + excluded.failures, cancelled = t.cancelled + excluded.cancelled,
+        prompt_tokens = t.prompt_tokens + excluded.prompt_tokens,
+        completion_tokens = t.completion_tokens + excluded.completion_tokens,
+        tokens = t.tokens + excluded.tokens, cost = t.cost + excluded.cost,
+        unpriced_requests = t.unpriced_requests + excluded.unpriced_requests,
+        latency_ms_sum = t.latency_ms_sum + excluded.latency_ms_sum
+    """
+)
 
 
 def delete_user(db: Database, user_id: str, *, batch: int = BATCH) -> DeletionReport:
@@ -66,46 +89,13 @@ def delete_user(db: Database, user_id: str, *, batch: int = BATCH) -> DeletionRe
         if n == 0:
             break
     with db.transaction() as conn:
-        # Rollup rows left from calls that retention already removed: merge them into anonymous.
-        conn.execute(
-            """
-            with gone as (delete from public.usage_daily where user_id = %(u)s returning *)
-            insert into public.usage_daily as t (user_id, day, model, provider, requests, successes, failures,
-                   cancelled, prompt_tokens, completion_tokens, tokens, cost, unpriced_requests, latency_ms_sum)
-            select null, day, model, provider, requests, successes, failures, cancelled, prompt_tokens,
-                   completion_tokens, tokens, cost, unpriced_requests, latency_ms_sum
-              from gone where requests > 0
-            on conflict on constraint usage_daily_key do update set
-                requests = t.requests + excluded.requests, successes = t.successes + excluded.successes,
-                failures = t.failures + excluded.failures, cancelled = t.cancelled + excluded.cancelled,
-                prompt_tokens = t.prompt_tokens + excluded.prompt_tokens,
-                completion_tokens = t.completion_tokens + excluded.completion_tokens,
-                tokens = t.tokens + excluded.tokens, cost = t.cost + excluded.cost,
-                unpriced_requests = t.unpriced_requests + excluded.unpriced_requests,
-                latency_ms_sum = t.latency_ms_sum + excluded.latency_ms_sum
-            """,
-            {"u": user_id},
-        )
-        # The same for the monthly rollup (usage_daily_totals has no user: it is unchanged).
-        conn.execute(
-            """
-            with gone as (delete from public.usage_monthly where user_id = %(u)s returning *)
-            insert into public.usage_monthly as t (user_id, month, model, provider, requests, successes, failures,
-                   cancelled, prompt_tokens, completion_tokens, tokens, cost, unpriced_requests, latency_ms_sum)
-            select null, month, model, provider, requests, successes, failures, cancelled, prompt_tokens,
-                   completion_tokens, tokens, cost, unpriced_requests, latency_ms_sum
-              from gone where requests > 0
-            on conflict on constraint usage_monthly_key do update set
-                requests = t.requests + excluded.requests, successes = t.successes + excluded.successes,
-                failures = t.failures + excluded.failures, cancelled = t.cancelled + excluded.cancelled,
-                prompt_tokens = t.prompt_tokens + excluded.prompt_tokens,
-                completion_tokens = t.completion_tokens + excluded.completion_tokens,
-                tokens = t.tokens + excluded.tokens, cost = t.cost + excluded.cost,
-                unpriced_requests = t.unpriced_requests + excluded.unpriced_requests,
-                latency_ms_sum = t.latency_ms_sum + excluded.latency_ms_sum
-            """,
-            {"u": user_id},
-        )
+        # Rollup rows left from calls that retention already removed: merge them into the anonymous
+        # rows (usage_daily_totals has no user: it is unchanged).
+        for table, period in (("usage_daily", "day"), ("usage_monthly", "month")):
+            merge = _MERGE_INTO_ANONYMOUS.format(
+                table=sql.Identifier(table), period=sql.Identifier(period), key=sql.Identifier(f"{table}_key")
+            )
+            conn.execute(merge, {"u": user_id})
         # Budgets, limits and alerts go with the profile (cascade); calls in flight and the rate window
         # name the user without a foreign key.
         conn.execute("delete from public.budget_reservations where user_id = %s", (user_id,))
