@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psycopg
 import pytest
 
 import llmtally
 from llmtally.db.database import check_url, redact, translate
-from llmtally.errors import ConfigurationError, DatabaseUnreachable
+from llmtally.errors import ConfigurationError, DatabaseError, DatabaseUnreachable
 
 
 def test_all_is_sorted_and_complete() -> None:
@@ -90,3 +91,12 @@ def test_ledger_refuses_use_before_start() -> None:
 def test_ledger_start_against_nothing_is_a_clear_error() -> None:
     with pytest.raises(DatabaseUnreachable, match=r"cannot reach PostgreSQL at 127\.0\.0\.1:1"):
         llmtally.Ledger("postgresql://u:pw@127.0.0.1:1/x").start_sync()
+
+
+def test_an_error_the_server_answered_is_not_called_unreachable() -> None:
+    in_use = translate(psycopg.errors.ObjectInUse("cannot ALTER TABLE t because it has pending trigger events"), "x")
+    assert type(in_use) is DatabaseError and "cannot reach" not in str(in_use)
+    gone = translate(psycopg.errors.AdminShutdown("terminating connection"), "postgresql://a@db:5432/x")
+    assert isinstance(gone, DatabaseUnreachable) and str(gone).startswith("cannot reach PostgreSQL at db:5432")
+    refused = translate(psycopg.OperationalError("connection failed: refused"), "postgresql://a@db:5432/x")
+    assert isinstance(refused, DatabaseUnreachable)

@@ -75,6 +75,12 @@ def _where(url: str) -> str:
         return "the configured server"
 
 
+# SQLSTATE classes of a server that cannot be reached or cannot take the connection: connection
+# exceptions, operator intervention (shutdown, starting up, statement cancelled), insufficient resources
+# (too many connections, disk full).
+_UNREACHABLE = ("08", "57", "53")
+
+
 def translate(exc: BaseException, url: str = "") -> LlmtallyError:
     """Turn a driver exception into an llmtally error with a one-line message."""
     if isinstance(exc, LlmtallyError):
@@ -91,6 +97,8 @@ def translate(exc: BaseException, url: str = "") -> LlmtallyError:
         return DatabaseError(f"{text} on {where}")
     if isinstance(exc, psycopg.ProgrammingError) and "invalid" in text.lower() and "dsn" in text.lower():
         return ConfigurationError(f"DATABASE_URL is not a valid PostgreSQL URL ({redact(url)})")
+    if isinstance(exc, psycopg.OperationalError) and exc.sqlstate and not exc.sqlstate.startswith(_UNREACHABLE):
+        return DatabaseError(text)  # the server answered: e.g. an object in use, a statement cancelled
     if isinstance(exc, psycopg.OperationalError):
         low = text.lower()
         if "password authentication failed" in low or "no password supplied" in low:

@@ -124,6 +124,10 @@ def migrate(db: Database) -> list[Migration]:
         try:
             with conn.transaction():
                 conn.execute("select pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+                # Foreign keys checked at each statement, not at commit: a migration that backfills a
+                # table with a deferred foreign key and then alters it (enables RLS) would otherwise
+                # fail with "pending trigger events" on a database that already holds usage.
+                conn.execute("set constraints all immediate")
                 exists = conn.execute("select to_regclass('public.llmtally_migrations') is not null").fetchone()
                 if not exists or not exists[0]:
                     conn.execute(MIGRATIONS_TABLE)
