@@ -45,9 +45,9 @@ def _like_escape(text: str) -> str:
 _MERGE_INTO_ANONYMOUS = sql.SQL(
     """
     with gone as (delete from public.{table} where user_id = %(u)s returning *)
-    insert into public.{table} as t (user_id, {period}, model, provider, requests, successes, failures,
+    insert into public.{table} as t (user_id, {keys}, requests, successes, failures,
            cancelled, prompt_tokens, completion_tokens, tokens, cost, unpriced_requests, latency_ms_sum)
-    select null, {period}, model, provider, requests, successes, failures, cancelled, prompt_tokens,
+    select null, {keys}, requests, successes, failures, cancelled, prompt_tokens,
            completion_tokens, tokens, cost, unpriced_requests, latency_ms_sum
       from gone where requests > 0
     on conflict on constraint {key} do update set
@@ -59,6 +59,14 @@ _MERGE_INTO_ANONYMOUS = sql.SQL(
         unpriced_requests = t.unpriced_requests + excluded.unpriced_requests,
         latency_ms_sum = t.latency_ms_sum + excluded.latency_ms_sum
     """
+)
+
+
+# The rollups with a user column and the rest of their key.
+_USER_ROLLUPS = (
+    ("usage_daily", ("day", "model", "provider")),
+    ("usage_monthly", ("month", "model", "provider")),
+    ("usage_monthly_users", ("month",)),
 )
 
 
@@ -91,9 +99,11 @@ def delete_user(db: Database, user_id: str, *, batch: int = BATCH) -> DeletionRe
     with db.transaction() as conn:
         # Rollup rows left from calls that retention already removed: merge them into the anonymous
         # rows (usage_daily_totals has no user: it is unchanged).
-        for table, period in (("usage_daily", "day"), ("usage_monthly", "month")):
+        for table, keys in _USER_ROLLUPS:
             merge = _MERGE_INTO_ANONYMOUS.format(
-                table=sql.Identifier(table), period=sql.Identifier(period), key=sql.Identifier(f"{table}_key")
+                table=sql.Identifier(table),
+                keys=sql.SQL(", ").join(map(sql.Identifier, keys)),
+                key=sql.Identifier(f"{table}_key"),
             )
             conn.execute(merge, {"u": user_id})
         # Budgets, limits and alerts go with the profile (cascade); calls in flight and the rate window

@@ -65,7 +65,8 @@ ROLLUP_MEASURES = (
 
 
 def assert_rollups_agree(db: Database) -> None:
-    """usage_monthly and usage_daily_totals are exactly the sums of usage_daily (no row missing or extra)."""
+    """usage_monthly, usage_monthly_users and usage_daily_totals are exactly the sums of usage_daily (no row
+    missing or extra)."""
     sums = ", ".join(f"sum({m}) as {m}" for m in ROLLUP_MEASURES)
     cols = ", ".join(ROLLUP_MEASURES)
     for name, from_daily, rollup in (
@@ -74,6 +75,11 @@ def assert_rollups_agree(db: Database) -> None:
             f"select user_id, date_trunc('month', day)::date as month, model, provider, {sums}"
             " from usage_daily group by 1, 2, 3, 4",
             f"select user_id, month, model, provider, {cols} from usage_monthly",
+        ),
+        (
+            "usage_monthly_users",
+            f"select user_id, date_trunc('month', day)::date as month, {sums} from usage_daily group by 1, 2",
+            f"select user_id, month, {cols} from usage_monthly_users",
         ),
         (
             "usage_daily_totals",

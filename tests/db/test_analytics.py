@@ -250,6 +250,7 @@ def _periods(today: dt.date) -> list[tuple[dt.date | None, dt.date | None]]:
         (month, None),
         (None, None),  # lifetime
         (a_year_ago, month),  # twelve whole months
+        ((month - dt.timedelta(days=1)).replace(day=1), month),  # last month, whole
         (a_year_ago + dt.timedelta(days=9), month - dt.timedelta(days=40)),  # ragged at both ends
         (today - dt.timedelta(days=45), today - dt.timedelta(days=44)),  # one day
         (today - dt.timedelta(days=100), today + dt.timedelta(days=400)),  # ends long after today

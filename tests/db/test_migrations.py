@@ -26,6 +26,7 @@ EXPECTED_TABLES = {
 EXPECTED_VIEWS = {"user_request_analytics", "monthly_token_usage", "user_recent_activity"}
 EXPECTED_TABLES |= {"budgets", "budget_reservations", "budget_alerts", "rate_limits", "rate_limit_log"}  # 0006
 EXPECTED_VIEWS |= {"user_budget_status"}  # 0006
+EXPECTED_TABLES |= {"usage_monthly_users"}  # 0008
 
 
 def _relations(db: Database, kind: str) -> set[str]:
@@ -105,3 +106,45 @@ def test_app_refuses_a_database_behind_with_a_hint(empty_db_url: str) -> None:
         ensure_current(db)
     assert "run `llmtally migrate`" in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("version", [3, 7])
+def test_upgrading_a_database_with_usage_keeps_every_total(empty_db_url: str, version: int) -> None:
+    """A database used at an older version (rows in the ledger and its rollups) upgrades in one step:
+    the new rollups are backfilled from the old ones and agree with the ledger."""
+    from llmtally.db.migrations import MIGRATIONS_TABLE
+    from tests.db.invariants import assert_counters_match_ledger
+
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute(MIGRATIONS_TABLE)
+        for m in load_migrations():
+            if m.version <= version:
+                with conn.transaction():
+                    conn.execute(m.sql.encode())
+                    conn.execute(
+                        "insert into llmtally_migrations (version, name, checksum) values (%s, %s, %s)",
+                        (m.version, m.name, m.checksum),
+                    )
+        conn.execute("insert into user_profiles (user_id) values ('github_1'), ('github_2')")
+        conn.execute(
+            "insert into request_logs (user_profile_id, litellm_call_id, model, provider, status, cost_status,"
+            " total_cost, prompt_tokens, completion_tokens, tokens_used, created_at)"
+            " select case when n % 3 = 0 then null when n % 3 = 1 then 'github_1' else 'github_2' end,"
+            "        'old-' || n, 'gpt-4o', 'openai', 'success', 'priced', n / 1000.0, n, 2 * n, 3 * n,"
+            "        now() - (n - 1) * interval '1 day'"
+            "   from generate_series(1, 90) n"
+        )
+    with Database(empty_db_url) as db:
+        assert [m.version for m in migrate(db)] == [m.version for m in load_migrations() if m.version > version]
+        assert_counters_match_ledger(db)
+        month = db.fetch_one("select date_trunc('month', now() at time zone 'UTC')::date as m")["m"]
+        top = db.fetch_all(
+            "select user_id, requests from usage_monthly_users where month = %s and user_id is not null order by 1",
+            (month,),
+        )
+        expected = db.fetch_all(
+            "select user_profile_id as user_id, count(*) as requests from request_logs"
+            " where created_at >= %s and user_profile_id is not null group by 1 order by 1",
+            (month,),
+        )
+        assert top == expected and top

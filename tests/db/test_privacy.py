@@ -115,6 +115,7 @@ def test_deleting_a_user_leaves_nothing_of_them_and_consistent_totals(db_url: st
         "select count(*) as n from request_logs where user_profile_id = %(a)s or end_user = %(a)s",
         "select count(*) as n from usage_daily where user_id = %(a)s",
         "select count(*) as n from usage_monthly where user_id = %(a)s",
+        "select count(*) as n from usage_monthly_users where user_id = %(a)s",
         "select count(*) as n from budgets where user_profile_id = %(a)s",
         "select count(*) as n from budget_reservations where user_id = %(a)s",
         "select count(*) as n from sessions where user_id = %(a)s",

@@ -31,6 +31,7 @@ OWNER_COLUMN: dict[str, str | None] = {
     "request_logs": "user_profile_id",
     "usage_daily": "user_id",
     "usage_monthly": "user_id",
+    "usage_monthly_users": "user_id",
     "usage_daily_totals": None,
     "user_request_analytics": "user_id",
     "monthly_token_usage": "user_id",
@@ -53,6 +54,7 @@ TABLES = [
     "request_logs",
     "usage_daily",
     "usage_monthly",
+    "usage_monthly_users",
     "usage_daily_totals",
     "model_prices",
     "llmtally_migrations",
@@ -61,7 +63,15 @@ TABLES = [
     *BUDGET_TABLES,
 ]
 VIEWS = ["user_request_analytics", "monthly_token_usage", "user_recent_activity", "user_budget_status"]
-POLICY_TABLES = ["user_profiles", "sessions", "request_logs", "usage_daily", "usage_monthly", *BUDGET_TABLES[:4]]
+POLICY_TABLES = [
+    "user_profiles",
+    "sessions",
+    "request_logs",
+    "usage_daily",
+    "usage_monthly",
+    "usage_monthly_users",
+    *BUDGET_TABLES[:4],
+]
 OPERATIONS = ["insert", "update", "delete", "truncate"]
 
 
@@ -181,6 +191,7 @@ SPECIFIC_WRITES = {  # forging usage for someone else, zeroing one's own counter
     ("sessions", "insert"): "insert into public.sessions (session_id, user_id) values ('forged', %(other)s)",
     ("usage_daily", "delete"): "delete from public.usage_daily where user_id = %(me)s",
     ("usage_monthly", "delete"): "delete from public.usage_monthly where user_id = %(me)s",
+    ("usage_monthly_users", "update"): "update public.usage_monthly_users set cost = 0 where user_id = %(me)s",
     ("api_tokens", "insert"): (
         "insert into public.api_tokens (user_id, token_hash, prefix) values (%(me)s, repeat('a', 64), 'lt_forged')"
     ),
@@ -269,6 +280,7 @@ def test_no_client_can_execute_the_write_functions(data: Database, function: str
     """Only the server (and service_role) writes, through these functions as well as directly."""
     sql, events = WRITE_FUNCTION_CALLS[function]
     written = ["request_logs", "user_profiles", "sessions", "usage_daily", "usage_monthly", "usage_daily_totals"]
+    written += ["usage_monthly_users"]
     written += ["budget_reservations", "rate_limit_log", "quarantine"]
     before = [as_server(data, f"select * from public.{table}") for table in written]
     for user in CLIENTS:

@@ -22,6 +22,8 @@ QUERIES: dict[str, tuple[dict[str, Any], str | None]] = {
     "daily_by_model": (PERIOD, None),
     "unpriced_models": (PERIOD, None),
     "top_users": ({**SPLIT, "limit": 10}, None),
+    "top_users_one_month": ({"month": PERIOD["since"], "limit": 10}, "usage_monthly_users_top_idx"),
+    "later_month_exists": ({"month": PERIOD["since"], "m_until": dt.date.max}, "usage_monthly_users_top_idx"),
     "recent_failures": ({**PERIOD, "limit": 50}, "request_logs_failures_idx"),
     "latency_histogram": (
         {**PERIOD, "sample": 10_000, "bounds": [*LATENCY_BOUNDS_MS, 2_147_483_647]},

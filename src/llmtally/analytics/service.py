@@ -105,6 +105,22 @@ def month_split(since: dt.date | None, until: dt.date | None, today: dt.date) ->
     }
 
 
+def _next_month(month: dt.date) -> dt.date:
+    return (
+        dt.date.max
+        if month.year == dt.date.max.year and month.month == 12
+        else (month + dt.timedelta(days=32)).replace(day=1)
+    )
+
+
+def _single_month(split: dict[str, dt.date]) -> dt.date | None:
+    """The month when a split period is whole months starting with one month and no day around them."""
+    days_empty = split["d1_from"] >= split["d1_until"] and split["d2_from"] >= split["d2_until"]
+    if days_empty and split["m_from"] < split["m_until"]:
+        return split["m_from"]
+    return None
+
+
 def _check_limit(limit: int, most: int = 1000) -> None:
     if not 1 <= limit <= most:
         raise UserInputError(f"limit must be between 1 and {most} (got {limit})")
@@ -240,6 +256,15 @@ class Analytics:
         _check_limit(limit)
         period = self._period(since, until)
         split = month_split(period["since"], period["until"], dt.datetime.now(dt.UTC).date())
+        month = _single_month(split)
+        if month is not None:
+            later = split["m_until"] > _next_month(month)
+            if (
+                not later
+                or not self._rows("later_month_exists", {"month": month, "m_until": split["m_until"]})[0]["later"]
+            ):
+                rows = self._rows("top_users_one_month", {"month": month, "limit": limit})
+                return [UserUsage.from_row(r) for r in rows]
         rows = self._rows("top_users", {**split, "limit": limit})
         return [UserUsage.from_row(r) for r in rows]
 

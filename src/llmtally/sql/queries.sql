@@ -93,22 +93,37 @@ select %(user_id)s::text as user_id, t.month, t.requests, t.successes, t.failure
   join v on v.month = t.month
  order by t.month desc
 -- top_users --
--- Whole months from usage_monthly, the days around them from usage_daily (see user_breakdown_by_model).
-select r.user_id, p.email, p.full_name, sum(r.requests) as requests, sum(r.tokens) as total_tokens,
-       sum(r.cost) as cost, sum(r.failures) as failures
-  from (select user_id, requests, tokens, cost, failures
-          from public.usage_monthly
-         where month >= %(m_from)s::date and month < %(m_until)s::date and user_id is not null
-        union all
-        select user_id, requests, tokens, cost, failures
-          from public.usage_daily
-         where ((day >= %(d1_from)s::date and day < %(d1_until)s::date)
-                or (day >= %(d2_from)s::date and day < %(d2_until)s::date))
-           and user_id is not null) r
+-- Sums per user first (usage_monthly_users for the whole months, usage_daily for the days around
+-- them: see user_breakdown_by_model), then names for the few users shown.
+select r.user_id, p.email, p.full_name, r.requests, r.total_tokens, r.cost, r.failures
+  from (select user_id, sum(requests) as requests, sum(tokens) as total_tokens, sum(cost) as cost,
+               sum(failures) as failures
+          from (select user_id, requests, tokens, cost, failures
+                  from public.usage_monthly_users
+                 where month >= %(m_from)s::date and month < %(m_until)s::date and user_id is not null
+                union all
+                select user_id, requests, tokens, cost, failures
+                  from public.usage_daily
+                 where ((day >= %(d1_from)s::date and day < %(d1_until)s::date)
+                        or (day >= %(d2_from)s::date and day < %(d2_until)s::date))
+                   and user_id is not null) u
+         group by user_id
+         order by cost desc, total_tokens desc, user_id
+         limit %(limit)s) r
   join public.user_profiles p on p.user_id = r.user_id
- group by r.user_id, p.email, p.full_name
- order by cost desc, total_tokens desc, r.user_id
+ order by r.cost desc, r.total_tokens desc, r.user_id
+-- top_users_one_month --
+-- One whole month: usage_monthly_users_top_idx returns the month's users in this order, so only
+-- %(limit)s rows are read.
+select u.user_id, p.email, p.full_name, u.requests, u.tokens as total_tokens, u.cost, u.failures
+  from public.usage_monthly_users u
+  join public.user_profiles p on p.user_id = u.user_id
+ where u.month = %(month)s::date and u.user_id is not null
+ order by u.cost desc, u.tokens desc, u.user_id
  limit %(limit)s
+-- later_month_exists --
+select exists (select 1 from public.usage_monthly_users
+                where month > %(month)s::date and month < %(m_until)s::date) as later
 -- totals_by_model --
 select model, provider, sum(requests) as requests, sum(successes) as successes, sum(failures) as failures,
        sum(cancelled) as cancelled, sum(prompt_tokens) as prompt_tokens,
@@ -213,11 +228,11 @@ returning user_id
 
 -- period_totals --
 -- Dashboard totals of one period: sums from usage_daily_totals; active users (distinct, so not a sum)
--- from usage_monthly for the whole months and usage_daily for the days around them.
+-- from usage_monthly_users for the whole months and usage_daily for the days around them.
 select coalesce(sum(requests), 0) as requests, coalesce(sum(failures), 0) as failures,
        coalesce(sum(tokens), 0) as total_tokens, coalesce(sum(cost), 0) as cost,
        (select count(distinct user_id)
-          from (select user_id from public.usage_monthly
+          from (select user_id from public.usage_monthly_users
                  where month >= %(m_from)s::date and month < %(m_until)s::date
                 union all
                 select user_id from public.usage_daily
