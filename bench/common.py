@@ -195,6 +195,14 @@ select (select count(*) from logs) as users_with_rows,
              select user_id, date_trunc('month', day)::date, model, provider, sum(requests), sum(tokens), sum(cost)
                from public.usage_daily group by 1, 2, 3, 4)) x) as monthly_mismatches,
        (select count(*) from (
+            (select user_id, month, sum(requests), sum(tokens), sum(cost) from public.usage_monthly group by 1, 2
+             except all select user_id, month, requests, tokens, cost from public.usage_monthly_users)
+            union all
+            (select user_id, month, requests, tokens, cost from public.usage_monthly_users
+             except all
+             select user_id, month, sum(requests), sum(tokens), sum(cost)
+               from public.usage_monthly group by 1, 2)) x) as monthly_users_mismatches,
+       (select count(*) from (
             (select day, model, provider, sum(requests), sum(tokens), sum(cost) from public.usage_daily group by 1, 2, 3
              except all select day, model, provider, requests, tokens, cost from public.usage_daily_totals)
             union all
@@ -212,11 +220,18 @@ class InvariantReport:
     rollup_mismatches: int
     counter_mismatches: int
     monthly_mismatches: int = 0
+    monthly_users_mismatches: int = 0
     totals_mismatches: int = 0
 
     @property
     def ok(self) -> bool:
-        mismatches = (self.rollup_mismatches, self.counter_mismatches, self.monthly_mismatches, self.totals_mismatches)
+        mismatches = (
+            self.rollup_mismatches,
+            self.counter_mismatches,
+            self.monthly_mismatches,
+            self.monthly_users_mismatches,
+            self.totals_mismatches,
+        )
         return not any(mismatches)
 
     def __str__(self) -> str:
@@ -224,8 +239,8 @@ class InvariantReport:
         return (
             f"{verdict}: {self.rows:,} rows, {self.users_with_rows:,} users;"
             f" users whose rollup differs: {self.rollup_mismatches}, whose counters differ: {self.counter_mismatches};"
-            f" monthly / all-users rollup rows differing from the daily one: {self.monthly_mismatches} /"
-            f" {self.totals_mismatches}"
+            f" monthly / per-user monthly / all-users rollup rows differing from the daily one:"
+            f" {self.monthly_mismatches} / {self.monthly_users_mismatches} / {self.totals_mismatches}"
         )
 
 
@@ -241,7 +256,8 @@ def check_invariants(url: str) -> InvariantReport:
         rollup_mismatches=int(row[2]),
         counter_mismatches=int(row[3]),
         monthly_mismatches=int(row[4]),
-        totals_mismatches=int(row[5]),
+        monthly_users_mismatches=int(row[5]),
+        totals_mismatches=int(row[6]),
     )
 
 

@@ -134,9 +134,10 @@ update public.user_profiles p set
  where p.user_id = d.user_profile_id
 
 -- monthly_and_totals --
--- usage_monthly and usage_daily_totals from usage_daily, as migration 0004 builds them (the generator
--- writes with triggers off, so these two rollups are rebuilt after each growth step).
-truncate public.usage_monthly, public.usage_daily_totals;
+-- usage_monthly, usage_monthly_users and usage_daily_totals from usage_daily, as migrations 0004 and
+-- 0008 build them (the generator writes with triggers off, so these rollups are rebuilt after each
+-- growth step).
+truncate public.usage_monthly, public.usage_monthly_users, public.usage_daily_totals;
 insert into public.usage_monthly (user_id, month, model, provider, requests, successes, failures, cancelled,
     prompt_tokens, completion_tokens, tokens, cost, unpriced_requests, latency_ms_sum)
 select user_id, date_trunc('month', day)::date, model, provider, sum(requests), sum(successes), sum(failures),
@@ -144,6 +145,12 @@ select user_id, date_trunc('month', day)::date, model, provider, sum(requests), 
        sum(latency_ms_sum)
   from public.usage_daily
  group by 1, 2, 3, 4;
+insert into public.usage_monthly_users (user_id, month, requests, successes, failures, cancelled,
+    prompt_tokens, completion_tokens, tokens, cost, unpriced_requests, latency_ms_sum)
+select user_id, month, sum(requests), sum(successes), sum(failures), sum(cancelled), sum(prompt_tokens),
+       sum(completion_tokens), sum(tokens), sum(cost), sum(unpriced_requests), sum(latency_ms_sum)
+  from public.usage_monthly
+ group by 1, 2;
 insert into public.usage_daily_totals (day, model, provider, requests, successes, failures, cancelled,
     prompt_tokens, completion_tokens, tokens, cost, unpriced_requests, latency_ms_sum)
 select day, model, provider, sum(requests), sum(successes), sum(failures), sum(cancelled), sum(prompt_tokens),

@@ -135,6 +135,25 @@ select d.user_id, p.email, p.full_name, sum(d.requests) as requests, sum(d.token
  order by cost desc, total_tokens desc, d.user_id
  limit %(limit)s
 
+-- previous_top_users --
+-- llmtally's query from migration 0004 to 0008: one usage_monthly row per user and model of the whole
+-- months, summed per user after the join with user_profiles.
+select r.user_id, p.email, p.full_name, sum(r.requests) as requests, sum(r.tokens) as total_tokens,
+       sum(r.cost) as cost, sum(r.failures) as failures
+  from (select user_id, requests, tokens, cost, failures
+          from public.usage_monthly
+         where month >= %(m_from)s::date and month < %(m_until)s::date and user_id is not null
+        union all
+        select user_id, requests, tokens, cost, failures
+          from public.usage_daily
+         where ((day >= %(d1_from)s::date and day < %(d1_until)s::date)
+                or (day >= %(d2_from)s::date and day < %(d2_until)s::date))
+           and user_id is not null) r
+  join public.user_profiles p on p.user_id = r.user_id
+ group by r.user_id, p.email, p.full_name
+ order by cost desc, total_tokens desc, r.user_id
+ limit %(limit)s
+
 -- before_cost_by_model_by_day --
 select day, model, provider, sum(requests) as requests, sum(tokens) as tokens, sum(cost) as cost
   from public.usage_daily
