@@ -33,6 +33,7 @@ from typing import Any, cast
 from llmtally import metrics
 from llmtally.errors import SpoolFull
 from llmtally.ledger.events import Status, UsageEvent
+from llmtally.ledger.pricing import resolve_cost
 from llmtally.ledger.redact import redact_value
 from llmtally.ledger.sanitize import _default, clean_text
 
@@ -43,6 +44,11 @@ TRUNCATED_KEY = "llmtally_truncated"
 
 
 # -- records -------------------------------------------------------------------------------------
+# A record written by this version starts with this: it carries its resolved cost ("c", "cs"), and
+# PostgreSQL can read it as it is. Older records are decoded and rebuilt in Python.
+FAST_RECORD = b'{"v":2,'
+
+
 def _dumps(value: Any) -> str:
     # ASCII output: NULs, lone surrogates and newlines are escaped, so a record is one clean line.
     return json.dumps(value, default=_default, ensure_ascii=True, separators=(",", ":"))
@@ -82,7 +88,13 @@ def encode(event: UsageEvent, *, content: str = "full", max_content_bytes: int =
     elif content == "redacted":
         messages, response = redact_value(messages), redact_value(response)
         error = redact_value(error)
+    # The cost is resolved here, from LiteLLM's price map, so that the writer can hand the line to
+    # PostgreSQL as it is (see FAST_RECORD and writer.write_lines).
+    cost, cost_status = resolve_cost(
+        event.model, event.provider, max(0, event.prompt_tokens), max(0, event.completion_tokens), event.reported_cost
+    )
     record: dict[str, Any] = {
+        "v": 2,
         "id": event.litellm_call_id or f"llmtally-{uuid.uuid4()}",
         "model": event.model,
         "status": event.status,
@@ -104,6 +116,8 @@ def encode(event: UsageEvent, *, content: str = "full", max_content_bytes: int =
         "response": response,
         "trunc": event.content_truncated,
         "orig": event.content_original_bytes,
+        "c": None if cost is None else str(cost),
+        "cs": cost_status,
     }
     try:
         line = _dumps(record)

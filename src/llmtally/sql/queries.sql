@@ -14,6 +14,53 @@ copy llmtally_stage (seq, user_profile_id, end_user, session_id, litellm_call_id
 -- function of migration 0002, shared with the Supabase API path (llmtally_ingest).
 select public.llmtally_insert_events(array(select s::public.llmtally_event from llmtally_stage s))
 
+-- create_line_stage --
+-- The fast path: spool records (JSON lines written by llmtally.ledger.spool.encode) land here by COPY
+-- as they are, and PostgreSQL reads their fields; Python neither decodes nor re-encodes them.
+create temp table llmtally_line_stage (seq integer generated always as identity, r jsonb not null) on commit drop
+
+-- copy_line_stage --
+copy llmtally_line_stage (r) from stdin
+
+-- insert_from_line_stage --
+-- The same rows as event_row() in ledger/writer.py builds from a decoded record, for records that
+-- PostgreSQL accepts as jsonb (NUL, lone surrogates and NaN make the batch take the Python path).
+select public.llmtally_insert_events(array(
+    select row(s.seq,
+               nullif(s.r ->> 'user', ''),
+               s.r ->> 'end_user',
+               s.r ->> 'session',
+               s.r ->> 'id',
+               coalesce(nullif(s.r ->> 'model', ''), 'unknown'),
+               coalesce(nullif(s.r ->> 'provider', ''), 'unknown'),
+               greatest(0, t.pt),
+               greatest(0, t.ct),
+               greatest(0, case when t.tt is not null and t.tt >= t.pt + t.ct then t.tt else t.pt + t.ct end),
+               (s.r ->> 'c')::numeric,
+               s.r ->> 'cs',
+               case when %(store_content)s then nullif(s.r -> 'messages', 'null'::jsonb) end,
+               case when %(store_content)s then nullif(s.r -> 'response', 'null'::jsonb) end,
+               s.r ->> 'status',
+               s.r ->> 'error',
+               s.r ->> 'error_type',
+               case when s.r ->> 'latency' is not null then greatest(0, (s.r ->> 'latency')::integer) end,
+               coalesce((s.r ->> 'stream')::boolean, false),
+               case when jsonb_typeof(s.r -> 'meta') = 'object' then s.r -> 'meta'
+                    when coalesce(jsonb_typeof(s.r -> 'meta'), 'null') = 'null' then '{}'::jsonb
+                    else jsonb_build_object('value', s.r -> 'meta') end
+               || case when coalesce((s.r ->> 'trunc')::boolean, false)
+                       then jsonb_build_object('_llmtally_content',
+                                jsonb_build_object('truncated', true, 'original_bytes', s.r -> 'orig'))
+                       else '{}'::jsonb end,
+               case when s.r ->> 'at' ~ '([+-][0-9]{2}(:?[0-9]{2})?|Z)$' then (s.r ->> 'at')::timestamptz
+                    else (s.r ->> 'at')::timestamp at time zone 'UTC' end
+           )::public.llmtally_event
+      from llmtally_line_stage s
+     cross join lateral (select coalesce((s.r ->> 'pt')::integer, 0) as pt,
+                                coalesce((s.r ->> 'ct')::integer, 0) as ct,
+                                (s.r ->> 'tt')::integer as tt) t
+     order by s.seq))
+
 -- upsert_user --
 select public.llmtally_upsert_user(%(user_id)s, %(email)s, %(full_name)s, %(provider)s)
 
