@@ -151,6 +151,7 @@ def write_lines(db: Database, lines: Sequence[bytes], *, store_content: bool = T
     data = b"".join(line.replace(b"\\", b"\\\\") for line in lines)
     with db.transaction() as conn:
         conn.execute(query("create_line_stage"))
+        conn.execute(query("line_stage_storage"))
         with conn.cursor().copy(query("copy_line_stage")) as copy:
             copy.write(data)
         inserted = conn.execute(query("insert_from_line_stage"), {"store_content": store_content}).fetchone()

@@ -19,6 +19,12 @@ select public.llmtally_insert_events(array(select s::public.llmtally_event from 
 -- as they are, and PostgreSQL reads their fields; Python neither decodes nor re-encodes them.
 create temp table llmtally_line_stage (seq integer generated always as identity, r jsonb not null) on commit drop
 
+-- line_stage_storage --
+-- A record with content is larger than TOAST's 2 kB threshold: by default the stage would compress it,
+-- and request_logs would compress the extracted content again. Stored out of line uncompressed here, the
+-- content is compressed once (measured: 1.7 times the batches per second of compressing in the stage).
+alter table llmtally_line_stage alter column r set storage external
+
 -- copy_line_stage --
 copy llmtally_line_stage (r) from stdin
 
