@@ -84,12 +84,21 @@ class RssSampler:
 
 
 # -- the writer process ------------------------------------------------------------------------------
-def worker(url: str, users: int, seed: int, batch_size: int, queue_size: int, content: str) -> None:
-    """Serve `run N` lines from stdin: record N events through a Ledger and report the timing."""
+def worker(url: str, users: int, seed: int, batch_size: int, queue_size: int, content: str, path: str) -> None:
+    """Serve `run N` lines from stdin: record N events through a Ledger and report the timing.
+
+    ``path`` "python" makes the writer decode every spool record in Python and COPY typed rows, as it
+    did before PostgreSQL read the records itself ("lines", the default): the before/after comparison.
+    """
     logging.basicConfig(level=logging.ERROR)  # the queue-full warning fires on every wait at full rate
     from bench.workload import Workload
 
     from llmtally import Ledger, Settings
+
+    if path == "python":
+        from llmtally.ledger import writer as writer_module
+
+        writer_module._fast = lambda line: False  # every batch takes the decoding path
 
     workload = Workload(users=users, seed=seed)
     options: dict[str, Any] = {"batch_size": batch_size, "content": content}
@@ -141,9 +150,17 @@ class Writer:
     """A writer process driven over its stdin."""
 
     def __init__(
-        self, url: str, *, users: int, seed: int, batch_size: int = 500, queue_size: int = 0, content: str = "full"
+        self,
+        url: str,
+        *,
+        users: int,
+        seed: int,
+        batch_size: int = 500,
+        queue_size: int = 0,
+        content: str = "full",
+        path: str = "lines",
     ) -> None:
-        args = [str(a) for a in (url, users, seed, batch_size, queue_size, content)]
+        args = [str(a) for a in (url, users, seed, batch_size, queue_size, content, path)]
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "worker", *args],
             cwd=ROOT,
@@ -258,7 +275,8 @@ def run(srv: Server, report: Report, cfg: IngestConfig) -> dict[str, Any]:
 
     report.section("1. Ingest throughput")
     report.line(
-        f"{cfg.reps} repetitions, alternating ledger / original / ceiling, for content={'/'.join(cfg.contents)};"
+        f"{cfg.reps} repetitions, alternating ledger / ledger decoding in Python / original / ceiling,"
+        f" for content={'/'.join(cfg.contents)};"
         f" per repetition: ledger {cfg.ledger_events:,} events, original {cfg.original_events:,},"
         f" ceiling {cfg.ledger_events:,}; {cfg.users:,} users (Zipf); batch_size={cfg.batch_size}"
     )
@@ -275,9 +293,19 @@ def run(srv: Server, report: Report, cfg: IngestConfig) -> dict[str, Any]:
         content: Writer(ledger_url, users=cfg.users, seed=11 + n, batch_size=cfg.batch_size, content=content)
         for n, content in enumerate(cfg.contents)
     }
+    python_writers = {
+        content: Writer(
+            ledger_url, users=cfg.users, seed=21 + n, batch_size=cfg.batch_size, content=content, path="python"
+        )
+        for n, content in enumerate(cfg.contents)
+    }
     ready = {content: w.wait_ready() for content, w in writers.items()}
+    for w in python_writers.values():
+        w.wait_ready()
     rows_made = 0
-    rates: dict[str, dict[str, list[float]]] = {c: {"ledger": [], "original": [], "ceiling": []} for c in cfg.contents}
+    rates: dict[str, dict[str, list[float]]] = {
+        c: {"ledger": [], "python": [], "original": [], "ceiling": []} for c in cfg.contents
+    }
     peaks: list[float] = []
     for rep in range(cfg.reps):
         for content in cfg.contents:
@@ -286,6 +314,10 @@ def run(srv: Server, report: Report, cfg: IngestConfig) -> dict[str, Any]:
             result = writers[content].read()
             sides["ledger"].append(result["events"] / (result["end"] - result["start"]))
             peaks.append(result["peak_rss_mb"])
+
+            python_writers[content].send(f"run {cfg.ledger_events}")
+            result = python_writers[content].read()
+            sides["python"].append(result["events"] / (result["end"] - result["start"]))
 
             rows = build_rows(workload, cfg.original_events, rows_made, content=content)
             rows_made += len(rows)
@@ -297,9 +329,12 @@ def run(srv: Server, report: Report, cfg: IngestConfig) -> dict[str, Any]:
             del rows
             report.line(
                 f"  rep {rep + 1}, content={content}: ledger {fmt_rate(sides['ledger'][-1])}/s,"
+                f" decoding in Python {fmt_rate(sides['python'][-1])}/s,"
                 f" original {fmt_rate(sides['original'][-1])}/s, ceiling {fmt_rate(sides['ceiling'][-1])}/s"
             )
     closing = {content: w.close() for content, w in writers.items()}
+    for w in python_writers.values():
+        w.close()
 
     summary: dict[str, Any] = {}
     table = []
@@ -307,10 +342,14 @@ def run(srv: Server, report: Report, cfg: IngestConfig) -> dict[str, Any]:
         sides = rates[content]
         vs_original = median([a / b for a, b in zip(sides["ledger"], sides["original"], strict=True)])
         vs_ceiling = median([a / b for a, b in zip(sides["ledger"], sides["ceiling"], strict=True)])
+        vs_python = median([a / b for a, b in zip(sides["ledger"], sides["python"], strict=True)])
+        python_vs_ceiling = median([a / b for a, b in zip(sides["python"], sides["ceiling"], strict=True)])
         summary[content] = {
             "events_per_s": {k: median(v) for k, v in sides.items()},
             "ledger_vs_original": vs_original,
             "ledger_vs_ceiling": vs_ceiling,
+            "ledger_vs_python_path": vs_python,
+            "python_path_vs_ceiling": python_vs_ceiling,
         }
         table.append(
             [
@@ -320,10 +359,23 @@ def run(srv: Server, report: Report, cfg: IngestConfig) -> dict[str, Any]:
                 fmt_rate(median(sides["ceiling"])),
                 fmt_ratio(vs_original),
                 f"{vs_ceiling:.0%}",
+                fmt_rate(median(sides["python"])),
+                fmt_ratio(vs_python),
+                f"{python_vs_ceiling:.0%}",
             ]
         )
     report.table(
-        ["content", "ledger /s", "original /s", "ceiling /s", "ledger/original (≥ 20×)", "ledger/ceiling (≥ 40 %)"],
+        [
+            "content",
+            "ledger /s",
+            "original /s",
+            "ceiling /s",
+            "ledger/original (≥ 20×)",
+            "ledger/ceiling (≥ 40 %)",
+            "decoding in Python /s",
+            "ledger/decoding in Python",
+            "decoding in Python/ceiling",
+        ],
         table,
     )
     report.line(
@@ -429,4 +481,4 @@ def run_concurrency(srv: Server, report: Report, cfg: IngestConfig) -> dict[int,
 
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "worker":
-    worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7])
+    worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), *sys.argv[7:9])

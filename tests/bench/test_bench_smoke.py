@@ -14,7 +14,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = {
-    "ingest": ["ledger/original", "ledger/ceiling", "peak RSS writing", "writer processes"],
+    "ingest": [
+        "ledger/original",
+        "ledger/ceiling",
+        "ledger/decoding in Python",
+        "peak RSS writing",
+        "writer processes",
+    ],
     "caller": ["with/without", "callback time per event"],
     "analytics": ["user_monthly_usage — heaviest", "cost by model by day, 90 days", "answers agree"],
     "app": ["cold (new LLMTALLY_HOME)", "warm (initialised)", "replies/s", "rows in request_logs for these users"],
