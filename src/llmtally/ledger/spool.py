@@ -202,7 +202,7 @@ def _lock(fd: int) -> bool:
 def read_lines(fd: int, start: int, end: int | None, *, max_lines: int, max_bytes: int) -> tuple[list[bytes], int]:
     """Whole lines from ``start`` (up to ``end``, or the end of the file): the lines and the offset after them."""
     lines: list[bytes] = []
-    offset = start
+    offset = start  # the file offset of buffer[0]
     buffer = b""
     taken = 0
     limit = end if end is not None else os.fstat(fd).st_size
@@ -211,17 +211,21 @@ def read_lines(fd: int, start: int, end: int | None, *, max_lines: int, max_byte
         if not chunk:
             break
         buffer += chunk
+        # Cut lines by position: slicing the rest of a 1 MB buffer off after each line would copy it once
+        # per line, with the interpreter lock held (the callers' threads wait for it meanwhile).
+        position = 0
         while len(lines) < max_lines:
-            newline = buffer.find(b"\n")
+            newline = buffer.find(b"\n", position)
             if newline < 0:
                 break
-            line = buffer[: newline + 1]
-            buffer = buffer[newline + 1 :]
-            offset += len(line)
+            line = buffer[position : newline + 1]
+            position = newline + 1
             lines.append(line)
             taken += len(line)
             if taken >= max_bytes:
-                return lines, offset
+                return lines, offset + position
+        buffer = buffer[position:]
+        offset += position
     return lines, offset
 
 
