@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
+import json
 from typing import Any
 
 import psycopg
@@ -15,7 +16,7 @@ from llmtally import Ledger, Settings, UsageEvent
 from llmtally.db import Database
 from llmtally.errors import LlmtallyError
 from llmtally.ledger.spool import FAST_RECORD, decode, encode
-from llmtally.ledger.writer import _fast, write_events, write_lines
+from llmtally.ledger.writer import LedgerWriter, _fast, write_events, write_lines
 from tests.db.invariants import assert_counters_match_ledger
 from tests.db.test_fuzz import events
 
@@ -126,18 +127,13 @@ def test_a_batch_with_a_record_jsonb_refuses_is_written_by_the_python_path(db_ur
 
 def test_records_of_the_previous_format_are_still_written(db_url: str, db: Database) -> None:
     """A spool left by an older version (records without the resolved cost) is decoded and written."""
-    import json
-
-    from llmtally.ledger.writer import LedgerWriter
-
     line = encode(UsageEvent("old-1", "gpt-4o-mini", "success", prompt_tokens=1000, completion_tokens=10))
     record = json.loads(line)
     for key in ("v", "c", "cs"):
         record.pop(key)
     old = json.dumps(record).encode() + b"\n"
     assert not _fast(old)
-    writer = LedgerWriter.__new__(LedgerWriter)  # only the storing half is needed
-    LedgerWriter.__init__(writer, db, spool=None)  # type: ignore[arg-type]
+    writer = LedgerWriter(db, spool=None)  # type: ignore[arg-type]  # only the storing half is needed
     assert writer._store_lines([old, line.replace(b"old-1", b"new-1")]) == (2, 0, 0)
     costs = {
         r["litellm_call_id"]: r
