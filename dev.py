@@ -13,6 +13,7 @@ then `uv sync --frozen` builds .venv from uv.lock (every package pinned with its
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -69,7 +70,21 @@ def uv_env() -> dict[str, str]:
 
 
 def sync(uv: Path) -> None:
+    """Build .venv from uv.lock; compile its bytecode once per lock.
+
+    Python writes no bytecode where PYTHONDONTWRITEBYTECODE is set (as on CI machines), so without this
+    every process would compile LiteLLM again (about 10 s of each `llmtally` start). uv compiles the whole
+    environment when asked, which takes a while even when nothing changed: it is asked only when uv.lock did.
+    """
     subprocess.run([str(uv), "sync", "--frozen", "--quiet"], cwd=ROOT, env=uv_env(), check=True)
+    marker = ROOT / ".venv" / ".llmtally-bytecode"
+    lock = (ROOT / "uv.lock").read_bytes()
+    stamp = f"{len(lock)}:{hashlib.sha256(lock).hexdigest()}"
+    if marker.exists() and marker.read_text() == stamp:
+        return
+    print("dev.py: compiling the environment's bytecode (once per uv.lock)", flush=True)
+    subprocess.run([str(uv), "sync", "--frozen", "--quiet", "--compile-bytecode"], cwd=ROOT, env=uv_env(), check=True)
+    marker.write_text(stamp)
 
 
 # pylock.toml (PEP 751) is uv.lock exported to the standard format, for tools that read only that.

@@ -28,8 +28,8 @@ from typing import Any
 import httpx
 import psycopg
 from bench.common import ROOT, Report, Server, check_invariants, median, percentile
-from tests.e2e.server import ChatClient, free_port
-from tests.e2e.server import Server as AppServer
+from tests.support.server import ChatClient, free_port
+from tests.support.server import Server as AppServer
 
 
 @dataclass

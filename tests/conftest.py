@@ -1,8 +1,8 @@
 """Shared fixtures: real PostgreSQL servers, a migrated template, one fresh database per test.
 
-Database tests run on the embedded PostgreSQL 18 and, when TEST_DATABASE_URL is set, also on that
-server (each test is parametrized by backend). Each test gets its own database cloned from a
-template migrated once per run.
+Database tests run on the embedded PostgreSQL 18. Tests whose subject is SQL (marked ``sql``) also run on
+the server named by TEST_DATABASE_URL when it is set: they are parametrized by backend. Each test gets its
+own database cloned from a template migrated once per run (once per xdist worker).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,52 +17,23 @@ import psycopg
 import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# The CLI's rich console takes its width from COLUMNS when it is created; xdist workers set 80, which wraps
+# the ids and paths the CLI tests look for. Commands run in process (tests/support/cli.py) see 200 columns.
+os.environ["COLUMNS"] = "200"
 
 from llmtally.db import Database, EmbeddedServer
 from llmtally.db.migrations import migrate
-from tests.db.supabase_shape import shape_like_supabase
+from tests.support.cluster import Cluster, make_throwaway
+from tests.support.supabase_shape import shape_like_supabase
 
 BACKENDS = ["embedded"] + (["external"] if os.environ.get("TEST_DATABASE_URL") else [])
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``sql`` (their subject is SQL) run on every server; the others on the embedded one."""
     if "backend" in metafunc.fixturenames:
-        metafunc.parametrize("backend", BACKENDS, scope="session")
-
-
-def _with_database(url: str, name: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(url)
-    info["dbname"] = name
-    return psycopg.conninfo.make_conninfo(**info)  # type: ignore[arg-type]
-
-
-class Cluster:
-    """A PostgreSQL server we may create databases on."""
-
-    def __init__(self, admin_url: str, *, embedded: EmbeddedServer | None = None) -> None:
-        self.admin_url = admin_url
-        self.embedded = embedded
-        self.created: list[str] = []
-
-    def url(self, dbname: str) -> str:
-        return _with_database(self.admin_url, dbname)
-
-    def create_database(self, template: str | None = None) -> str:
-        name = f"llmtally_test_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f'create database "{name}"' + (f' template "{template}"' if template else ""))
-        self.created.append(name)
-        return name
-
-    def drop_database(self, name: str) -> None:
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{name}" with (force)')
-        if name in self.created:
-            self.created.remove(name)
-
-    def drop_all(self) -> None:
-        for name in list(self.created):
-            self.drop_database(name)
+        every = metafunc.definition.get_closest_marker("sql") is not None
+        metafunc.parametrize("backend", BACKENDS if every else BACKENDS[:1], scope="session")
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +42,7 @@ def embedded_cluster() -> Iterator[Cluster]:
     home = Path(tempfile.mkdtemp(prefix="llmtally-test-"))
     server = EmbeddedServer(home)
     admin = server.admin_url()
+    make_throwaway(admin)
     cluster = Cluster(admin, embedded=server)
     yield cluster
     cluster.drop_all()
@@ -99,7 +70,7 @@ def template(cluster: Cluster) -> str:
 
 @pytest.fixture(scope="session")
 def supabase_template(cluster: Cluster) -> str:
-    """Like ``template``, on a database shaped like a fresh Supabase project (tests/db/supabase_shape.py)."""
+    """Like ``template``, on a database shaped like a fresh Supabase project (tests/support/supabase_shape.py)."""
     name = cluster.create_database()
     shape_like_supabase(cluster.url(name))
     with Database(cluster.url(name)) as db:
@@ -128,6 +99,18 @@ def any_db_url(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator[str
     """A fresh, migrated database: plain PostgreSQL, then one shaped like a Supabase project.
 
     A module that overrides ``db_url`` with this runs each of its tests on both.
+    """
+    template = request.getfixturevalue("template" if request.param == "postgres" else "supabase_template")
+    name = cluster.create_database(template=template)
+    yield cluster.url(name)
+    cluster.drop_database(name)
+
+
+@pytest.fixture(scope="module", params=["postgres", "supabase"])
+def module_any_db_url(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator[str]:
+    """Like ``any_db_url``, shared by one module's tests: for modules whose tests only read what was seeded.
+
+    Such a module's tests must leave no committed change (each reads, or writes in a transaction it rolls back).
     """
     template = request.getfixturevalue("template" if request.param == "postgres" else "supabase_template")
     name = cluster.create_database(template=template)
@@ -176,3 +159,24 @@ def _hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def cluster_admin_url(cluster: Cluster) -> str:
     """A libpq connection string for the server's maintenance database."""
     return psycopg.conninfo.make_conninfo(cluster.admin_url, dbname="postgres")
+
+
+# Modules with the longest tests start first, so that no long test is left running alone at the end of a
+# parallel run. Whole modules move, so module-scoped fixtures are still set up once per worker.
+LONGEST_FIRST = ("bench", "e2e", "test_budgets.py", "test_concurrency.py", "test_fuzz.py", "test_durability.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Everything under tests/e2e is ``e2e``; the benchmark smoke runs are ``slow``; the longest go first."""
+    for item in items:
+        parts = item.path.parts
+        if "e2e" in parts:
+            item.add_marker(pytest.mark.e2e)
+        if "bench" in parts:
+            item.add_marker(pytest.mark.slow)
+
+    def rank(item: pytest.Item) -> int:
+        parts = set(item.path.parts)
+        return next((i for i, name in enumerate(LONGEST_FIRST) if name in parts), len(LONGEST_FIRST))
+
+    items.sort(key=rank)

@@ -8,7 +8,7 @@ import pytest
 
 from llmtally import budgets as api
 from llmtally.db import Database
-from tests.cli.test_cli import assert_one_line_error, llmtally
+from tests.support.cli import assert_one_line_error, llmtally
 
 USER = "google_31"
 

@@ -2,39 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from llmtally.db import Database
-from tests.conftest import Cluster
-from tests.db.invariants import assert_counters_match_ledger
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def llmtally(*args: str, database_url: str | None = None, home: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMTALLY_") and k != "DATABASE_URL"}
-    env["COLUMNS"] = "200"
-    if database_url:
-        env["DATABASE_URL"] = database_url
-    if home:
-        env["LLMTALLY_HOME"] = str(home)
-    return subprocess.run(
-        [sys.executable, "-m", "llmtally", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+from tests.support.cli import assert_one_line_error, llmtally, llmtally_process
+from tests.support.cluster import Cluster
+from tests.support.invariants import assert_counters_match_ledger
 
 
 def test_migrate_then_check(empty_db_url: str) -> None:
@@ -102,13 +77,14 @@ def test_user_mistakes_are_one_line(db_url: str, args: tuple[str, ...], fragment
 
 
 def test_unreachable_database_is_one_line_without_the_password() -> None:
-    result = llmtally("users", database_url="postgresql://app:hunter2@127.0.0.1:1/ledger")
+    result = llmtally_process("users", database_url="postgresql://app:hunter2@127.0.0.1:1/ledger")
     assert_one_line_error(result, "cannot reach PostgreSQL at 127.0.0.1:1")
     assert "hunter2" not in result.stderr + result.stdout
 
 
 def test_malformed_url_is_one_line() -> None:
-    assert_one_line_error(llmtally("users", database_url="mysql://root@localhost/db"), "must start with postgresql://")
+    result = llmtally_process("users", database_url="mysql://root@localhost/db")
+    assert_one_line_error(result, "must start with postgresql://")
 
 
 def test_missing_database_is_one_line(cluster_admin_url: str) -> None:
@@ -120,13 +96,14 @@ def test_shared_database_without_schema_asks_for_migrate(empty_db_url: str) -> N
     assert_one_line_error(llmtally("users", database_url=empty_db_url), "run `llmtally migrate`")
 
 
+@pytest.mark.slow
 def test_embedded_database_is_created_and_migrated_on_demand(tmp_path: Path) -> None:
     home = tmp_path / "home"
     first = llmtally("demo", "--users", "1", home=home)
     assert first.returncode == 0, first.stderr
     assert (home / "pgdata" / "PG_VERSION").exists()
     assert not (home / "pgdata" / "postmaster.pid").exists(), "the server is stopped when the command ends"
-    again = llmtally("users", home=home)
+    again = llmtally_process("users", home=home)  # a real process: the server stops when it exits
     assert again.returncode == 0 and "Ada Lovelace" in again.stdout
     assert not (home / "pgdata" / "postmaster.pid").exists()
 

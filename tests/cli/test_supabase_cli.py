@@ -8,7 +8,7 @@ from pathlib import Path
 
 from llmtally.db import Database
 from llmtally.db.migrations import load_migrations
-from tests.cli.test_cli import assert_one_line_error, llmtally
+from tests.support.cli import assert_one_line_error, llmtally
 
 PACKAGE_SQL = resources.files("llmtally") / "sql"
 NAME = re.compile(r"^(\d{14})_(llmtally_.+)\.sql$")

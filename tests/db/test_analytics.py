@@ -15,7 +15,10 @@ from llmtally.analytics import Analytics
 from llmtally.analytics.service import month_split
 from llmtally.db import Database
 from llmtally.db.queries import query
-from tests.db.invariants import assert_counters_match_ledger
+from tests.support.invariants import assert_counters_match_ledger
+from tests.support.plans import table_scans
+
+pytestmark = pytest.mark.sql  # the subject is SQL: runs on every server (tests/conftest.py)
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 THIS_MONTH = NOW.date().replace(day=1)
@@ -166,26 +169,13 @@ PER_USER_QUERIES = {
 }
 
 
-def _scans(plan: object) -> list[tuple[str, str]]:
-    found: list[tuple[str, str]] = []
-    if isinstance(plan, dict):
-        if "Relation Name" in plan:
-            found.append((plan["Node Type"], plan["Relation Name"]))
-        for value in plan.values():
-            found.extend(_scans(value))
-    elif isinstance(plan, list):
-        for item in plan:
-            found.extend(_scans(item))
-    return found
-
-
 @pytest.mark.parametrize("name", sorted(PER_USER_QUERIES))
 def test_per_user_queries_use_indexes_not_sequential_scans(seeded: str, name: str) -> None:
     with Database(seeded) as db, db.transaction() as conn:
         conn.execute("set local enable_seqscan = off")  # only a missing index can force a seq scan now
         sql = query(name)
         plan = conn.execute("explain (format json) " + sql, PER_USER_QUERIES[name]).fetchone()[0]
-    scans = _scans(plan)
+    scans = table_scans(plan)
     assert scans, "the plan reads no table"
     assert not [s for s in scans if s[0] == "Seq Scan"], scans
 

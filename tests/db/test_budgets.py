@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,11 @@ from llmtally import BudgetExceeded, Budgets, Ledger, RateLimited, Settings, Use
 from llmtally import budgets as api
 from llmtally.db import Database
 from llmtally.errors import UnknownUser
-from tests.db.invariants import assert_counters_match_ledger
+from tests.support.invariants import assert_counters_match_ledger
 
-WORKER = Path(__file__).with_name("budget_worker.py")
+pytestmark = pytest.mark.sql  # the subject is SQL: runs on every server (tests/conftest.py)
+
+WORKER = Path(__file__).parents[1] / "support" / "budget_worker.py"
 ROOT = Path(__file__).resolve().parents[2]
 USER = "google_4242"
 MESSAGES = [{"role": "user", "content": "hello hello hello"}]  # 10 tokens; the mock answers 10 + 20
@@ -68,6 +69,7 @@ def _ledger_totals(db: Database) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("limit", ["usd", "tokens", "rpm"])
+@pytest.mark.slow
 def test_500_concurrent_calls_over_4_processes_admit_exactly_100(db: Database, db_url: str, limit: str) -> None:
     _user(db)
     if limit == "usd":
@@ -150,6 +152,7 @@ def test_a_call_recorded_before_the_boundary_counts_in_its_own_period(db: Databa
     assert not _reserve_at(db, midnight - dt.timedelta(minutes=1), "z", "0.31")["allowed"]
 
 
+@pytest.mark.slow
 def test_a_killed_process_releases_its_reservation_after_expiry(db: Database, db_url: str) -> None:
     _user(db)
     api.set_budget(db, USER, "lifetime", limit_usd=CALL_USD)  # room for exactly one call
@@ -175,8 +178,8 @@ def test_a_killed_process_releases_its_reservation_after_expiry(db: Database, db
     with pytest.raises(BudgetExceeded) as info:
         api.reserve(db, USER, "second", est)
     assert (info.value.spent, info.value.reserved, info.value.resets_at) == (0, CALL_USD, None)
-    time.sleep(2.1)
-    api.reserve(db, USER, "second", est)  # the dead process's reservation expired and was released
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)  # the reservation's clock, 3 s on: no sleep
+    api.reserve(db, USER, "second", est, at=later)  # the dead process's reservation expired and was released
     assert [r["litellm_call_id"] for r in db.fetch_all("select litellm_call_id from budget_reservations")] == ["second"]
 
 

@@ -8,6 +8,8 @@ import pytest
 from llmtally.db import Database
 from llmtally.errors import InsufficientPrivilege
 
+pytestmark = pytest.mark.sql  # the subject is SQL: runs on every server (tests/conftest.py)
+
 TABLES = ("users", "threads", "steps", "elements", "feedbacks")
 
 

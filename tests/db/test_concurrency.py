@@ -6,10 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from llmtally.db import Database
-from tests.db.invariants import assert_counters_match_ledger
+import pytest
 
-WORKER = Path(__file__).with_name("concurrent_worker.py")
+from llmtally.db import Database
+from tests.support.invariants import assert_counters_match_ledger
+
+pytestmark = [pytest.mark.sql, pytest.mark.slow]  # SQL: runs on every server (tests/conftest.py)
+
+WORKER = Path(__file__).parents[1] / "support" / "concurrent_worker.py"
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -21,7 +21,7 @@ from llmtally.db import Database, EmbeddedServer
 from llmtally.db.migrations import migrate
 from llmtally.errors import SpoolFull
 from llmtally.ledger import spool
-from tests.db.invariants import assert_counters_match_ledger
+from tests.support.invariants import assert_counters_match_ledger
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,13 +56,14 @@ def spool_dir() -> Path:
 
 
 # -- crashes -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_sigkill_at_random_moments_loses_no_accepted_call(db_url: str, db: Database) -> None:
     rng = random.Random(20261125)
     accepted: set[str] = set()
     # Ten recording processes at once, each killed at its own random moment.
     children = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.db.crash_worker", db_url, f"k{rep}"],
+            [sys.executable, "-m", "tests.support.crash_worker", db_url, f"k{rep}"],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,
@@ -99,6 +100,7 @@ def test_sigkill_at_random_moments_loses_no_accepted_call(db_url: str, db: Datab
     assert_counters_match_ledger(db)
 
 
+@pytest.mark.slow
 def test_a_segment_is_replayed_by_one_claimer_only(db_url: str, db: Database) -> None:
     with psycopg.connect(db_url, autocommit=True) as admin:
         admin.execute("alter table request_logs rename to request_logs_away")
@@ -152,6 +154,7 @@ def _start(server: EmbeddedServer) -> None:
     server._server.ensure_postgres_running()
 
 
+@pytest.mark.slow
 async def test_database_outage_during_a_stream_of_calls(private_server: EmbeddedServer) -> None:
     url = private_server.start()
     with Database(url) as setup:

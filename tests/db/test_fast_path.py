@@ -17,8 +17,10 @@ from llmtally.db import Database
 from llmtally.errors import LlmtallyError
 from llmtally.ledger.spool import FAST_RECORD, decode, encode
 from llmtally.ledger.writer import LedgerWriter, _fast, write_events, write_lines
-from tests.db.invariants import assert_counters_match_ledger
-from tests.db.test_fuzz import events
+from tests.support.fuzz_events import events
+from tests.support.invariants import assert_counters_match_ledger
+
+pytestmark = pytest.mark.sql  # the subject is SQL: runs on every server (tests/conftest.py)
 
 COLUMNS = (
     "user_profile_id, end_user, session_id, model, provider, prompt_tokens, completion_tokens, tokens_used,"
@@ -103,6 +105,7 @@ def test_content_is_dropped_when_the_writer_stores_none(db: Database) -> None:
     database=None,
 )
 @given(event=events())
+@pytest.mark.slow
 def test_any_record_postgresql_accepts_gives_the_same_row(db: Database, event: UsageEvent) -> None:
     fast, slow = _both(db, event)
     if fast is not None:

@@ -16,7 +16,7 @@ import pytest
 from llmtally import Ledger, Settings, UsageEvent
 from llmtally.db import Database
 from llmtally.prices import reprice, set_price
-from tests.db.invariants import assert_counters_match_ledger
+from tests.support.invariants import assert_counters_match_ledger
 
 MESSAGES = [{"role": "user", "content": "What did I spend this month?"}]
 GPT_IN, GPT_OUT = Decimal("1.5E-7"), Decimal("6E-7")  # gpt-4o-mini in LiteLLM's bundled map
@@ -33,6 +33,7 @@ def rows(db: Database, where: str = "true", params: tuple[object, ...] = ()) -> 
     return db.fetch_all(f"select * from request_logs where {where} order by id", params)
 
 
+@pytest.mark.sql
 async def test_success_is_recorded_once_against_the_metadata_user(ledger: Ledger, db: Database) -> None:
     response = await litellm.acompletion(
         model="gpt-4o-mini",
@@ -160,6 +161,7 @@ async def test_cancelled_task_is_recorded_by_the_app(ledger: Ledger, db: Databas
     assert (row["status"], row["completion_tokens"], row["stream"]) == ("cancelled", 0, False)
 
 
+@pytest.mark.sql
 async def test_user_linking_metadata_then_session_map_then_raw_user(ledger: Ledger, db: Database) -> None:
     await ledger.upsert_user("google_9", email="nine@example.com", full_name="Nine", provider="google")
     await ledger.link_session("sess-9", "google_9")
@@ -178,6 +180,7 @@ async def test_user_linking_metadata_then_session_map_then_raw_user(ledger: Ledg
     assert_counters_match_ledger(db)
 
 
+@pytest.mark.sql
 async def test_a_user_with_no_profile_yet_loses_nothing(ledger: Ledger, db: Database) -> None:
     await litellm.acompletion(
         model="gpt-4o-mini", messages=MESSAGES, mock_response="hi", metadata={"user_profile_id": "gitlab_new"}
@@ -187,6 +190,7 @@ async def test_a_user_with_no_profile_yet_loses_nothing(ledger: Ledger, db: Data
     assert db.fetch_one("select request_count from user_profiles where user_id='gitlab_new'") == {"request_count": 1}
 
 
+@pytest.mark.sql
 async def test_replayed_event_changes_nothing(ledger: Ledger, db: Database) -> None:
     event = UsageEvent(
         litellm_call_id="replay-1",
@@ -210,6 +214,7 @@ async def test_replayed_event_changes_nothing(ledger: Ledger, db: Database) -> N
     assert_counters_match_ledger(db)
 
 
+@pytest.mark.sql
 async def test_unpriced_model_has_null_cost_never_zero(ledger: Ledger, db: Database) -> None:
     await litellm.acompletion(
         model="openai/acme-private", messages=MESSAGES, mock_response="x", metadata={"user_profile_id": "google_1"}
@@ -221,6 +226,7 @@ async def test_unpriced_model_has_null_cost_never_zero(ledger: Ledger, db: Datab
     assert profile == {"total_cost": 0, "unpriced_count": 1, "tokens_used": 30}
 
 
+@pytest.mark.sql
 async def test_zero_reported_cost_for_a_priced_model_is_recomputed(ledger: Ledger, db: Database) -> None:
     ledger.record(
         UsageEvent(
@@ -240,6 +246,7 @@ async def test_zero_reported_cost_for_a_priced_model_is_recomputed(ledger: Ledge
     assert row["total_cost"] == 1000 * GPT_IN + 500 * GPT_OUT
 
 
+@pytest.mark.sql
 async def test_custom_price_wins_and_reprice_fixes_stored_rows(ledger: Ledger, db: Database) -> None:
     await litellm.acompletion(
         model="openai/acme-private", messages=MESSAGES, mock_response="x", metadata={"user_profile_id": "google_1"}
@@ -315,6 +322,7 @@ async def test_writer_retries_until_the_database_accepts(ledger: Ledger, db: Dat
     assert [r["litellm_call_id"] for r in rows(db)] == ["retry-1"]
 
 
+@pytest.mark.sql
 async def test_events_keep_their_call_time(ledger: Ledger, db: Database) -> None:
     at = dt.datetime(2026, 3, 31, 23, 59, 59, tzinfo=dt.UTC)
     ledger.record(

@@ -11,6 +11,8 @@ from llmtally.db import Database
 from llmtally.db.migrations import ensure_current, load_migrations, migrate, status
 from llmtally.errors import SchemaNotReady
 
+pytestmark = pytest.mark.sql  # the subject is SQL: runs on every server (tests/conftest.py)
+
 EXPECTED_TABLES = {
     "user_profiles",
     "sessions",
@@ -113,7 +115,7 @@ def test_upgrading_a_database_with_usage_keeps_every_total(empty_db_url: str, ve
     """A database used at an older version (rows in the ledger and its rollups) upgrades in one step:
     the new rollups are backfilled from the old ones and agree with the ledger."""
     from llmtally.db.migrations import MIGRATIONS_TABLE
-    from tests.db.invariants import assert_counters_match_ledger
+    from tests.support.invariants import assert_counters_match_ledger
 
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         conn.execute(MIGRATIONS_TABLE)

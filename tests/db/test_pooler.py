@@ -28,8 +28,10 @@ import pytest
 from llmtally import Analytics, Ledger, Settings, UsageEvent
 from llmtally.db import Database
 from llmtally.db.migrations import load_migrations, migrate, status
-from tests.conftest import Cluster
-from tests.db.invariants import assert_counters_match_ledger
+from tests.support.cluster import Cluster
+from tests.support.invariants import assert_counters_match_ledger
+
+pytestmark = pytest.mark.sql  # the subject is SQL: runs on every server (tests/conftest.py)
 
 SERVER_CONNECTIONS = 3
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import litellm
 import pytest
@@ -15,9 +12,11 @@ from llmtally import Ledger, Settings, UsageEvent
 from llmtally.db import Database
 from llmtally.errors import UnknownUser, UserInputError
 from llmtally.privacy import apply_retention, delete_user
-from tests.db.invariants import assert_counters_match_ledger, assert_counters_match_rollup
+from tests.support.cli import assert_one_line_error, llmtally
+from tests.support.invariants import assert_counters_match_ledger, assert_counters_match_rollup
 
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.sql  # the subject is SQL: runs on every server (tests/conftest.py)
+
 USAGE_COLUMNS = ("prompt_tokens", "completion_tokens", "total_cost", "cost_status")
 A, B = "google_111", "github_222"
 PERSONAL = (
@@ -136,16 +135,9 @@ def test_deleting_a_user_leaves_nothing_of_them_and_consistent_totals(db_url: st
 
 
 def test_users_delete_of_an_unknown_user_is_one_line(db_url: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "llmtally", "--database-url", db_url, "users", "delete", "nobody_1", "--yes"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
+    assert_one_line_error(
+        llmtally("--database-url", db_url, "users", "delete", "nobody_1", "--yes"), "unknown user: 'nobody_1'"
     )
-    assert result.returncode == 1
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "unknown user: 'nobody_1'" in lines[0], result.stderr
 
 
 def test_retention_keeps_lifetime_counters_and_the_rollup(db_url: str, db: Database) -> None:

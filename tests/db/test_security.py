@@ -6,11 +6,13 @@ it can fail by reporting exactly a deliberately bad object created in a rolled-b
 
 Every test runs twice per server: on plain PostgreSQL, and on a database shaped like a fresh Supabase
 project (its roles, ``auth`` schema and default privileges granting everything in ``public`` to the
-client roles; tests/db/supabase_shape.py) that the same migrations were applied to.
+client roles; tests/support/supabase_shape.py) that the same migrations were applied to. The tests only
+read, or write in transactions that are rolled back, so each module-wide database is seeded once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -19,6 +21,9 @@ import pytest
 
 from llmtally.db import Database
 from llmtally.errors import DatabaseError, InsufficientPrivilege
+from tests.support.lints import LINTS
+
+pytestmark = pytest.mark.sql  # the subject is SQL: runs on every server (tests/conftest.py)
 
 A, B = "google_111", "github_222"
 USERS = [A, B]
@@ -75,38 +80,45 @@ POLICY_TABLES = [
 OPERATIONS = ["insert", "update", "delete", "truncate"]
 
 
-@pytest.fixture
-def db_url(any_db_url: str) -> str:
-    """Plain PostgreSQL and Supabase-shaped, in turn (see ``any_db_url`` in tests/conftest.py)."""
-    return any_db_url
+@pytest.fixture(scope="module")
+def data(module_any_db_url: str) -> Iterator[Database]:
+    """Plain PostgreSQL, then Supabase-shaped: A (two calls), B (one call) and one anonymous call.
+
+    Written as the server; the trigger makes the profiles.
+    """
+    with Database(module_any_db_url) as db:
+        db.execute(
+            "insert into request_logs (user_profile_id, litellm_call_id, model, provider, cost_status, total_cost,"
+            " status, prompt_tokens, completion_tokens, tokens_used, latency_ms) values"
+            " (%(a)s, 'a-1', 'gpt-4o', 'openai', 'priced', 0.01, 'success', 10, 20, 30, 100),"
+            " (%(a)s, 'a-2', 'claude-3', 'anthropic', 'unpriced', null, 'failure', 0, 0, 0, 5),"
+            " (%(b)s, 'b-1', 'gpt-4o', 'openai', 'custom', 0.5, 'success', 100, 200, 300, 80),"
+            " (null, 'anon-1', 'gpt-4o', 'openai', 'recomputed', 0.02, 'cancelled', 1, 2, 3, 1)",
+            {"a": A, "b": B},
+        )
+        db.execute("insert into sessions (session_id, user_id) values ('sess-a', %s), ('sess-b', %s)", (A, B))
+        db.execute(
+            "insert into model_prices (model, input_cost_per_token, output_cost_per_token) values ('m', 1e-6, 2e-6)"
+        )
+        # budgets, limits, a reservation and an alert each (no default rows: each user reads only their own)
+        db.execute(
+            "insert into budgets (user_profile_id, period, limit_usd) values (%s, 'daily', 1), (%s, 'daily', 2)", (A, B)
+        )
+        db.execute("insert into rate_limits (user_profile_id, rpm) values (%s, 10), (%s, 20)", (A, B))
+        for user in USERS:
+            db.execute("select * from llmtally_reserve(%s, %s, 'gpt-4o', 'openai', 1, 1, 0.001)", (user, f"r-{user}"))
+        db.execute(
+            "insert into budget_alerts"
+            " (user_id, budget_id, period, period_start, threshold, spent_usd, spent_tokens, hard)"
+            " select user_profile_id, id, period, now(), 0.5, 1, 1, true from budgets"
+        )
+        yield db
 
 
 @pytest.fixture
-def data(db: Database) -> Database:
-    """A (two calls), B (one call) and one anonymous call, written as the server; the trigger makes profiles."""
-    db.execute(
-        "insert into request_logs (user_profile_id, litellm_call_id, model, provider, cost_status, total_cost,"
-        " status, prompt_tokens, completion_tokens, tokens_used, latency_ms) values"
-        " (%(a)s, 'a-1', 'gpt-4o', 'openai', 'priced', 0.01, 'success', 10, 20, 30, 100),"
-        " (%(a)s, 'a-2', 'claude-3', 'anthropic', 'unpriced', null, 'failure', 0, 0, 0, 5),"
-        " (%(b)s, 'b-1', 'gpt-4o', 'openai', 'custom', 0.5, 'success', 100, 200, 300, 80),"
-        " (null, 'anon-1', 'gpt-4o', 'openai', 'recomputed', 0.02, 'cancelled', 1, 2, 3, 1)",
-        {"a": A, "b": B},
-    )
-    db.execute("insert into sessions (session_id, user_id) values ('sess-a', %s), ('sess-b', %s)", (A, B))
-    db.execute("insert into model_prices (model, input_cost_per_token, output_cost_per_token) values ('m', 1e-6, 2e-6)")
-    # budgets, limits, a reservation and an alert each (no default rows: each user reads only their own)
-    db.execute(
-        "insert into budgets (user_profile_id, period, limit_usd) values (%s, 'daily', 1), (%s, 'daily', 2)", (A, B)
-    )
-    db.execute("insert into rate_limits (user_profile_id, rpm) values (%s, 10), (%s, 20)", (A, B))
-    for user in USERS:
-        db.execute("select * from llmtally_reserve(%s, %s, 'gpt-4o', 'openai', 1, 1, 0.001)", (user, f"r-{user}"))
-    db.execute(
-        "insert into budget_alerts (user_id, budget_id, period, period_start, threshold, spent_usd, spent_tokens, hard)"
-        " select user_profile_id, id, period, now(), 0.5, 1, 1, true from budgets"
-    )
-    return db
+def db(data: Database) -> Database:
+    """The tests here only read, or write in transactions they roll back: they share the module's seeded database."""
+    return data
 
 
 def run_as(db: Database, user: str | None, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
@@ -314,7 +326,8 @@ def test_the_authenticated_role_cannot_become_service_role_or_a_superuser(db: Da
     ["set role service_role", "reset role", f"""select set_config('request.jwt.claims', '{{"sub": "{B}"}}', true)"""],
 )
 def test_sql_inside_as_user_cannot_escape_to_other_users_rows(data: Database, escape: str) -> None:
-    with data.as_user(A) as conn:
+    # A pool of its own: the escape outlives the transaction on its connection, and must not reach other tests.
+    with Database(data.url) as own, own.as_user(A) as conn:
         try:
             with conn.transaction():
                 conn.execute(escape)
@@ -327,126 +340,6 @@ def test_sql_inside_as_user_cannot_escape_to_other_users_rows(data: Database, es
 # ---------------------------------------------------------------------------------------------------------------
 # Catalog lints (after Supabase's database linter): query listing offenders, bad-object probe, what it finds
 # ---------------------------------------------------------------------------------------------------------------
-AUTH_CALL = r"auth\.(jwt|uid|role|email)\(\)"
-LINTS: dict[str, tuple[str, str, list[str]]] = {
-    "rls_disabled_in_public": (
-        (
-            "select relname from pg_class where relnamespace = 'public'::regnamespace and relkind in ('r', 'p')"
-            " and not relrowsecurity"
-        ),
-        "create table public.lint_probe (id int)",
-        ["lint_probe"],
-    ),
-    "view_without_security_invoker": (
-        (
-            "select relname from pg_class where relnamespace = 'public'::regnamespace and relkind in ('v', 'm')"
-            " and not exists (select from unnest(reloptions) o where o ~* '^security_invoker=(true|on|yes|1)$')"
-        ),
-        "create view public.lint_probe as select 1 as one",
-        ["lint_probe"],
-    ),
-    "function_search_path_mutable": (
-        (
-            "select p.oid::regprocedure::text from pg_proc p join pg_namespace n on n.oid = p.pronamespace"
-            " where n.nspname in ('public', 'auth') and pg_get_userbyid(p.proowner) = current_user"
-            " and not exists (select from pg_depend d where d.classid = 'pg_proc'::regclass and d.objid = p.oid"
-            "                 and d.deptype = 'e')"
-            " and not coalesce(p.proconfig, '{}') && array['search_path=\"\"']"  # Supabase's linter wants exactly ''
-        ),
-        "create function public.lint_probe() returns int language sql as 'select 1'",
-        ["lint_probe()"],
-    ),
-    "auth_call_not_wrapped_in_select": (
-        (
-            "select tablename || '.' || policyname from pg_policies, concat(qual, ' ', with_check) q(text)"
-            f" where schemaname = 'public' and regexp_count(q.text, '{AUTH_CALL}')"
-            f"                                > regexp_count(q.text, '\\( SELECT \\(*{AUTH_CALL}')"
-        ),
-        (
-            "create policy lint_probe on public.model_prices for select to authenticated"
-            " using (model = (select auth.jwt() ->> 'sub') or model = auth.jwt() ->> 'sub')"
-        ),
-        ["model_prices.lint_probe"],
-    ),
-    "multiple_permissive_policies": (
-        (
-            "select c.relname || ' ' || r.rolname || ' ' || p.polcmd::text from pg_policy p"
-            " join pg_class c on c.oid = p.polrelid join pg_roles r on p.polroles @> array[r.oid]"
-            " where c.relnamespace = 'public'::regnamespace and p.polpermissive"
-            " group by c.relname, r.rolname, p.polcmd having count(*) > 1"
-        ),
-        "create policy lint_probe on public.user_profiles for select to authenticated using (user_id = 'x')",
-        ["user_profiles authenticated r"],
-    ),
-    "policy_always_true": (
-        (
-            "select tablename || '.' || policyname from pg_policies where schemaname = 'public'"
-            " and (qual = 'true' or with_check = 'true') and roles && array['anon', 'authenticated', 'public']::name[]"
-        ),
-        "create policy lint_probe on public.model_prices for select using (true)",
-        ["model_prices.lint_probe"],
-    ),
-    "function_in_public_executable_by_clients": (
-        (
-            "select p.oid::regprocedure::text from pg_proc p where p.pronamespace = 'public'::regnamespace"
-            " and (has_function_privilege('anon', p.oid, 'EXECUTE')"
-            "      or has_function_privilege('authenticated', p.oid, 'EXECUTE'))"
-        ),
-        "create function public.lint_probe() returns int language sql set search_path = '' as 'select 1'",
-        ["lint_probe()"],
-    ),
-    "security_definer_function_executable_by_clients": (
-        (
-            "select p.oid::regprocedure::text from pg_proc p where p.pronamespace = 'public'::regnamespace"
-            " and p.prosecdef and (has_function_privilege('anon', p.oid, 'EXECUTE')"
-            "                      or has_function_privilege('authenticated', p.oid, 'EXECUTE'))"
-        ),
-        (
-            "create function public.lint_probe() returns int language sql security definer set search_path = ''"
-            " as 'select 1'"
-        ),
-        ["lint_probe()"],
-    ),
-    "client_write_privilege": (
-        (
-            "select c.relname || ': ' || r.name || ' ' || p.priv"
-            "  from pg_class c, (values ('anon'), ('authenticated')) r(name),"
-            "       (values ('INSERT'), ('UPDATE'), ('DELETE'), ('TRUNCATE'), ('REFERENCES'), ('TRIGGER'),"
-            "               ('USAGE'), ('SELECT')) p(priv)"
-            " where c.relnamespace = 'public'::regnamespace and case"
-            "   when c.relkind = 'S' then p.priv in ('USAGE', 'SELECT', 'UPDATE')"
-            "                             and has_sequence_privilege(r.name, c.oid, p.priv)"
-            "   when c.relkind not in ('r', 'p', 'v', 'm', 'f') or p.priv in ('USAGE', 'SELECT') then false"
-            "   when p.priv in ('INSERT', 'UPDATE', 'REFERENCES') then has_any_column_privilege(r.name, c.oid, p.priv)"
-            "   else has_table_privilege(r.name, c.oid, p.priv) end"
-        ),
-        (
-            "create table public.lint_probe (id int generated always as identity, note text);"
-            # Supabase's default privileges grant everything on a new table: take them back first
-            " revoke all on public.lint_probe, public.lint_probe_id_seq from anon, authenticated;"
-            " grant update (note) on public.lint_probe to authenticated;"
-            " grant usage on sequence public.lint_probe_id_seq to anon"
-        ),
-        ["lint_probe: authenticated UPDATE", "lint_probe_id_seq: anon USAGE"],
-    ),
-    "policy_column_without_index": (
-        (
-            "select pol.polname || ': ' || d.refobjid::regclass || '.' || a.attname"
-            "  from pg_policy pol"
-            "  join pg_depend d on d.classid = 'pg_policy'::regclass and d.objid = pol.oid"
-            "                  and d.refclassid = 'pg_class'::regclass and d.refobjsubid > 0"
-            "  join pg_attribute a on a.attrelid = d.refobjid and a.attnum = d.refobjsubid"
-            "  join pg_class c on c.oid = pol.polrelid"
-            " where c.relnamespace = 'public'::regnamespace"
-            "   and not exists (select from pg_index i where i.indrelid = d.refobjid and i.indkey[0] = a.attnum"
-            "                   and i.indpred is null and i.indisvalid)"
-        ),
-        "create policy lint_probe on public.model_prices for select to authenticated using (updated_at > now())",
-        ["lint_probe: model_prices.updated_at"],
-    ),
-}
-
-
 @pytest.mark.parametrize("lint", list(LINTS))
 def test_catalog_lint(db: Database, lint: str) -> None:
     query, probe, probe_findings = LINTS[lint]

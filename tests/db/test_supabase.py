@@ -1,5 +1,5 @@
 """On a database shaped like a fresh Supabase project: the migrations, the Supabase CLI's records, and
-the optional link to Supabase Auth (tests/db/supabase_shape.py builds the project).
+the optional link to Supabase Auth (tests/support/supabase_shape.py builds the project).
 
 The isolation suite itself (tests/db/test_security.py) runs on this shape too.
 """
@@ -22,10 +22,12 @@ from llmtally.db.migrations import ensure_current, load_migrations, migrate, sta
 from llmtally.db.supabase import apply_auth_link, export_migrations
 from llmtally.errors import DatabaseError
 from llmtally.ledger.writer import write_events
-from tests.conftest import Cluster
-from tests.db.invariants import assert_counters_match_ledger
-from tests.db.supabase_shape import shape_like_supabase
-from tests.db.test_security import LINTS
+from tests.support.cluster import Cluster
+from tests.support.invariants import assert_counters_match_ledger
+from tests.support.lints import LINTS
+from tests.support.supabase_shape import shape_like_supabase
+
+pytestmark = pytest.mark.sql  # the subject is SQL: runs on every server (tests/conftest.py)
 
 AUTH_FUNCTIONS = "select p.proname, pg_get_functiondef(p.oid), pg_get_userbyid(p.proowner) from pg_proc p" \
     " where p.pronamespace = 'auth'::regnamespace order by 1"  # fmt: skip

@@ -28,9 +28,9 @@ from llmtally.db import Database
 from llmtally.errors import ConfigurationError, DatabaseAuthFailed, SchemaNotReady
 from llmtally.ledger.supabase_api import SupabaseApiSink
 from llmtally.prices import set_price
-from tests.conftest import Cluster
-from tests.db.invariants import assert_counters_match_ledger
-from tests.postgrest_standin import PUBLISHABLE_KEY, SECRET_KEY, PostgrestStandIn, make_jwt
+from tests.support.cluster import Cluster
+from tests.support.invariants import assert_counters_match_ledger
+from tests.support.postgrest_standin import PUBLISHABLE_KEY, SECRET_KEY, PostgrestStandIn, make_jwt
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = dt.datetime(2026, 3, 14, 15, 9, 26, 535897, tzinfo=dt.UTC)
@@ -269,6 +269,7 @@ async def test_nothing_is_dropped_while_the_api_is_down(
         assert_counters_match_ledger(db)
 
 
+@pytest.mark.slow
 def test_the_cli_refuses_a_publishable_key_in_one_line(standin: PostgrestStandIn, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMTALLY_", "SUPABASE_")) and k != "DATABASE_URL"}
     env |= {"SUPABASE_URL": standin.url, "SUPABASE_SERVICE_ROLE_KEY": PUBLISHABLE_KEY, "LLMTALLY_HOME": str(tmp_path)}

@@ -2,36 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
-import pytest
-
 from llmtally.db import Database
-from tests.e2e.server import Server
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-quic",
-]
-
-
-@pytest.fixture
-def chromium_path() -> str:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("chromium is required in CI (.ci/run installs it with apt-get)")
-        pytest.skip("Chromium not installed: apt-get install chromium")
-    return CHROMIUM
+from tests.support.browser import ARTIFACTS, FLAGS
+from tests.support.server import Server
 
 
 def test_login_chat_and_usage_panel_in_chromium(server: Server, db: Database, chromium_path: str) -> None:

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 from llmtally import budgets as api
 from llmtally.db import Database
-from tests.db.invariants import assert_counters_match_ledger
-from tests.e2e.server import ChatClient, Server, login_cookie
+from tests.support.invariants import assert_counters_match_ledger
+from tests.support.server import ChatClient, Server, login_cookie
 
 
 async def connected(server: Server, user: str) -> ChatClient:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from llmtally.db import Database
-from tests.e2e.server import ROOT, ChatClient, free_port, login_cookie, run_server
+from tests.support.server import ROOT, ChatClient, free_port, login_cookie, run_server
 
 
 async def test_provider_error_is_a_friendly_message_and_a_failure_row(

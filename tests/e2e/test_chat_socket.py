@@ -12,8 +12,8 @@ import pytest
 import socketio
 
 from llmtally.db import Database
-from tests.db.invariants import assert_counters_match_ledger
-from tests.e2e.server import ChatClient, Server, login_cookie, run_server
+from tests.support.invariants import assert_counters_match_ledger
+from tests.support.server import ChatClient, Server, login_cookie, run_server
 
 
 async def connected(server: Server, user: str, thread_id: str | None = None) -> ChatClient:

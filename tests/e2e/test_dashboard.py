@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from llmtally.db import Database
-from tests.e2e.server import Server, run_server
-from tests.e2e.test_browser import ARTIFACTS, FLAGS, chromium_path  # noqa: F401  (fixture)
+from tests.support.browser import ARTIFACTS, FLAGS
+from tests.support.server import Server, run_server
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def canvas_inked(page: Any, selector: str) -> bool:
 def test_admin_dashboard_non_admin_and_own_usage_in_chromium(
     server: Server,
     db: Database,
-    chromium_path: str,  # noqa: F811
+    chromium_path: str,
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.server import login_cookie, run_server
+from tests.support.server import login_cookie, run_server
 
 
 def test_the_generated_local_login_administers_when_no_admins_are_configured(db_url: str, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from llmtally.db import Database
-from tests.e2e.server import ChatClient, Server, free_port, run_server
+from tests.support.server import ChatClient, Server, free_port, run_server
 
 OIDC_DIR = Path(__file__).with_name("oidc")
 

@@ -10,7 +10,7 @@ import pytest
 from llmtally import Settings, UsageEvent
 from llmtally.errors import ConfigurationError
 from llmtally.ledger.supabase_api import SupabaseApiSink, check_server_key, event_payload, key_role
-from tests.postgrest_standin import PUBLISHABLE_KEY, SECRET_KEY, make_jwt
+from tests.support.postgrest_standin import PUBLISHABLE_KEY, SECRET_KEY, make_jwt
 
 URL = "https://abcdefghijklmnop.supabase.co"
 
@@ -26,12 +26,17 @@ URL = "https://abcdefghijklmnop.supabase.co"
         ("not-a-key", None),
         ("a.b.c", None),
     ],
+    ids=["publishable", "secret", "jwt-anon", "jwt-service_role", "jwt-authenticated", "not-a-key", "three-dots"],
 )
 def test_key_role(key: str, role: str | None) -> None:
     assert key_role(key) == role
 
 
-@pytest.mark.parametrize("key", [PUBLISHABLE_KEY, make_jwt("anon"), make_jwt("authenticated", sub="u")])
+@pytest.mark.parametrize(
+    "key",
+    [PUBLISHABLE_KEY, make_jwt("anon"), make_jwt("authenticated", sub="u")],
+    ids=["publishable", "jwt-anon", "jwt-authenticated"],
+)
 def test_public_keys_are_refused_in_one_line_without_the_key(key: str) -> None:
     with pytest.raises(ConfigurationError, match="service_role key or a secret key") as info:
         check_server_key(key)

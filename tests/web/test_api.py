@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmtally.tokens import create_token, list_tokens, revoke_token, token_hash
-from tests.web.conftest import ADA, BOB, ROOT, Api
+from tests.support.web_seed import ADA, BOB, ROOT, Api
 
 TODAY = dt.datetime.now(dt.UTC).date()
 

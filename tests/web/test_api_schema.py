@@ -14,7 +14,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.web.conftest import ADA, ROOT, Api
+from tests.support.web_seed import ADA, ROOT, Api
+
+pytestmark = pytest.mark.slow
 
 schema = schemathesis.pytest.from_fixture("api_schema")
 # No server error, and every response as documented (status code, content type, headers, body schema).

@@ -10,8 +10,10 @@ import pytest
 from llmtally.analytics.service import LATENCY_BOUNDS_MS, month_split
 from llmtally.db import Database
 from llmtally.db.queries import query
-from tests.db.test_analytics import _scans
-from tests.web.conftest import ADA
+from tests.support.plans import table_scans
+from tests.support.web_seed import ADA
+
+pytestmark = pytest.mark.sql  # the subject is SQL: runs on every server (tests/conftest.py)
 
 TODAY = dt.datetime.now(dt.UTC).date()
 PERIOD: dict[str, Any] = {"since": TODAY.replace(day=1), "until": TODAY + dt.timedelta(days=1)}
@@ -54,7 +56,7 @@ def test_dashboard_queries_use_the_rollup_or_an_index(seeded_db: Database, name:
     with seeded_db.transaction() as conn:
         conn.execute("set local enable_seqscan = off")  # only a missing index can force a seq scan now
         plan = conn.execute("explain (format json) " + query(name), params).fetchone()[0]
-    scans = _scans(plan)
+    scans = table_scans(plan)
     assert scans, "the plan reads no table"
     assert not [s for s in scans if s[0] == "Seq Scan"], scans
     if index:

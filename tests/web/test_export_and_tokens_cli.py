@@ -15,8 +15,8 @@ import pytest
 from llmtally import Ledger, Settings
 from llmtally.db import Database
 from llmtally.export import COLUMNS, JSON_COLUMNS
-from tests.cli.test_cli import assert_one_line_error, llmtally
-from tests.web.conftest import ADA, NOW, ROOT, Api, event, seed
+from tests.support.cli import assert_one_line_error, llmtally
+from tests.support.web_seed import ADA, NOW, ROOT, Api, event, seed
 
 
 @pytest.fixture

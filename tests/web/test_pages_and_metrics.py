@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from llmtally import Ledger, Settings
 from llmtally.app.web import WebState, install_web
 from llmtally.tokens import create_token
-from tests.web.conftest import ADA, BOB, ROOT, event
+from tests.support.web_seed import ADA, BOB, ROOT, event
 
 
 def client(state: WebState, host: str = "testclient") -> TestClient:

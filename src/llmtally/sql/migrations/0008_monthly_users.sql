@@ -8,7 +8,7 @@
 --
 -- It is kept by its own statement-level triggers in the writing transaction, like the rollups of 0001
 -- and 0004 (sorted key order: concurrent writers lock rows in the same order), and it always equals
--- the sums of usage_monthly per user and month (tests/db/invariants.py). The backfill below derives it
+-- the sums of usage_monthly per user and month (tests/support/invariants.py). The backfill below derives it
 -- from usage_monthly.
 
 -- The backfill below fills a table whose foreign key is deferred, which is then altered: check the
