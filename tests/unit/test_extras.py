@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from click.testing import CliRunner
 
@@ -29,3 +32,16 @@ def test_supabase_sink_without_the_supabase_extra(monkeypatch: pytest.MonkeyPatc
 
 def test_every_extra_is_installed_in_the_development_environment() -> None:
     assert {name: extras.missing(name) for name in extras.MODULES} == {name: [] for name in extras.MODULES}
+
+
+def test_the_core_imports_no_app_package() -> None:
+    """`import llmtally` and loading every CLI command import none of the app extra's packages."""
+    code = (
+        "import sys, llmtally\n"
+        "from llmtally.cli.app import load_commands\n"
+        "load_commands()\n"
+        "print(sorted(m for m in ('chainlit', 'fastapi', 'starlette', 'uvicorn', 'jinja2') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
