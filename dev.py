@@ -88,7 +88,8 @@ def sync(uv: Path) -> None:
 
 
 # pylock.toml (PEP 751) is uv.lock exported to the standard format, for tools that read only that.
-PYLOCK_EXPORT = ("export", "--frozen", "--format", "pylock.toml", "--all-extras", "--all-groups")
+# The proxy group conflicts with the app extra (pyproject.toml, [tool.uv] conflicts) and is not part of it.
+PYLOCK_EXPORT = ("export", "--frozen", "--format", "pylock.toml", "--all-extras", "--all-groups", "--no-group", "proxy")
 PYLOCK_EXPORT += ("--no-emit-project", "--no-header", "--quiet")
 
 

@@ -163,7 +163,8 @@ def cluster_admin_url(cluster: Cluster) -> str:
 
 # Modules with the longest tests start first, so that no long test is left running alone at the end of a
 # parallel run. Whole modules move, so module-scoped fixtures are still set up once per worker.
-LONGEST_FIRST = ("bench", "e2e", "test_budgets.py", "test_concurrency.py", "test_fuzz.py", "test_durability.py")
+LONGEST_FIRST = ("bench", "e2e", "test_budgets.py", "test_concurrency.py", "test_fuzz.py", "test_api_schema.py")
+LONGEST_FIRST += ("test_doc_snippets.py", "test_durability.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

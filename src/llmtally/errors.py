@@ -2,6 +2,7 @@
 
     LlmtallyError
     ├── ConfigurationError          bad setting (e.g. a malformed DATABASE_URL)
+    ├── MissingExtra                an optional part is used without its extra installed
     ├── DatabaseError               the database could not do what was asked
     │   ├── DatabaseUnreachable     nothing answers at that address
     │   ├── DatabaseAuthFailed      wrong user or password
@@ -25,6 +26,14 @@ class LlmtallyError(Exception):
 
 class ConfigurationError(LlmtallyError):
     """A setting is missing or malformed."""
+
+
+class MissingExtra(LlmtallyError):
+    """A feature needs packages of an extra (``pip install 'llmtally[app]'``) that are not installed."""
+
+    def __init__(self, feature: str, extra: str, missing: list[str]) -> None:
+        super().__init__(f"{feature} needs the {extra} extra: pip install 'llmtally[{extra}]'")
+        self.feature, self.extra, self.missing = feature, extra, missing
 
 
 class DatabaseError(LlmtallyError):

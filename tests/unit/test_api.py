@@ -27,6 +27,7 @@ def test_all_is_sorted_and_complete() -> None:
             "demo",
             "errors",
             "export",
+            "extras",
             "ledger",
             "metrics",
             "prices",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from llmtally import extras
 from llmtally.cli.app import State, cli, console, pass_state
 
 
@@ -41,6 +42,7 @@ def up(state: State, host: str, port: int, public_url: str | None) -> None:
     offline demo always, plus OpenAI, Anthropic and Gemini when OPENAI_API_KEY, ANTHROPIC_API_KEY or
     GEMINI_API_KEY/GOOGLE_API_KEY is set, plus any LiteLLM model named in LLMTALLY_MODELS.
     """
+    extras.require("app", "llmtally up")
     import uvicorn
 
     from llmtally.app.config import AppSettings

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from llmtally import extras
 from llmtally.errors import (
     ConfigurationError,
     DatabaseAuthFailed,
@@ -153,13 +154,10 @@ class SupabaseApiSink:
     def open(self) -> SupabaseApiSink:
         """Create the client and make one empty ingest call, so a wrong URL, key or schema fails now."""
         if self._client is None:
-            try:
-                import httpx
-                from supabase import ClientOptions, create_client
-            except ImportError as exc:
-                raise ConfigurationError(
-                    "writing through Supabase's API needs the `supabase` package: pip install supabase"
-                ) from exc
+            extras.require("supabase", "writing through Supabase's API")
+            import httpx
+            from supabase import ClientOptions, create_client
+
             self._http = httpx.Client(timeout=TIMEOUT_S)
             options = ClientOptions(auto_refresh_token=False, persist_session=False, httpx_client=self._http)
             try:
