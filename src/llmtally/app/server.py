@@ -22,7 +22,8 @@ from llmtally.app.demo_model import register_demo_model
 from llmtally.app.identity import password_identity
 from llmtally.app.models import available_models
 from llmtally.app.runtime import Runtime, get_runtime, set_runtime
-from llmtally.app.web import WebState, install_web
+from llmtally.app.web import GuardPolicy, WebState, install_guards, install_web
+from llmtally.app.web.origin import origin_of
 from llmtally.db.database import Database
 from llmtally.errors import ConfigurationError
 from llmtally.ledger.ledger import Ledger
@@ -203,4 +204,8 @@ def build_app() -> FastAPI:
         ),
     )
     mount_chainlit(app, target=str(Path(__file__).with_name("chat.py")), path="/")
+    origin = origin_of(runtime.app.url)
+    if origin is None:
+        raise ConfigurationError(f"LLMTALLY_PUBLIC_URL must be an http(s) URL (got {runtime.app.url!r})")
+    install_guards(app, GuardPolicy(origin=origin))
     return app
