@@ -7,6 +7,7 @@ it is imported, so :func:`prepare_environment` runs first and Chainlit is import
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 import socket
@@ -168,6 +169,14 @@ def local_admins(runtime: Runtime) -> frozenset[str]:
     return frozenset()
 
 
+def loopback(host: str) -> bool:
+    """Whether the server listens on a loopback address only (uvicorn runs with proxy headers off)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def build_app() -> FastAPI:
     """The ASGI app. The runtime must be started and the environment prepared."""
     from chainlit.utils import mount_chainlit
@@ -202,6 +211,7 @@ def build_app() -> FastAPI:
             admins=runtime.app.admin_set or local_admins(runtime),
             show_content=runtime.settings.content == "full",
             metrics_token=runtime.app.metrics_token.get_secret_value() if runtime.app.metrics_token else None,
+            metrics_local=loopback(runtime.app.host),
         ),
     )
     mount_chainlit(app, target=str(Path(__file__).with_name("chat.py")), path="/")

@@ -30,11 +30,12 @@ def _local(host: str | None) -> bool:
 
 
 def metrics_allowed(state: WebState, request: Request) -> bool:
-    """With LLMTALLY_METRICS_TOKEN set: that bearer token. Unset: local clients only."""
+    """With LLMTALLY_METRICS_TOKEN set: that bearer token. Unset: local clients, and only when the server
+    listens on loopback (``state.metrics_local``); otherwise refused."""
     if state.metrics_token:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), state.metrics_token.encode())
-    return _local(request.client.host if request.client else None)
+    return state.metrics_local and _local(request.client.host if request.client else None)
 
 
 def install_web(app: FastAPI, state: WebState) -> None:

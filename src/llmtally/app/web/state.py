@@ -13,6 +13,8 @@ class WebState:
     admins: frozenset[str]  # user ids (exact) or e-mail addresses (any case)
     show_content: bool  # Settings.content == "full"
     metrics_token: str | None = None
+    # /metrics without a token: only when the server listens on loopback and trusts no proxy headers
+    metrics_local: bool = True
 
     def is_admin(self, user_id: str, verified_email: str | None) -> bool:
         """By user id; by e-mail only when the login's provider verified that e-mail (never one merely
