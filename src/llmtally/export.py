@@ -4,6 +4,12 @@ The same generator serves ``llmtally export`` and the dashboard's download. Date
 ``since`` inclusive, ``until`` exclusive. JSON columns (metadata, messages, response) are written as
 JSON text in CSV and as JSON values in JSON Lines; costs keep every digit (numeric, never float):
 in JSON Lines ``total_cost`` is a JSON number with the database's exact digits.
+
+CSV is opened in spreadsheets, and a chat user chooses some of the text that lands in it (the session
+id, the messages): a text cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
+is written with a leading single quote (OWASP's advice against formula injection), so a spreadsheet
+shows it as text instead of running it. Numbers, dates and JSON columns are never changed, nor is
+anything in JSON Lines.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ COLUMNS = (
 JSON_COLUMNS = frozenset({"metadata", "messages", "response"})
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 _FLUSH_BYTES = 64 * 1024
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,14 @@ class ExportFilter:
         return {"since": self.since, "until": self.until, "user_id": self.user_id}
 
 
-def _csv_cell(value: Any) -> str:
+def neutralise(text: str) -> str:
+    """A text cell a spreadsheet will not read as a formula."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def _csv_cell(column: str, value: Any) -> str:
+    if isinstance(value, str) and column not in JSON_COLUMNS:
+        return neutralise(value)
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -110,7 +124,7 @@ def export_chunks(db: Database, fmt: str, where: ExportFilter, *, on_rows: Any =
     pending = 0
     for row in db.stream(query("export_requests"), where.params):
         if writer is not None:
-            writer.writerow([_csv_cell(row[c]) for c in COLUMNS])
+            writer.writerow([_csv_cell(c, row[c]) for c in COLUMNS])
         else:
             buffer.write(_jsonl_line(row))
         pending += 1

@@ -24,7 +24,7 @@ def seeded_db(db_url: str) -> Iterator[Database]:
 
 @pytest.fixture
 def state(seeded_db: Database) -> WebState:
-    return WebState(db=seeded_db, admins=frozenset({"root@example.com"}), show_content=True)
+    return WebState(db=seeded_db, admins=frozenset({ROOT}), show_content=True)
 
 
 @pytest.fixture

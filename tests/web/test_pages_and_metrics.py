@@ -108,3 +108,10 @@ def test_usage_pages_show_the_budget_in_force_and_what_remains(state: WebState) 
     assert f"{1000 - spent:.2f}" in ada or f"{1000 - spent:.4f}" in ada  # what remains of the default
     assert 'id="budget"' in bob and "123,456" not in bob  # Bob has only the default
     assert "123,456 tokens" in admin
+
+
+def test_metrics_without_a_token_are_refused_unless_the_server_listens_on_loopback(state: WebState) -> None:
+    with client(dataclasses.replace(state, metrics_local=False), host="127.0.0.1") as web:
+        assert web.get("/metrics").status_code == 403
+    with client(dataclasses.replace(state, metrics_local=False, metrics_token="t0ken"), host="203.0.113.9") as web:
+        assert web.get("/metrics", headers={"Authorization": "Bearer t0ken"}).status_code == 200

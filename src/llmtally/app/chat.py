@@ -48,12 +48,12 @@ async def _remember_login(identity: Identity) -> cl.User:
     await get_runtime().ledger.upsert_user(
         identity.user_id, email=identity.email, full_name=identity.full_name, provider=identity.provider
     )
-    # Only non-secret facts: this travels in a signed, unencrypted cookie.
-    return cl.User(
-        identifier=identity.user_id,
-        display_name=identity.full_name or identity.user_id,
-        metadata={"provider": identity.provider},
-    )
+    # Only non-secret facts: this travels in a signed, unencrypted cookie. The verified e-mail is what
+    # LLMTALLY_ADMINS e-mails are matched against (web/auth.py); an unverified one is never put here.
+    metadata: dict[str, str] = {"provider": identity.provider}
+    if identity.verified_email:
+        metadata["verified_email"] = identity.verified_email
+    return cl.User(identifier=identity.user_id, display_name=identity.full_name or identity.user_id, metadata=metadata)
 
 
 @cl.password_auth_callback

@@ -2,6 +2,12 @@
 
 Chainlit's built-in OAuth providers use the e-mail (GitHub: the login) as the user's identifier; both
 can change. The provider's stable id is in ``raw_user_data``.
+
+An e-mail address is taken only from the provider's ``email`` claim, and it counts as verified (and so
+may make its owner an administrator) only when the provider says so: ``email_verified`` true (OpenID
+Connect), ``verified_email`` true (Google's older user info) or a verified entry in GitHub's ``emails``.
+Attributes a user or a tenant can set (``mail``, ``userPrincipalName``, ``preferred_username``) are
+never taken for an e-mail.
 """
 
 from __future__ import annotations
@@ -23,6 +29,12 @@ class Identity:
     provider: str
     email: str | None
     full_name: str | None
+    email_verified: bool = False
+
+    @property
+    def verified_email(self) -> str | None:
+        """The e-mail address, when the provider verified it; the only one that may grant admin rights."""
+        return self.email if self.email_verified else None
 
 
 def _first(data: Mapping[str, Any], *keys: str) -> str | None:
@@ -31,6 +43,25 @@ def _first(data: Mapping[str, Any], *keys: str) -> str | None:
         if value not in (None, ""):
             return str(value)
     return None
+
+
+def _true(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")  # Cognito sends "true"
+
+
+def email_verified(raw_user_data: Mapping[str, Any], email: str) -> bool:
+    """Whether the provider itself says that ``email`` is verified."""
+    if _true(raw_user_data.get("email_verified")) or _true(raw_user_data.get("verified_email")):
+        return True
+    emails = raw_user_data.get("emails")  # GitHub: [{"email", "primary", "verified"}, ...]
+    if isinstance(emails, list):
+        return any(
+            isinstance(entry, Mapping)
+            and str(entry.get("email", "")).lower() == email.lower()
+            and entry.get("verified") is True
+            for entry in emails
+        )
+    return False
 
 
 def oauth_identity(provider: str, raw_user_data: Mapping[str, Any], fallback_name: str | None) -> Identity | None:
@@ -43,9 +74,15 @@ def oauth_identity(provider: str, raw_user_data: Mapping[str, Any], fallback_nam
             "/".join(_SUBJECT_KEYS),
         )
         return None
-    email = _first(raw_user_data, "email", "mail", "userPrincipalName", "preferred_username")
+    email = _first(raw_user_data, "email")
     name = _first(raw_user_data, "name", "displayName", "login", "preferred_username") or fallback_name
-    return Identity(user_id=f"{provider}_{subject}", provider=provider, email=email, full_name=name)
+    return Identity(
+        user_id=f"{provider}_{subject}",
+        provider=provider,
+        email=email,
+        full_name=name,
+        email_verified=email is not None and email_verified(raw_user_data, email),
+    )
 
 
 def password_identity(username: str) -> Identity:

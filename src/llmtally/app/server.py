@@ -7,6 +7,7 @@ it is imported, so :func:`prepare_environment` runs first and Chainlit is import
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 import socket
@@ -22,7 +23,8 @@ from llmtally.app.demo_model import register_demo_model
 from llmtally.app.identity import password_identity
 from llmtally.app.models import available_models
 from llmtally.app.runtime import Runtime, get_runtime, set_runtime
-from llmtally.app.web import WebState, install_web
+from llmtally.app.web import GuardPolicy, WebState, install_guards, install_web
+from llmtally.app.web.origin import origin_of
 from llmtally.db.database import Database
 from llmtally.errors import ConfigurationError
 from llmtally.ledger.ledger import Ledger
@@ -167,6 +169,14 @@ def local_admins(runtime: Runtime) -> frozenset[str]:
     return frozenset()
 
 
+def loopback(host: str) -> bool:
+    """Whether the server listens on a loopback address only (uvicorn runs with proxy headers off)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def build_app() -> FastAPI:
     """The ASGI app. The runtime must be started and the environment prepared."""
     from chainlit.utils import mount_chainlit
@@ -183,8 +193,9 @@ def build_app() -> FastAPI:
         runtime = get_runtime()
         try:
             runtime.db.fetch_one("select 1 as ok")
-        except Exception as exc:  # report, never raise, from a health check
-            return JSONResponse({"status": "error", "database": str(exc)}, status_code=503)
+        except Exception as exc:  # report, never raise, from a health check; the detail goes to the log only
+            log.error("health check: the database is unreachable: %s", exc)
+            return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
         return {
             "status": "ok",
             "pending_events": runtime.ledger.stats.accepted
@@ -200,7 +211,12 @@ def build_app() -> FastAPI:
             admins=runtime.app.admin_set or local_admins(runtime),
             show_content=runtime.settings.content == "full",
             metrics_token=runtime.app.metrics_token.get_secret_value() if runtime.app.metrics_token else None,
+            metrics_local=loopback(runtime.app.host),
         ),
     )
     mount_chainlit(app, target=str(Path(__file__).with_name("chat.py")), path="/")
+    origin = origin_of(runtime.app.url)
+    if origin is None:
+        raise ConfigurationError(f"LLMTALLY_PUBLIC_URL must be an http(s) URL (got {runtime.app.url!r})")
+    install_guards(app, GuardPolicy(origin=origin))
     return app

@@ -80,4 +80,5 @@ def up(state: State, host: str, port: int, public_url: str | None) -> None:
     else:
         console.print(f"Password login for: {', '.join(sorted(logins.credentials))}")
     console.print(f"Models: {', '.join(m.model for m in runtime.models)}")
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
+    # proxy_headers off: X-Forwarded-For never changes the client address (/metrics, login limits)
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10, proxy_headers=False)

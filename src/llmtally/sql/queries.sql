@@ -370,7 +370,5 @@ select count(*) as n
    and (%(until)s::date is null or created_at < %(until)s::date::timestamp at time zone 'UTC')
    and (%(user_id)s::text is null or user_profile_id = %(user_id)s::text)
 
--- user_email --
-select email from public.user_profiles where user_id = %(user_id)s
 -- quarantine_insert --
 insert into public.quarantine (litellm_call_id, reason, raw_event, raw_bytes) values (%s, %s, %s, %s)

@@ -14,10 +14,12 @@ from fastapi.responses import JSONResponse, Response
 
 from llmtally import metrics
 from llmtally.app.web.api import build_api
+from llmtally.app.web.guard import GuardPolicy, RequestGuard
+from llmtally.app.web.login_limit import LoginLimit, LoginLimits
 from llmtally.app.web.pages import install_pages
 from llmtally.app.web.state import WebState
 
-__all__ = ["WebState", "install_web", "metrics_allowed"]
+__all__ = ["GuardPolicy", "LoginLimits", "WebState", "install_guards", "install_web", "metrics_allowed"]
 
 
 def _local(host: str | None) -> bool:
@@ -28,11 +30,12 @@ def _local(host: str | None) -> bool:
 
 
 def metrics_allowed(state: WebState, request: Request) -> bool:
-    """With LLMTALLY_METRICS_TOKEN set: that bearer token. Unset: local clients only."""
+    """With LLMTALLY_METRICS_TOKEN set: that bearer token. Unset: local clients, and only when the server
+    listens on loopback (``state.metrics_local``); otherwise refused."""
     if state.metrics_token:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), state.metrics_token.encode())
-    return _local(request.client.host if request.client else None)
+    return state.metrics_local and _local(request.client.host if request.client else None)
 
 
 def install_web(app: FastAPI, state: WebState) -> None:
@@ -47,3 +50,10 @@ def install_web(app: FastAPI, state: WebState) -> None:
 
     install_pages(app, state)
     app.mount("/api/v1", build_api(state), name="api")
+
+
+def install_guards(app: FastAPI, policy: GuardPolicy, limits: LoginLimits | None = None) -> None:
+    """The ASGI layers in front of every route, Chainlit's included: the request guard outermost (origin,
+    uploads, body size, headers), then the login limit."""
+    app.add_middleware(LoginLimit, limits=limits or LoginLimits())
+    app.add_middleware(RequestGuard, policy=policy)

@@ -1,9 +1,13 @@
 """Who is asking: the chat's login cookie (Chainlit's signed JWT) or an API token.
 
-The cookie is verified with Chainlit's own helpers and secret (``CHAINLIT_AUTH_SECRET``), so the
+The cookie is verified as Chainlit verifies it (HS256 with ``CHAINLIT_AUTH_SECRET``), so the
 dashboard, the user's page and the API accept exactly the sessions the chat accepts. API tokens
 (``Authorization: Bearer lt_...``) are checked against their stored SHA-256. Tokens are never read
 from a URL and never logged.
+
+Administrators are named by user id; an e-mail in LLMTALLY_ADMINS matches only the e-mail that the
+login's provider verified, which the chat puts in the signed session (``metadata.verified_email``).
+An API token carries no login, so a token is an administrator's only when its user id is listed.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from typing import Literal
 from fastapi import Request
 
 from llmtally.app.web.state import WebState
-from llmtally.db.queries import query
 from llmtally.tokens import PREFIX, token_user
 
 log = logging.getLogger("llmtally.app")
@@ -37,14 +40,29 @@ class NotAuthenticated(Exception):
         self.reason = reason
 
 
-def _session_user(token: str) -> str | None:
-    """The user id in a Chainlit session JWT, or None when it does not verify."""
-    from chainlit.auth.jwt import decode_jwt  # Chainlit reads its configuration at import
+@dataclass(frozen=True)
+class Session:
+    user_id: str
+    verified_email: str | None
 
-    try:
-        return str(decode_jwt(token).identifier)
-    except Exception:  # expired, forged, or signed with another secret: all simply not logged in
+
+def session_of(token: str) -> Session | None:
+    """The user in a Chainlit session JWT, or None when it does not verify."""
+    import jwt
+
+    secret = os.environ.get("CHAINLIT_AUTH_SECRET")
+    if not secret:
         return None
+    try:
+        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp"]})
+    except jwt.PyJWTError:  # expired, forged, or signed with another secret: all simply not logged in
+        return None
+    identifier = claims.get("identifier")
+    if not isinstance(identifier, str) or not identifier:
+        return None
+    metadata = claims.get("metadata")
+    email = metadata.get("verified_email") if isinstance(metadata, dict) else None
+    return Session(identifier, email if isinstance(email, str) and email else None)
 
 
 def _cookie_token(request: Request) -> str | None:
@@ -61,36 +79,27 @@ def _cookie_token(request: Request) -> str | None:
 def identify(state: WebState, request: Request) -> Viewer:
     """The viewer of a request, or NotAuthenticated."""
     header = request.headers.get("authorization")
-    user_id: str | None
+    session: Session | None
     if header is not None:
         scheme, _, credential = header.partition(" ")
         credential = credential.strip()
         if scheme.lower() != "bearer" or not credential:
             raise NotAuthenticated("the Authorization header must be 'Bearer <token>'")
         if credential.startswith(PREFIX):
-            user_id, via = token_user(state.db, credential), "token"
+            user_id = token_user(state.db, credential)
             if user_id is None:
                 raise NotAuthenticated("the API token is unknown, revoked or expired")
-        else:
-            user_id, via = _session_user(credential), "cookie"
-            if user_id is None:
-                raise NotAuthenticated("the bearer token is not a valid session or API token")
-    else:
-        session = _cookie_token(request)
+            return Viewer(user_id=user_id, is_admin=state.is_admin(user_id, None), via="token")
+        session = session_of(credential)
         if session is None:
+            raise NotAuthenticated("the bearer token is not a valid session or API token")
+    else:
+        cookie = _cookie_token(request)
+        if cookie is None:
             raise NotAuthenticated("log in, or send an API token as 'Authorization: Bearer <token>'")
-        user_id, via = _session_user(session), "cookie"
-        if user_id is None:
+        session = session_of(cookie)
+        if session is None:
             raise NotAuthenticated("the session has expired: log in again")
-    return Viewer(user_id=user_id, is_admin=_is_admin(state, user_id), via=via)  # type: ignore[arg-type]
-
-
-def _is_admin(state: WebState, user_id: str) -> bool:
-    if not state.admins:
-        return False
-    if user_id in state.admins:
-        return True
-    if not any("@" in a for a in state.admins):
-        return False
-    rows = state.db.fetch_all(query("user_email"), {"user_id": user_id})
-    return state.is_admin(user_id, rows[0]["email"] if rows else None)
+    return Viewer(
+        user_id=session.user_id, is_admin=state.is_admin(session.user_id, session.verified_email), via="cookie"
+    )
