@@ -12,7 +12,7 @@ import httpx
 import pytest
 import socketio
 
-from tests.e2e.server import Server, login_cookie, run_server
+from tests.support.server import Server, login_cookie, run_server
 
 FOREIGN = "http://127.0.0.1:1"  # another port of the same host: another origin
 

