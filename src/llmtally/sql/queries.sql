@@ -7,7 +7,9 @@ create temp table llmtally_stage of public.llmtally_event on commit drop
 -- copy_stage --
 copy llmtally_stage (seq, user_profile_id, end_user, session_id, litellm_call_id, model, provider,
     prompt_tokens, completion_tokens, tokens_used, total_cost, cost_status, messages, response, status,
-    error, error_type, latency_ms, stream, metadata, created_at) from stdin
+    error, error_type, latency_ms, stream, metadata, created_at, call_key, attempt_key, trace_id, model_group,
+    model_id, api_base, cache_hit, saved_cost, usage_source, cached_tokens, cache_creation_tokens,
+    reasoning_tokens, audio_tokens) from stdin
 
 -- insert_from_stage --
 -- The insert itself (user from the session map, custom prices, on conflict do nothing) is the
@@ -59,7 +61,22 @@ select public.llmtally_insert_events(array(
                                 jsonb_build_object('truncated', true, 'original_bytes', s.r -> 'orig'))
                        else '{}'::jsonb end,
                case when s.r ->> 'at' ~ '([+-][0-9]{2}(:?[0-9]{2})?|Z)$' then (s.r ->> 'at')::timestamptz
-                    else (s.r ->> 'at')::timestamp at time zone 'UTC' end
+                    else (s.r ->> 'at')::timestamp at time zone 'UTC' end,
+               -- migration 0009; a record written before it has none of these: the defaults apply
+               s.r ->> 'key',
+               s.r ->> 'ak',
+               s.r ->> 'trace',
+               s.r ->> 'group',
+               s.r ->> 'mid',
+               s.r ->> 'base',
+               coalesce((s.r ->> 'hit')::boolean, false),
+               case when jsonb_typeof(s.r -> 'saved') = 'number' and (s.r ->> 'saved')::numeric >= 0
+                    then round((s.r ->> 'saved')::numeric, 12) end,
+               coalesce(s.r ->> 'src', 'provider'),
+               greatest(0, coalesce((s.r ->> 'cat')::integer, 0)),
+               greatest(0, coalesce((s.r ->> 'ccr')::integer, 0)),
+               greatest(0, coalesce((s.r ->> 'rt')::integer, 0)),
+               greatest(0, coalesce((s.r ->> 'aud')::integer, 0))
            )::public.llmtally_event
       from llmtally_line_stage s
      cross join lateral (select coalesce((s.r ->> 'pt')::integer, 0) as pt,
