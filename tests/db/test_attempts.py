@@ -20,6 +20,7 @@ from llmtally.budgets import reserve as reserve_call
 from llmtally.db import Database
 from llmtally.ledger.spool import encode
 from llmtally.ledger.writer import write_events, write_lines
+from llmtally.prices import delete_price, reprice, set_price
 from tests.db.invariants import assert_counters_match_ledger
 
 USER = "github_7"
@@ -303,4 +304,17 @@ def test_a_spool_record_written_before_attempts_existed_is_its_own_call(db: Data
         False,
         11,
     )
+    assert_counters_match_ledger(db)
+
+
+def test_a_reprice_leaves_cache_hits_at_zero(db: Database) -> None:
+    hit = attempt("hit-2", "success", T0, cache_hit=True, reported_cost=0.0)
+    paid = attempt("paid-2", "success", T0)
+    write_events(db, [hit, paid])
+    set_price(db, "gpt-4o", input_per_million=Decimal("1000"), output_per_million=Decimal("1000"))
+    assert reprice(db, "gpt-4o") == 1
+    assert (call_row(db, "hit-2")["total_cost"], call_row(db, "paid-2")["total_cost"]) == (0, Decimal("0.066"))
+    delete_price(db, "gpt-4o")
+    reprice(db, "gpt-4o")
+    assert call_row(db, "hit-2")["total_cost"] == 0
     assert_counters_match_ledger(db)

@@ -247,22 +247,23 @@ delete from public.model_prices where model = %(model)s
 select distinct model, provider from public.usage_daily_totals order by model, provider
 
 -- reprice_custom --
--- Rows of a model with a custom price: cost = tokens x that price.
+-- Rows of a model with a custom price: cost = tokens x that price. A cache hit keeps its cost (0).
 update public.request_logs r
    set total_cost = r.prompt_tokens * mp.input_cost_per_token + r.completion_tokens * mp.output_cost_per_token,
        cost_status = 'custom'
   from public.model_prices mp
- where r.model = %(model)s and r.provider = %(provider)s
+ where r.model = %(model)s and r.provider = %(provider)s and not r.cache_hit
    and mp.model = %(price_key)s
    and (r.cost_status <> 'custom'
         or r.total_cost <> r.prompt_tokens * mp.input_cost_per_token + r.completion_tokens * mp.output_cost_per_token)
 
 -- reprice_map --
--- Rows without a custom price any more, or never priced: recompute from LiteLLM's price map.
+-- Rows without a custom price any more, or never priced: recompute from LiteLLM's price map. A cache
+-- hit keeps its cost (0).
 update public.request_logs r
    set total_cost = r.prompt_tokens * %(input)s::numeric + r.completion_tokens * %(output)s::numeric,
        cost_status = 'recomputed'
- where r.model = %(model)s and r.provider = %(provider)s
+ where r.model = %(model)s and r.provider = %(provider)s and not r.cache_hit
    and r.cost_status in ('custom', 'unpriced', 'recomputed')
    and r.total_cost is distinct from r.prompt_tokens * %(input)s::numeric + r.completion_tokens * %(output)s::numeric
 
@@ -270,7 +271,7 @@ update public.request_logs r
 -- A custom price was removed and no other price is known: back to unpriced, never a silent 0.
 update public.request_logs r
    set total_cost = null, cost_status = 'unpriced'
- where r.model = %(model)s and r.provider = %(provider)s and r.cost_status = 'custom'
+ where r.model = %(model)s and r.provider = %(provider)s and r.cost_status = 'custom' and not r.cache_hit
 
 -- create_api_token --
 insert into public.api_tokens (user_id, name, token_hash, prefix, expires_at)
