@@ -122,6 +122,7 @@ async def test_router_retries_are_one_call(ledger: Ledger, db: Database, upstrea
     [row] = calls(db)
     assert (row["status"], row["attempt_count"], row["failed_attempts"]) == ("success", 3, 2)
     assert row["model_group"] == "chat" and row["trace_id"] == row["call_key"]
+    assert (row["model"], row["provider"]) == ("gpt-4o-mini", "openai")  # the SDK's name, not "openai/..."
     profile = db.fetch_one("select request_count, failure_count, attempt_count from user_profiles")
     assert profile == {"request_count": 1, "failure_count": 0, "attempt_count": 3}
     assert_ledger_is_the_bill(db, upstream)

@@ -36,7 +36,8 @@ def test_a_database_with_usage_at_0008_upgrades_and_keeps_every_invariant(empty_
         db.execute(
             "select llmtally_insert_events(array(select row(n,"
             "  case when n %% 3 = 0 then null when n %% 3 = 1 then 'github_1' else 'github_2' end, null, null,"
-            "  'old-' || n, case when n %% 2 = 0 then 'gpt-4o' else 'claude-3' end,"
+            "  'old-' || n,"
+            "  case when n %% 6 = 0 then 'openai/gpt-4o' when n %% 2 = 0 then 'gpt-4o' else 'claude-3' end,"
             "  case when n %% 2 = 0 then 'openai' else 'anthropic' end, n, 2 * n, 3 * n,"
             "  case when n %% 5 = 0 then null else n / 1000.0 end,"
             "  case when n %% 5 = 0 then 'unpriced' else 'priced' end, null, null,"
@@ -66,6 +67,10 @@ def test_a_database_with_usage_at_0008_upgrades_and_keeps_every_invariant(empty_
         )
         assert calls == {"n": 90, "own": 90, "attempts": 90, "failed": 22}
         assert db.fetch_one("select count(*) as n from request_attempts")["n"] == 90
+        # one name per model: the Router's "openai/gpt-4o" rows joined the SDK's "gpt-4o"
+        models = db.fetch_all("select distinct model, provider from usage_daily where requests > 0 order by 1")
+        assert [(m["model"], m["provider"]) for m in models] == [("claude-3", "anthropic"), ("gpt-4o", "openai")]
+        assert db.fetch_one("select count(*) as n from request_attempts where model like '%%/%%'")["n"] == 0
         p = db.fetch_one(
             "select request_count, attempt_count, failed_attempt_count, failure_count"
             " from user_profiles where user_id = 'github_1'"

@@ -138,8 +138,8 @@ def event_from_payload(
 
     call_id = kwargs.get("litellm_call_id") or litellm_params.get("litellm_call_id") or slo.get("id")
     call_id = str(call_id) if call_id else f"llmtally-{uuid.uuid4()}"  # replays need an id
-    model = slo.get("model") or kwargs.get("model") or "unknown"
-    provider = slo.get("custom_llm_provider") or litellm_params.get("custom_llm_provider") or "unknown"
+    provider = str(slo.get("custom_llm_provider") or litellm_params.get("custom_llm_provider") or "unknown")
+    model = canonical_model(str(slo.get("model") or kwargs.get("model") or "unknown"), provider)
     # LiteLLM leaves standard_logging_object["end_user"] empty for SDK calls: `user` is in kwargs.
     end_user = kwargs.get("user") or litellm_params.get("user") or slo.get("end_user")
     success = status == "success"
@@ -169,8 +169,8 @@ def event_from_payload(
 
     return UsageEvent(
         litellm_call_id=call_id,
-        model=str(model),
-        provider=str(provider),
+        model=model,
+        provider=provider,
         status=status,
         user_profile_id=_str_or_none(app_metadata.get("user_profile_id")),
         end_user=_str_or_none(end_user),
@@ -202,6 +202,13 @@ def event_from_payload(
         reasoning_tokens=reasoning,
         audio_tokens=audio,
     )
+
+
+def canonical_model(model: str, provider: str) -> str:
+    """One name per model: a Router or the Proxy reports ``openai/gpt-4o-mini`` where the SDK reports
+    ``gpt-4o-mini``; the provider prefix is in ``provider`` already."""
+    prefix = f"{provider}/"
+    return model[len(prefix) :] if provider and model.startswith(prefix) and len(model) > len(prefix) else model
 
 
 def _str_or_none(value: Any) -> str | None:

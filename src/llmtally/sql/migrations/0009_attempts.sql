@@ -1018,3 +1018,17 @@ grant execute on function public.llmtally_status_rank(text),
     public.llmtally_combine(text, text, anycompatible, anycompatible)
     to service_role;
 -- create or replace keeps the grants of 0002 (service_role only) on llmtally_insert_events.
+
+-- ---------------------------------------------------------------------------------------------
+-- One name per model: the provider prefix a Router or the Proxy reports ("openai/gpt-4o-mini") is in
+-- provider already. Existing rows get the SDK's name; the UPDATE triggers move counters and rollups to
+-- the new keys. Rollup rows of calls that retention already deleted keep the old name.
+-- ---------------------------------------------------------------------------------------------
+update public.request_logs
+   set model = pg_catalog.substr(model, pg_catalog.length(provider) + 2)
+ where provider <> '' and pg_catalog.length(model) > pg_catalog.length(provider) + 1
+   and pg_catalog.left(model, pg_catalog.length(provider) + 1) = provider || '/';
+update public.request_attempts
+   set model = pg_catalog.substr(model, pg_catalog.length(provider) + 2)
+ where provider <> '' and pg_catalog.length(model) > pg_catalog.length(provider) + 1
+   and pg_catalog.left(model, pg_catalog.length(provider) + 1) = provider || '/';
