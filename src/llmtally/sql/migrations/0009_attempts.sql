@@ -238,6 +238,19 @@ as $$
 declare
     added_count integer;
 begin
+    -- A call's row may move between rollup keys (its failure's day and model, its success's): the
+    -- UPDATE triggers then lock rollup rows in another order than the INSERT triggers. Writers first
+    -- take one lock per user of the batch (anonymous included), in sorted order, so they cannot deadlock.
+    perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('llmtally.calls:' || u.user_id, 0))
+       from (select distinct coalesce(nullif(s.user_profile_id, ''), by_session.user_id, by_end_user.user_id, '')
+                        as user_id
+               from pg_catalog.unnest(events) s
+               left join public.sessions by_session
+                      on by_session.session_id = s.session_id and nullif(s.user_profile_id, '') is null
+               left join public.sessions by_end_user
+                      on by_end_user.session_id = s.end_user and nullif(s.user_profile_id, '') is null
+              order by 1) u;
+
     with resolved as (
         select distinct on (k.attempt_key)
                s.seq, k.call_key, k.attempt_key,
