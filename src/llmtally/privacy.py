@@ -42,22 +42,39 @@ def _like_escape(text: str) -> str:
 
 
 # One user's rows of a rollup, deleted and added to the anonymous rows (user_id NULL) of the same key.
+# The additive measures of every rollup (migrations 0001, 0004, 0008, 0009).
+_ROLLUP_MEASURES = (
+    "requests",
+    "successes",
+    "failures",
+    "cancelled",
+    "prompt_tokens",
+    "completion_tokens",
+    "tokens",
+    "cost",
+    "unpriced_requests",
+    "latency_ms_sum",
+    "attempts",
+    "failed_attempts",
+    "cache_hits",
+    "estimated_requests",
+    "cached_tokens",
+    "cache_creation_tokens",
+    "reasoning_tokens",
+    "audio_tokens",
+    "saved_cost",
+)
+_MEASURES = sql.SQL(", ").join(map(sql.Identifier, _ROLLUP_MEASURES))
+_ADD_MEASURES = sql.SQL(", ").join(
+    sql.SQL("{m} = t.{m} + excluded.{m}").format(m=sql.Identifier(m)) for m in _ROLLUP_MEASURES
+)
 _MERGE_INTO_ANONYMOUS = sql.SQL(
     """
     with gone as (delete from public.{table} where user_id = %(u)s returning *)
-    insert into public.{table} as t (user_id, {keys}, requests, successes, failures,
-           cancelled, prompt_tokens, completion_tokens, tokens, cost, unpriced_requests, latency_ms_sum)
-    select null, {keys}, requests, successes, failures, cancelled, prompt_tokens,
-           completion_tokens, tokens, cost, unpriced_requests, latency_ms_sum
+    insert into public.{table} as t (user_id, {keys}, {measures})
+    select null, {keys}, {measures}
       from gone where requests > 0
-    on conflict on constraint {key} do update set
-        requests = t.requests + excluded.requests, successes = t.successes + excluded.successes,
-        failures = t.failures + excluded.failures, cancelled = t.cancelled + excluded.cancelled,
-        prompt_tokens = t.prompt_tokens + excluded.prompt_tokens,
-        completion_tokens = t.completion_tokens + excluded.completion_tokens,
-        tokens = t.tokens + excluded.tokens, cost = t.cost + excluded.cost,
-        unpriced_requests = t.unpriced_requests + excluded.unpriced_requests,
-        latency_ms_sum = t.latency_ms_sum + excluded.latency_ms_sum
+    on conflict on constraint {key} do update set {add}
     """
 )
 
@@ -94,6 +111,15 @@ def delete_user(db: Database, user_id: str, *, batch: int = BATCH) -> DeletionRe
             {"u": user_id, "batch": batch},
         )
         report.calls_anonymised += n
+        # The attempts of those calls: no user, no end user, no error text (it may quote the prompt).
+        n += db.execute(
+            """
+            update public.request_attempts set user_profile_id = null, end_user = null, error = null
+             where id in (select id from public.request_attempts
+                           where user_profile_id = %(u)s or end_user = %(u)s limit %(batch)s)
+            """,
+            {"u": user_id, "batch": batch},
+        )
         if n == 0:
             break
     with db.transaction() as conn:
@@ -104,6 +130,8 @@ def delete_user(db: Database, user_id: str, *, batch: int = BATCH) -> DeletionRe
                 table=sql.Identifier(table),
                 keys=sql.SQL(", ").join(map(sql.Identifier, keys)),
                 key=sql.Identifier(f"{table}_key"),
+                measures=_MEASURES,
+                add=_ADD_MEASURES,
             )
             conn.execute(merge, {"u": user_id})
         # Budgets, limits and alerts go with the profile (cascade); calls in flight and the rate window

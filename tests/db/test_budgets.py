@@ -245,7 +245,7 @@ def test_streamed_and_cancelled_calls_settle_to_their_real_usage(db: Database, d
     streamed_id, stopped_id, partial = asyncio.run(scenario())
     rows = db.fetch_all(
         "select litellm_call_id, status, prompt_tokens, completion_tokens, tokens_used, total_cost, stream"
-        " from request_logs order by id"
+        " from request_logs order by created_at, id"
     )
     assert [(r["status"], r["stream"]) for r in rows] == [("success", True), ("cancelled", True), ("cancelled", False)]
     assert rows[0]["litellm_call_id"] == streamed_id and rows[1]["litellm_call_id"] == stopped_id

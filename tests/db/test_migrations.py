@@ -29,6 +29,7 @@ EXPECTED_VIEWS = {"user_request_analytics", "monthly_token_usage", "user_recent_
 EXPECTED_TABLES |= {"budgets", "budget_reservations", "budget_alerts", "rate_limits", "rate_limit_log"}  # 0006
 EXPECTED_VIEWS |= {"user_budget_status"}  # 0006
 EXPECTED_TABLES |= {"usage_monthly_users"}  # 0008
+EXPECTED_TABLES |= {"request_attempts"}  # 0009
 
 
 def _relations(db: Database, kind: str) -> set[str]:

@@ -51,6 +51,7 @@ OWNER_COLUMN: dict[str, str | None] = {
     "rate_limit_log": None,
     "user_budget_status": "user_id",
     "quarantine": None,
+    "request_attempts": "user_profile_id",
 }
 BUDGET_TABLES = ["budgets", "budget_reservations", "budget_alerts", "rate_limits", "rate_limit_log"]
 TABLES = [
@@ -65,6 +66,7 @@ TABLES = [
     "llmtally_migrations",
     "api_tokens",
     "quarantine",
+    "request_attempts",
     *BUDGET_TABLES,
 ]
 VIEWS = ["user_request_analytics", "monthly_token_usage", "user_recent_activity", "user_budget_status"]
@@ -75,6 +77,7 @@ POLICY_TABLES = [
     "usage_daily",
     "usage_monthly",
     "usage_monthly_users",
+    "request_attempts",
     *BUDGET_TABLES[:4],
 ]
 OPERATIONS = ["insert", "update", "delete", "truncate"]
@@ -95,6 +98,12 @@ def data(module_any_db_url: str) -> Iterator[Database]:
             " (%(b)s, 'b-1', 'gpt-4o', 'openai', 'custom', 0.5, 'success', 100, 200, 300, 80),"
             " (null, 'anon-1', 'gpt-4o', 'openai', 'recomputed', 0.02, 'cancelled', 1, 2, 3, 1)",
             {"a": A, "b": B},
+        )
+        db.execute(
+            "insert into request_attempts (attempt_key, call_key, litellm_call_id, user_profile_id, model, status,"
+            " cost_status, total_cost)"
+            " select litellm_call_id || ':1', call_key, litellm_call_id, user_profile_id, model, status, cost_status,"
+            " total_cost from request_logs"
         )
         db.execute("insert into sessions (session_id, user_id) values ('sess-a', %s), ('sess-b', %s)", (A, B))
         db.execute(
@@ -211,6 +220,10 @@ SPECIFIC_WRITES = {  # forging usage for someone else, zeroing one's own counter
     ("budgets", "update"): "update public.budgets set limit_usd = 1000000 where user_profile_id = %(me)s",
     ("budget_alerts", "update"): "update public.budget_alerts set notified_at = now()",
     ("rate_limits", "update"): "update public.rate_limits set rpm = null where user_profile_id = %(me)s",
+    (
+        "request_attempts",
+        "update",
+    ): "update public.request_attempts set status = 'success' where user_profile_id = %(me)s",
     ("quarantine", "insert"): "insert into public.quarantine (reason, raw_event) values ('forged', '{}')",
     ("quarantine", "update"): "update public.quarantine set reason = 'forged'",
 }
@@ -269,7 +282,8 @@ WRITE_FUNCTION_CALLS = {
     ),
     "llmtally_insert_events": (
         "select public.llmtally_insert_events(array[row(1, %(other)s, null, null, 'forged', 'gpt-4o', 'openai',"
-        " 0, 0, 1000000, 0, 'priced', null, null, 'success', null, null, null, false, '{}', now())"
+        " 0, 0, 1000000, 0, 'priced', null, null, 'success', null, null, null, false, '{}', now(),"
+        " null, null, null, null, null, null, false, null, 'provider', 0, 0, 0, 0)"  # the fields of 0009
         "::public.llmtally_event])",
         "",
     ),
@@ -292,7 +306,7 @@ def test_no_client_can_execute_the_write_functions(data: Database, function: str
     """Only the server (and service_role) writes, through these functions as well as directly."""
     sql, events = WRITE_FUNCTION_CALLS[function]
     written = ["request_logs", "user_profiles", "sessions", "usage_daily", "usage_monthly", "usage_daily_totals"]
-    written += ["usage_monthly_users"]
+    written += ["usage_monthly_users", "request_attempts"]
     written += ["budget_reservations", "rate_limit_log", "quarantine"]
     before = [as_server(data, f"select * from public.{table}") for table in written]
     for user in CLIENTS:

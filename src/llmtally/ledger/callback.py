@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from litellm.integrations.custom_logger import CustomLogger
 
@@ -68,6 +69,52 @@ def _usage(response_obj: Any, slo: Mapping[str, Any]) -> tuple[int, int, int | N
     return _int(get("prompt_tokens")), _int(get("completion_tokens")), _int(total) if total else None
 
 
+def _get(obj: Any, key: str) -> Any:
+    return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
+
+
+def _usage_object(response_obj: Any, slo: Mapping[str, Any]) -> Any:
+    usage = _get(response_obj, "usage") if response_obj is not None else None
+    if usage is None and isinstance(slo.get("response"), Mapping):
+        usage = slo["response"].get("usage")
+    return usage
+
+
+def _token_types(usage: Any) -> tuple[int, int, int, int]:
+    """(cached input, cache creation, reasoning, audio) tokens of a usage object, OpenAI's or Anthropic's."""
+    if usage is None:
+        return 0, 0, 0, 0
+    prompt_details = _get(usage, "prompt_tokens_details")
+    completion_details = _get(usage, "completion_tokens_details")
+    cached = _int(_get(prompt_details, "cached_tokens")) or _int(_get(usage, "cache_read_input_tokens"))
+    creation = _int(_get(usage, "cache_creation_input_tokens"))
+    reasoning = _int(_get(completion_details, "reasoning_tokens"))
+    audio = _int(_get(prompt_details, "audio_tokens")) + _int(_get(completion_details, "audio_tokens"))
+    return cached, creation, reasoning, audio
+
+
+def _include_usage(kwargs: Mapping[str, Any]) -> bool:
+    for options in (kwargs.get("stream_options"), (kwargs.get("optional_params") or {}).get("stream_options")):
+        if isinstance(options, Mapping) and options.get("include_usage"):
+            return True
+    return False
+
+
+def _host(api_base: Any) -> str | None:
+    """Host and port of an api_base, without credentials or path."""
+    if not api_base or not isinstance(api_base, str):
+        return None
+    try:
+        parts = urlsplit(api_base if "//" in api_base else f"//{api_base}")
+        host = parts.hostname
+        port = parts.port
+    except ValueError:
+        return None
+    if not host:
+        return None
+    return f"{host}:{port}" if port else host
+
+
 def _response_content(response_obj: Any, slo: Mapping[str, Any]) -> Any:
     if slo.get("response"):
         return slo["response"]
@@ -90,11 +137,14 @@ def event_from_payload(
     app_metadata = {k: v for k, v in metadata.items() if k not in _LITELLM_METADATA}
 
     call_id = kwargs.get("litellm_call_id") or litellm_params.get("litellm_call_id") or slo.get("id")
-    model = slo.get("model") or kwargs.get("model") or "unknown"
-    provider = slo.get("custom_llm_provider") or litellm_params.get("custom_llm_provider") or "unknown"
+    call_id = str(call_id) if call_id else f"llmtally-{uuid.uuid4()}"  # replays need an id
+    provider = str(slo.get("custom_llm_provider") or litellm_params.get("custom_llm_provider") or "unknown")
+    model = canonical_model(str(slo.get("model") or kwargs.get("model") or "unknown"), provider)
     # LiteLLM leaves standard_logging_object["end_user"] empty for SDK calls: `user` is in kwargs.
     end_user = kwargs.get("user") or litellm_params.get("user") or slo.get("end_user")
-    prompt, completion, total = _usage(response_obj if status == "success" else None, slo)
+    success = status == "success"
+    prompt, completion, total = _usage(response_obj if success else None, slo)
+    cached, creation, reasoning, audio = _token_types(_usage_object(response_obj, slo) if success else None)
 
     error = error_type = None
     if status == "failure":
@@ -110,12 +160,17 @@ def event_from_payload(
     cost = kwargs.get("response_cost")
     if cost is None:
         cost = slo.get("response_cost")
+    cache_hit = success and bool(slo.get("cache_hit") or kwargs.get("cache_hit"))
+    saved = slo.get("saved_cache_cost") if cache_hit else None
+    stream = bool(kwargs.get("stream") or slo.get("stream"))
+    # A trace id LiteLLM was given (the Router and the Proxy set one for all attempts of a request)
+    # groups attempts; one it made up for a single call does not, and then the call id does.
+    given_trace = litellm_params.get("litellm_trace_id")
 
     return UsageEvent(
-        # Replays are idempotent only with an id: give one to a call that came without.
-        litellm_call_id=str(call_id) if call_id else f"llmtally-{uuid.uuid4()}",
-        model=str(model),
-        provider=str(provider),
+        litellm_call_id=call_id,
+        model=model,
+        provider=provider,
         status=status,
         user_profile_id=_str_or_none(app_metadata.get("user_profile_id")),
         end_user=_str_or_none(end_user),
@@ -125,14 +180,35 @@ def event_from_payload(
         total_tokens=total,
         reported_cost=cost if isinstance(cost, int | float) else None,
         messages=kwargs.get("messages") if kwargs.get("messages") is not None else slo.get("messages"),
-        response=_response_content(response_obj, slo) if status == "success" else None,
+        response=_response_content(response_obj, slo) if success else None,
         error=error,
         error_type=error_type,
         latency_ms=latency if latency is None or latency >= 0 else 0,
-        stream=bool(kwargs.get("stream") or slo.get("stream")),
+        stream=stream,
         metadata=app_metadata,
         created_at=start,
+        call_key=str(given_trace) if given_trace else call_id,
+        attempt_key=f"{call_id}:{status}:{start.isoformat()}",
+        trace_id=_str_or_none(slo.get("trace_id") or given_trace),
+        model_group=_str_or_none(slo.get("model_group")),
+        model_id=_str_or_none(slo.get("model_id")),
+        api_base=_host(slo.get("api_base") or litellm_params.get("api_base")),
+        cache_hit=cache_hit,
+        saved_cost=saved if isinstance(saved, int | float) and saved > 0 else None,
+        # Without a usage chunk, a stream's tokens are LiteLLM's tokenizer count, not the provider's bill.
+        usage_source="estimated" if success and stream and not cache_hit and not _include_usage(kwargs) else "provider",
+        cached_tokens=cached,
+        cache_creation_tokens=creation,
+        reasoning_tokens=reasoning,
+        audio_tokens=audio,
     )
+
+
+def canonical_model(model: str, provider: str) -> str:
+    """One name per model: a Router or the Proxy reports ``openai/gpt-4o-mini`` where the SDK reports
+    ``gpt-4o-mini``; the provider prefix is in ``provider`` already."""
+    prefix = f"{provider}/"
+    return model[len(prefix) :] if provider and model.startswith(prefix) and len(model) > len(prefix) else model
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -7,11 +7,17 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Status = Literal["success", "failure", "cancelled"]
+UsageSource = Literal["provider", "estimated"]
 
 
 @dataclass(frozen=True, slots=True)
 class UsageEvent:
-    """One LLM call, as the callback saw it. Cost is resolved later, off the caller's path."""
+    """One attempt of an LLM call, as the callback saw it. Cost is resolved later, off the caller's path.
+
+    Attempts of one logical call (retries, fallbacks) share ``call_key``: LiteLLM's trace id when it was
+    given one (Router, Proxy), else the ``litellm_call_id``. ``attempt_key`` tells attempts apart (and
+    finds a replayed one); without one the database uses the call id, status and start time.
+    """
 
     litellm_call_id: str
     model: str
@@ -35,6 +41,24 @@ class UsageEvent:
     # Set when the content was too large (or unserialisable) and was stored cut: the original size.
     content_truncated: bool = False
     content_original_bytes: int | None = None
+    call_key: str | None = None
+    attempt_key: str | None = None
+    trace_id: str | None = None
+    model_group: str | None = None
+    model_id: str | None = None
+    api_base: str | None = None
+    cache_hit: bool = False
+    saved_cost: float | None = None
+    usage_source: UsageSource = "provider"
+    cached_tokens: int = 0
+    cache_creation_tokens: int = 0
+    reasoning_tokens: int = 0
+    audio_tokens: int = 0
+
+    @property
+    def key(self) -> str:
+        """The logical call this attempt belongs to."""
+        return self.call_key or self.litellm_call_id
 
     @property
     def tokens_used(self) -> int:

@@ -249,6 +249,8 @@ class Ledger:
                 model, provider = litellm.get_llm_provider(model)[:2]
             except Exception:
                 provider = "unknown"
+        # Counted here, the tokens are LiteLLM's tokenizer's estimate, not what the provider billed.
+        estimated = prompt_tokens is None or completion_tokens is None
         if prompt_tokens is None:
             prompt_tokens = _count_tokens(litellm, model, messages=messages) if messages else 0
         if completion_tokens is None:
@@ -271,6 +273,7 @@ class Ledger:
             stream=stream,
             metadata=metadata or {},
             created_at=start,
+            usage_source="estimated" if estimated else "provider",
         )
         self.record(event)
         return event

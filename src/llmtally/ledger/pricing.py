@@ -1,16 +1,23 @@
 """Prices from LiteLLM's map, and the cost of an event.
 
 Cost status of a row:
-  priced      LiteLLM reported a cost above 0 (or 0 for a call with no tokens)
-  recomputed  LiteLLM reported 0 (or nothing) for a priced model; recomputed from tokens x price
+  priced      LiteLLM reported a cost above 0 (or 0 for a call with no tokens, or for a cache hit)
+  recomputed  LiteLLM reported 0 (or nothing) for a priced model; recomputed from tokens x price, by
+              LiteLLM's own cost function when the usage has cached, cache-write, reasoning or audio tokens
   unpriced    no price is known: cost is NULL, never a silent 0
   custom      a row of model_prices set the cost (applied in the database at insert)
 """
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llmtally.ledger.events import UsageEvent
+
+log = logging.getLogger("llmtally.pricing")
 
 PRICED = "priced"
 RECOMPUTED = "recomputed"
@@ -56,16 +63,97 @@ def litellm_price(model: str, provider: str | None) -> tuple[Decimal, Decimal] |
 
 
 def resolve_cost(
-    model: str, provider: str | None, prompt_tokens: int, completion_tokens: int, reported: Any
+    model: str,
+    provider: str | None,
+    prompt_tokens: int,
+    completion_tokens: int,
+    reported: Any,
+    *,
+    cache_hit: bool = False,
+    cached_tokens: int = 0,
+    cache_creation_tokens: int = 0,
+    reasoning_tokens: int = 0,
+    audio_tokens: int = 0,
 ) -> tuple[Decimal | None, str]:
-    """The cost to store and its status, from what LiteLLM reported and its price map."""
+    """The cost to store and its status, from what LiteLLM reported and its price map.
+
+    A cache hit costs what LiteLLM reported (0): the provider was not called. A cost LiteLLM reported
+    above 0 is kept. Otherwise the cost is recomputed: tokens x price when the usage has only prompt
+    and completion tokens, LiteLLM's cost function over the whole usage when it has other types.
+    """
     reported_cost = _as_decimal(reported, quantize=True)
+    if cache_hit:
+        return (reported_cost if reported_cost is not None else Decimal(0)), PRICED
     if reported_cost is not None and reported_cost > 0:
         return reported_cost, PRICED
     price = litellm_price(model, provider)
     if price is None:
         return None, UNPRICED
-    recomputed = prompt_tokens * price[0] + completion_tokens * price[1]
+    recomputed: Decimal | None = None
+    if cached_tokens or cache_creation_tokens or reasoning_tokens or audio_tokens:
+        recomputed = _litellm_cost(
+            model,
+            provider,
+            prompt_tokens,
+            completion_tokens,
+            cached_tokens=cached_tokens,
+            cache_creation_tokens=cache_creation_tokens,
+            reasoning_tokens=reasoning_tokens,
+            audio_tokens=audio_tokens,
+        )
+    if recomputed is None:
+        recomputed = prompt_tokens * price[0] + completion_tokens * price[1]
     if reported_cost is not None and recomputed == 0:
         return reported_cost, PRICED
     return recomputed, RECOMPUTED
+
+
+def event_cost(event: UsageEvent) -> tuple[Decimal | None, str]:
+    """``resolve_cost`` for one event (negative token counts priced as 0, as they are stored)."""
+    return resolve_cost(
+        event.model,
+        event.provider,
+        max(0, event.prompt_tokens),
+        max(0, event.completion_tokens),
+        event.reported_cost,
+        cache_hit=event.cache_hit,
+        cached_tokens=max(0, event.cached_tokens),
+        cache_creation_tokens=max(0, event.cache_creation_tokens),
+        reasoning_tokens=max(0, event.reasoning_tokens),
+        audio_tokens=max(0, event.audio_tokens),
+    )
+
+
+def _litellm_cost(
+    model: str,
+    provider: str | None,
+    prompt_tokens: int,
+    completion_tokens: int,
+    *,
+    cached_tokens: int,
+    cache_creation_tokens: int,
+    reasoning_tokens: int,
+    audio_tokens: int,
+) -> Decimal | None:
+    """LiteLLM's price of the whole usage (cache reads and writes, reasoning, audio), or None."""
+    import litellm
+    from litellm.types.utils import Usage
+
+    usage = Usage(
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        total_tokens=prompt_tokens + completion_tokens,
+        prompt_tokens_details={"cached_tokens": cached_tokens, "audio_tokens": audio_tokens},
+        completion_tokens_details={"reasoning_tokens": reasoning_tokens},
+        cache_creation_input_tokens=cache_creation_tokens,
+        cache_read_input_tokens=cached_tokens,
+    )
+    name = model if not provider or model.startswith(f"{provider}/") else f"{provider}/{model}"
+    try:
+        prompt_cost, completion_cost = litellm.cost_per_token(
+            model=name, custom_llm_provider=provider, usage_object=usage
+        )
+    except Exception as exc:  # not mapped under this name, or a usage LiteLLM cannot price
+        log.debug("LiteLLM could not price %s: %s", name, exc)
+        return None
+    return _as_decimal(float(prompt_cost) + float(completion_cost), quantize=True)

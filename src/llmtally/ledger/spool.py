@@ -32,8 +32,8 @@ from typing import Any, cast
 
 from llmtally import metrics
 from llmtally.errors import SpoolFull
-from llmtally.ledger.events import Status, UsageEvent
-from llmtally.ledger.pricing import resolve_cost
+from llmtally.ledger.events import Status, UsageEvent, UsageSource
+from llmtally.ledger.pricing import event_cost
 from llmtally.ledger.redact import redact_value
 from llmtally.ledger.sanitize import _default, clean_text
 
@@ -90,9 +90,7 @@ def encode(event: UsageEvent, *, content: str = "full", max_content_bytes: int =
         error = redact_value(error)
     # The cost is resolved here, from LiteLLM's price map, so that the writer can hand the line to
     # PostgreSQL as it is (see FAST_RECORD and writer.write_lines).
-    cost, cost_status = resolve_cost(
-        event.model, event.provider, max(0, event.prompt_tokens), max(0, event.completion_tokens), event.reported_cost
-    )
+    cost, cost_status = event_cost(event)
     record: dict[str, Any] = {
         "v": 2,
         "id": event.litellm_call_id or f"llmtally-{uuid.uuid4()}",
@@ -118,6 +116,20 @@ def encode(event: UsageEvent, *, content: str = "full", max_content_bytes: int =
         "orig": event.content_original_bytes,
         "c": None if cost is None else str(cost),
         "cs": cost_status,
+        # Attempts and usage details (migration 0009); records without them are read with defaults.
+        "key": event.key,
+        "ak": event.attempt_key,
+        "trace": event.trace_id,
+        "group": event.model_group,
+        "mid": event.model_id,
+        "base": event.api_base,
+        "hit": event.cache_hit,
+        "saved": event.saved_cost,
+        "src": event.usage_source,
+        "cat": event.cached_tokens,
+        "ccr": event.cache_creation_tokens,
+        "rt": event.reasoning_tokens,
+        "aud": event.audio_tokens,
     }
     try:
         line = _dumps(record)
@@ -166,6 +178,19 @@ def decode(line: bytes) -> UsageEvent:
         created_at=created if created.tzinfo else created.replace(tzinfo=dt.UTC),
         content_truncated=bool(r.get("trunc")),
         content_original_bytes=r.get("orig"),
+        call_key=r.get("key"),
+        attempt_key=r.get("ak"),
+        trace_id=r.get("trace"),
+        model_group=r.get("group"),
+        model_id=r.get("mid"),
+        api_base=r.get("base"),
+        cache_hit=bool(r.get("hit")),
+        saved_cost=r.get("saved"),
+        usage_source=cast(UsageSource, r.get("src") or "provider"),
+        cached_tokens=r.get("cat") or 0,
+        cache_creation_tokens=r.get("ccr") or 0,
+        reasoning_tokens=r.get("rt") or 0,
+        audio_tokens=r.get("aud") or 0,
     )
 
 

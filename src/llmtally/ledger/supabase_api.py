@@ -33,7 +33,7 @@ from llmtally.errors import (
     SchemaNotReady,
 )
 from llmtally.ledger.events import UsageEvent
-from llmtally.ledger.writer import EVENT_FIELDS, event_row
+from llmtally.ledger.rows import EVENT_FIELDS, event_row
 
 if TYPE_CHECKING:
     import httpx

@@ -2,9 +2,10 @@
 
 The caller's path appends the serialised event to this process's spool segment (one OS write, no
 network). The writer thread reads the journal back in order, up to ``batch_size`` events (waiting at
-most ``flush_interval_ms`` for a batch to fill), stages them with COPY and moves them into
-request_logs with one INSERT ... ON CONFLICT DO NOTHING, whose statement-level trigger updates
-counters and the rollup in the same transaction; then it drops them from the journal.
+most ``flush_interval_ms`` for a batch to fill), stages them with COPY and records them with one call
+of llmtally_insert_events (migration 0009): each event is an attempt of a logical call in request_logs
+(a replayed attempt changes nothing), and statement-level triggers update counters and rollups in the
+same transaction; then it drops them from the journal.
 
 A batch that fails because the database is unreachable (or the schema is missing, or a privilege)
 is retried with backoff, never dropped; the journal holds everything meanwhile, so memory stays
@@ -31,38 +32,13 @@ from llmtally import metrics
 from llmtally.db.database import Database
 from llmtally.db.queries import query
 from llmtally.ledger.events import UsageEvent
-from llmtally.ledger.pricing import resolve_cost
-from llmtally.ledger.sanitize import clean_text, to_json
+from llmtally.ledger.rows import event_row
+from llmtally.ledger.sanitize import clean_text
 from llmtally.ledger.spool import FAST_RECORD, Chunk, Segment, Spool, decode, encode, read_lines
 
 log = logging.getLogger("llmtally.writer")
 
 MAX_BACKOFF_S = 5.0
-
-# The fields of a stage row, in the order of ``event_row`` (and of the type public.llmtally_event).
-EVENT_FIELDS = (
-    "seq",
-    "user_profile_id",
-    "end_user",
-    "session_id",
-    "litellm_call_id",
-    "model",
-    "provider",
-    "prompt_tokens",
-    "completion_tokens",
-    "tokens_used",
-    "total_cost",
-    "cost_status",
-    "messages",
-    "response",
-    "status",
-    "error",
-    "error_type",
-    "latency_ms",
-    "stream",
-    "metadata",
-    "created_at",
-)
 
 
 class BatchSink(Protocol):
@@ -86,45 +62,6 @@ class WriterStats:
     batches: int = 0
     failed_attempts: int = 0
     last_error: str | None = None
-
-
-def event_row(seq: int, event: UsageEvent, *, store_content: bool = True) -> tuple[Any, ...]:
-    """The stage row for one event (column order of ``copy_stage``)."""
-    # Negative token counts are stored as 0: price the same numbers, so a cost is never negative.
-    cost, cost_status = resolve_cost(
-        event.model, event.provider, max(0, event.prompt_tokens), max(0, event.completion_tokens), event.reported_cost
-    )
-    return (
-        seq,
-        clean_text(event.user_profile_id) or None,
-        clean_text(event.end_user),
-        clean_text(event.session_id),
-        clean_text(event.litellm_call_id),
-        clean_text(event.model) or "unknown",
-        clean_text(event.provider) or "unknown",
-        max(0, event.prompt_tokens),
-        max(0, event.completion_tokens),
-        max(0, event.tokens_used),
-        cost,
-        cost_status,
-        to_json(event.messages) if store_content else None,
-        to_json(event.response) if store_content else None,
-        clean_text(event.status),
-        clean_text(event.error),
-        clean_text(event.error_type),
-        None if event.latency_ms is None else max(0, event.latency_ms),
-        event.stream,
-        to_json(_metadata(event)),
-        event.created_at,
-    )
-
-
-def _metadata(event: UsageEvent) -> Any:
-    if not event.content_truncated:
-        return event.metadata or {}
-    # Migration 0007 moves this key into request_logs.content_truncated / content_original_bytes.
-    flag = {"truncated": True, "original_bytes": event.content_original_bytes}
-    return {**(event.metadata if isinstance(event.metadata, dict) else {}), "_llmtally_content": flag}
 
 
 def write_events(db: Database, events: Sequence[UsageEvent], *, store_content: bool = True) -> int:

@@ -7,7 +7,9 @@ create temp table llmtally_stage of public.llmtally_event on commit drop
 -- copy_stage --
 copy llmtally_stage (seq, user_profile_id, end_user, session_id, litellm_call_id, model, provider,
     prompt_tokens, completion_tokens, tokens_used, total_cost, cost_status, messages, response, status,
-    error, error_type, latency_ms, stream, metadata, created_at) from stdin
+    error, error_type, latency_ms, stream, metadata, created_at, call_key, attempt_key, trace_id, model_group,
+    model_id, api_base, cache_hit, saved_cost, usage_source, cached_tokens, cache_creation_tokens,
+    reasoning_tokens, audio_tokens) from stdin
 
 -- insert_from_stage --
 -- The insert itself (user from the session map, custom prices, on conflict do nothing) is the
@@ -59,7 +61,22 @@ select public.llmtally_insert_events(array(
                                 jsonb_build_object('truncated', true, 'original_bytes', s.r -> 'orig'))
                        else '{}'::jsonb end,
                case when s.r ->> 'at' ~ '([+-][0-9]{2}(:?[0-9]{2})?|Z)$' then (s.r ->> 'at')::timestamptz
-                    else (s.r ->> 'at')::timestamp at time zone 'UTC' end
+                    else (s.r ->> 'at')::timestamp at time zone 'UTC' end,
+               -- migration 0009; a record written before it has none of these: the defaults apply
+               s.r ->> 'key',
+               s.r ->> 'ak',
+               s.r ->> 'trace',
+               s.r ->> 'group',
+               s.r ->> 'mid',
+               s.r ->> 'base',
+               coalesce((s.r ->> 'hit')::boolean, false),
+               case when jsonb_typeof(s.r -> 'saved') = 'number' and (s.r ->> 'saved')::numeric >= 0
+                    then round((s.r ->> 'saved')::numeric, 12) end,
+               coalesce(s.r ->> 'src', 'provider'),
+               greatest(0, coalesce((s.r ->> 'cat')::integer, 0)),
+               greatest(0, coalesce((s.r ->> 'ccr')::integer, 0)),
+               greatest(0, coalesce((s.r ->> 'rt')::integer, 0)),
+               greatest(0, coalesce((s.r ->> 'aud')::integer, 0))
            )::public.llmtally_event
       from llmtally_line_stage s
      cross join lateral (select coalesce((s.r ->> 'pt')::integer, 0) as pt,
@@ -230,22 +247,23 @@ delete from public.model_prices where model = %(model)s
 select distinct model, provider from public.usage_daily_totals order by model, provider
 
 -- reprice_custom --
--- Rows of a model with a custom price: cost = tokens x that price.
+-- Rows of a model with a custom price: cost = tokens x that price. A cache hit keeps its cost (0).
 update public.request_logs r
    set total_cost = r.prompt_tokens * mp.input_cost_per_token + r.completion_tokens * mp.output_cost_per_token,
        cost_status = 'custom'
   from public.model_prices mp
- where r.model = %(model)s and r.provider = %(provider)s
+ where r.model = %(model)s and r.provider = %(provider)s and not r.cache_hit
    and mp.model = %(price_key)s
    and (r.cost_status <> 'custom'
         or r.total_cost <> r.prompt_tokens * mp.input_cost_per_token + r.completion_tokens * mp.output_cost_per_token)
 
 -- reprice_map --
--- Rows without a custom price any more, or never priced: recompute from LiteLLM's price map.
+-- Rows without a custom price any more, or never priced: recompute from LiteLLM's price map. A cache
+-- hit keeps its cost (0).
 update public.request_logs r
    set total_cost = r.prompt_tokens * %(input)s::numeric + r.completion_tokens * %(output)s::numeric,
        cost_status = 'recomputed'
- where r.model = %(model)s and r.provider = %(provider)s
+ where r.model = %(model)s and r.provider = %(provider)s and not r.cache_hit
    and r.cost_status in ('custom', 'unpriced', 'recomputed')
    and r.total_cost is distinct from r.prompt_tokens * %(input)s::numeric + r.completion_tokens * %(output)s::numeric
 
@@ -253,7 +271,7 @@ update public.request_logs r
 -- A custom price was removed and no other price is known: back to unpriced, never a silent 0.
 update public.request_logs r
    set total_cost = null, cost_status = 'unpriced'
- where r.model = %(model)s and r.provider = %(provider)s and r.cost_status = 'custom'
+ where r.model = %(model)s and r.provider = %(provider)s and r.cost_status = 'custom' and not r.cache_hit
 
 -- create_api_token --
 insert into public.api_tokens (user_id, name, token_hash, prefix, expires_at)
