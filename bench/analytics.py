@@ -171,6 +171,8 @@ def _secondary_indexes(conn: psycopg.Connection[Any]) -> tuple[list[tuple[str, s
     constraints = conn.execute(
         "select conname, pg_get_constraintdef(oid) from pg_constraint"
         " where conrelid = 'public.request_logs'::regclass and contype in ('u', 'x')"
+        # a key another table's foreign key references (request_attempts.call_key) stays
+        "   and not exists (select from pg_constraint f where f.contype = 'f' and f.conindid = pg_constraint.conindid)"
     ).fetchall()
     indexes = conn.execute(
         "select indexname, indexdef from pg_indexes where schemaname = 'public' and tablename = 'request_logs'"

@@ -27,10 +27,10 @@ create table bench_gen.params (
 -- Rows first..last of request_logs. Users follow the Zipf bounds; a user calls their favourite
 -- model 80 percent of the time, else any model by popularity. Time: density rising linearly over the 13
 -- months (usage grows). 2 percent failures, 0.5 percent cancelled calls, content sliced from the corpus.
-insert into public.request_logs (user_profile_id, end_user, session_id, litellm_call_id, model, provider,
+insert into public.request_logs (user_profile_id, end_user, session_id, litellm_call_id, call_key, model, provider,
     prompt_tokens, completion_tokens, tokens_used, total_cost, cost_status, messages, response, status,
     error, error_type, latency_ms, stream, metadata, created_at)
-select u.user_id, u.user_id, x.session_id, x.call_id, m.model, m.provider,
+select u.user_id, u.user_id, x.session_id, x.call_id, x.call_id, m.model, m.provider,
        x.prompt, x.completion, x.prompt + x.completion,
        case when m.input_price is null then null
             else x.prompt * m.input_price + x.completion * m.output_price end,

@@ -132,3 +132,17 @@ def test_clean_text() -> None:
     assert clean_text("ok") == "ok"
     assert clean_text(None) is None
     assert clean_text("x\udc80") == "x?"
+
+
+async def test_calls_of_one_session_are_separate_calls() -> None:
+    """LiteLLM copies metadata["session_id"] into litellm_trace_id: that must not merge a session's calls."""
+    first = await capture(mock_response="one", metadata={"user_profile_id": "u", "session_id": "s-1"})
+    second = await capture(mock_response="two", metadata={"user_profile_id": "u", "session_id": "s-1"})
+    keys = [e.call_key for e in first + second]
+    assert len(keys) == 2 and len(set(keys)) == 2, keys
+    assert keys == [e.litellm_call_id for e in first + second]
+
+
+async def test_a_trace_id_given_for_all_attempts_keys_the_call() -> None:
+    (event,) = await capture(mock_response="ok", litellm_trace_id="request-7", metadata={"session_id": "s-1"})
+    assert event.call_key == "request-7"

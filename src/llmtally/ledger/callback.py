@@ -165,7 +165,11 @@ def event_from_payload(
     stream = bool(kwargs.get("stream") or slo.get("stream"))
     # A trace id LiteLLM was given (the Router and the Proxy set one for all attempts of a request)
     # groups attempts; one it made up for a single call does not, and then the call id does.
+    # LiteLLM also copies metadata["trace_id"] or metadata["session_id"] into it when it was given none: such
+    # an id spans every call of a conversation, not the attempts of one call, so it does not key a call.
     given_trace = litellm_params.get("litellm_trace_id")
+    if given_trace is not None and given_trace in {metadata.get("trace_id"), metadata.get("session_id")}:
+        given_trace = None
 
     return UsageEvent(
         litellm_call_id=call_id,
