@@ -78,8 +78,7 @@ def sync(uv: Path) -> None:
     """
     subprocess.run([str(uv), "sync", "--frozen", "--quiet"], cwd=ROOT, env=uv_env(), check=True)
     marker = ROOT / ".venv" / ".llmtally-bytecode"
-    lock = (ROOT / "uv.lock").read_bytes()
-    stamp = f"{len(lock)}:{hashlib.sha256(lock).hexdigest()}"
+    stamp = hashlib.sha256((ROOT / "uv.lock").read_bytes()).hexdigest()
     if marker.exists() and marker.read_text() == stamp:
         return
     print("dev.py: compiling the environment's bytecode (once per uv.lock)", flush=True)

@@ -81,17 +81,15 @@ def supabase_template(cluster: Cluster) -> str:
 @pytest.fixture
 def db_url(cluster: Cluster, template: str) -> Iterator[str]:
     """A fresh, migrated database of its own for one test."""
-    name = cluster.create_database(template=template)
-    yield cluster.url(name)
-    cluster.drop_database(name)
+    with cluster.database(template) as url:
+        yield url
 
 
 @pytest.fixture
 def supabase_db_url(cluster: Cluster, supabase_template: str) -> Iterator[str]:
     """A fresh, migrated database shaped like a Supabase project, for one test."""
-    name = cluster.create_database(template=supabase_template)
-    yield cluster.url(name)
-    cluster.drop_database(name)
+    with cluster.database(supabase_template) as url:
+        yield url
 
 
 @pytest.fixture(params=["postgres", "supabase"])
@@ -101,9 +99,8 @@ def any_db_url(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator[str
     A module that overrides ``db_url`` with this runs each of its tests on both.
     """
     template = request.getfixturevalue("template" if request.param == "postgres" else "supabase_template")
-    name = cluster.create_database(template=template)
-    yield cluster.url(name)
-    cluster.drop_database(name)
+    with cluster.database(template) as url:
+        yield url
 
 
 @pytest.fixture(scope="module", params=["postgres", "supabase"])
@@ -113,17 +110,15 @@ def module_any_db_url(request: pytest.FixtureRequest, cluster: Cluster) -> Itera
     Such a module's tests must leave no committed change (each reads, or writes in a transaction it rolls back).
     """
     template = request.getfixturevalue("template" if request.param == "postgres" else "supabase_template")
-    name = cluster.create_database(template=template)
-    yield cluster.url(name)
-    cluster.drop_database(name)
+    with cluster.database(template) as url:
+        yield url
 
 
 @pytest.fixture
 def empty_db_url(cluster: Cluster) -> Iterator[str]:
     """A fresh database with nothing in it."""
-    name = cluster.create_database()
-    yield cluster.url(name)
-    cluster.drop_database(name)
+    with cluster.database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -20,9 +20,8 @@ from tests.support.server import Server, run_server
 
 @pytest.fixture(scope="module")
 def module_db_url(cluster: Cluster, template: str) -> Iterator[str]:
-    name = cluster.create_database(template=template)
-    yield cluster.url(name)
-    cluster.drop_database(name)
+    with cluster.database(template) as url:
+        yield url
 
 
 @pytest.fixture

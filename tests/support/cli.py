@@ -60,8 +60,8 @@ def llmtally(
 
 def llmtally_process(*args: str, database_url: str | None = None, home: Path | None = None) -> CliResult:
     """Run ``python -m llmtally ARGS`` in a new interpreter."""
-    env = {k: v for k, v in _environment(database_url, home).items() if v is not None}
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("LLMTALLY_") and k != "DATABASE_URL"}, **env}
+    merged: dict[str, str | None] = {**os.environ, **_environment(database_url, home)}
+    env = {k: v for k, v in merged.items() if v is not None}
     done = subprocess.run(
         [sys.executable, "-m", "llmtally", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 
@@ -32,6 +34,15 @@ class Cluster:
             conn.execute(f'create database "{name}"' + (f' template "{template}"' if template else ""))
         self.created.append(name)
         return name
+
+    @contextmanager
+    def database(self, template: str | None = None) -> Iterator[str]:
+        """A new database (a clone of ``template``, else empty) for the block; its URL; dropped after."""
+        name = self.create_database(template)
+        try:
+            yield self.url(name)
+        finally:
+            self.drop_database(name)
 
     def drop_database(self, name: str) -> None:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
