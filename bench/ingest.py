@@ -84,13 +84,13 @@ class RssSampler:
 
 
 # -- the writer process ------------------------------------------------------------------------------
-def worker(url: str, users: int, seed: int, batch_size: int, queue_size: int, content: str, path: str) -> None:
+def worker(url: str, users: int, seed: int, batch_size: int, content: str, path: str) -> None:
     """Serve `run N` lines from stdin: record N events through a Ledger and report the timing.
 
     ``path`` "python" makes the writer decode every spool record in Python and COPY typed rows, as it
     did before PostgreSQL read the records itself ("lines", the default): the before/after comparison.
     """
-    logging.basicConfig(level=logging.ERROR)  # the queue-full warning fires on every wait at full rate
+    logging.basicConfig(level=logging.ERROR)
     from bench.workload import Workload
 
     from llmtally import Ledger, Settings
@@ -102,8 +102,6 @@ def worker(url: str, users: int, seed: int, batch_size: int, queue_size: int, co
 
     workload = Workload(users=users, seed=seed)
     options: dict[str, Any] = {"batch_size": batch_size, "content": content}
-    if queue_size > 0:  # 0: the default
-        options["queue_size"] = queue_size
     ledger = Ledger(url, settings=Settings(**options)).start_sync()
     t0 = time.perf_counter()
     probe = [workload.event(i) for i in range(2000)]
@@ -129,7 +127,6 @@ def worker(url: str, users: int, seed: int, batch_size: int, queue_size: int, co
             end = time.time()
         _say({"events": n, "start": start, "end": end, "peak_rss_mb": sampler.peak, "rss_mb": _rss_mb()})
     stats = ledger.stats
-    queue_size = ledger.settings.queue_size
     ledger.close_sync()
     _say(
         {
@@ -137,7 +134,6 @@ def worker(url: str, users: int, seed: int, batch_size: int, queue_size: int, co
             "written": stats.written,
             "batches": stats.batches,
             "failed": stats.failed_attempts,
-            "queue_size": queue_size,
         }
     )
 
@@ -156,11 +152,10 @@ class Writer:
         users: int,
         seed: int,
         batch_size: int = 500,
-        queue_size: int = 0,
         content: str = "full",
         path: str = "lines",
     ) -> None:
-        args = [str(a) for a in (url, users, seed, batch_size, queue_size, content, path)]
+        args = [str(a) for a in (url, users, seed, batch_size, content, path)]
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "worker", *args],
             cwd=ROOT,
@@ -243,7 +238,7 @@ class IngestConfig:
     concurrent_events: int = 48_000
     concurrent_reps: int = 1
     batch_size: int = 500
-    memory_queue_sizes: tuple[int, ...] = (0,)  # 0: the default of Settings
+    memory_events: int = 15_000
     memory: bool = True
 
 
@@ -415,36 +410,25 @@ def run(srv: Server, report: Report, cfg: IngestConfig) -> dict[str, Any]:
 
 
 def run_memory(url: str, report: Report, cfg: IngestConfig) -> dict[str, float]:
-    """Peak RSS of a writer process whose queue is full: the producer outruns the database."""
-    report.line("\npeak memory of one writer process at full rate (queue full; content=full):")
-    rows = []
-    found: dict[str, float] = {}
-    from llmtally import Settings
-
-    default = int(Settings.model_fields["queue_size"].default)
-    for size in sorted({q or default for q in cfg.memory_queue_sizes}):
-        writer = Writer(url, users=cfg.users, seed=37 + size, batch_size=cfg.batch_size, queue_size=size)
-        ready = writer.wait_ready()
-        events = size + 10 * cfg.batch_size
-        writer.send(f"run {events}")
-        result = writer.read()
-        writer.close()
-        label = f"{size:,}" + (" (default)" if size == default else "")
-        found[str(size)] = result["peak_rss_mb"]
-        rows.append(
+    """Peak RSS of a writer process at full rate: the producer outruns the database, the spool holds the rest."""
+    report.line("\npeak memory of one writer process at full rate (content=full; events wait in the spool on disk):")
+    writer = Writer(url, users=cfg.users, seed=37, batch_size=cfg.batch_size)
+    ready = writer.wait_ready()
+    writer.send(f"run {cfg.memory_events}")
+    result = writer.read()
+    writer.close()
+    report.table(
+        ["events", "RSS after start (peak while importing)", "peak RSS writing (≤ 300 MB)", "events/s"],
+        [
             [
-                label,
-                f"{events:,}",
+                f"{cfg.memory_events:,}",
                 f"{ready['rss_mb']:.0f} MB ({ready['lifetime_peak_mb']:.0f})",
                 f"{result['peak_rss_mb']:.0f} MB",
-                fmt_rate(events / (result["end"] - result["start"])),
+                fmt_rate(cfg.memory_events / (result["end"] - result["start"])),
             ]
-        )
-    report.table(
-        ["queue_size", "events", "RSS after start (peak while importing)", "peak RSS writing (≤ 300 MB)", "events/s"],
-        rows,
+        ],
     )
-    return found
+    return {"events": float(cfg.memory_events), "peak_rss_mb": result["peak_rss_mb"]}
 
 
 def run_concurrency(srv: Server, report: Report, cfg: IngestConfig) -> dict[int, float]:

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                     concurrency=(1, 2),
                     concurrent_events=400,
                     concurrent_reps=1,
-                    memory_queue_sizes=(1000,),
+                    memory_events=6_000,
                 )
             elif args.full:
                 cfg = IngestConfig(
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                     original_events=5_000,
                     concurrent_events=96_000,
                     concurrent_reps=3,
-                    memory_queue_sizes=(0, 100_000),
+                    memory_events=105_000,
                 )
             else:
                 cfg = IngestConfig()

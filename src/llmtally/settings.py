@@ -29,9 +29,6 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=default_home, description="Data directory (the embedded database).")
     batch_size: int = Field(default=500, ge=1, le=50_000, description="Most events written in one batch.")
     flush_interval_ms: int = Field(default=200, ge=10, le=60_000, description="Longest wait before a batch is written.")
-    queue_size: int = Field(
-        default=10_000, ge=100, description="Unused: events wait in the spool on disk (docs/durability.md)."
-    )
     content: Literal["full", "redacted", "none"] = Field(
         default="full",
         description="Store message and response content (`full`), with personal data and secrets masked"

@@ -24,11 +24,18 @@ def list_(state: State) -> None:
         console.print("no custom prices; LiteLLM's price map applies")
         return
     table = Table(title="Custom prices, USD per million tokens")
-    for col in ("model", "input", "output", "updated (UTC)"):
+    for col in ("model", "input", "cached input", "cache write", "output", "updated (UTC)"):
         table.add_column(col)
     for p in rows:
         updated = p.updated_at.strftime("%Y-%m-%d %H:%M")
-        table.add_row(p.model, str(p.input_per_million), str(p.output_per_million), updated)
+        table.add_row(
+            p.model,
+            str(p.input_per_million),
+            str(p.cache_read_per_million),
+            str(p.cache_creation_per_million),
+            str(p.output_per_million),
+            updated,
+        )
     console.print(table)
 
 
@@ -36,15 +43,33 @@ def list_(state: State) -> None:
 @click.argument("model")
 @click.option("--input", "input_", required=True, metavar="USD", help="Price of a million prompt tokens.")
 @click.option("--output", "output", required=True, metavar="USD", help="Price of a million completion tokens.")
+@click.option(
+    "--cached-input", metavar="USD", help="Price of a million cached input tokens (cache reads). Default: --input."
+)
+@click.option(
+    "--cache-write", metavar="USD", help="Price of a million input tokens written to the cache. Default: --input."
+)
 @click.option("--reprice/--no-reprice", default=True, show_default=True, help="Recompute stored rows of this model.")
 @pass_state
-def set_(state: State, model: str, input_: str, output: str, reprice: bool) -> None:
+def set_(
+    state: State, model: str, input_: str, output: str, cached_input: str | None, cache_write: str | None, reprice: bool
+) -> None:
     """Set the price of MODEL (gpt-4o-mini, or with its provider: openai/acme-internal-llm)."""
     input_price = price_api.parse_price(input_, "--input")
     output_price = price_api.parse_price(output, "--output")
+    cache_read = None if cached_input is None else price_api.parse_price(cached_input, "--cached-input")
+    cache_creation = None if cache_write is None else price_api.parse_price(cache_write, "--cache-write")
     with state.database() as db:
-        price_api.set_price(db, model, input_per_million=input_price, output_per_million=output_price)
-        console.print(f"{model}: ${input_price} in / ${output_price} out per million tokens")
+        price_api.set_price(
+            db,
+            model,
+            input_per_million=input_price,
+            output_per_million=output_price,
+            cache_read_per_million=cache_read,
+            cache_creation_per_million=cache_creation,
+        )
+        cache_note = f", ${cache_read or input_price} cached in / ${cache_creation or input_price} cache write"
+        console.print(f"{model}: ${input_price} in / ${output_price} out{cache_note} per million tokens")
         if reprice:
             console.print(f"repriced {price_api.reprice(db, model)} stored row(s)")
 
