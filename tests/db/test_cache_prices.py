@@ -142,5 +142,7 @@ def test_the_cli_sets_and_lists_cache_prices(db_url: str) -> None:
     assert "$0.3 cached in / $3 cache write" in set_.stdout
     listed = llmtally("prices", "list", database_url=db_url)
     assert "cached input" in listed.stdout and "0.3" in listed.stdout
-    bad = llmtally("prices", "set", "acme-llm", "--input", "3", "--output", "1", "--cache-write", "-1", database_url=db_url)
+    bad = llmtally(
+        "prices", "set", "acme-llm", "--input", "3", "--output", "1", "--cache-write", "-1", database_url=db_url
+    )
     assert bad.returncode != 0 and "--cache-write must be zero or more" in bad.stderr
