@@ -2621,6 +2621,12 @@ CREATE INDEX request_attempts_user_created_idx ON public.request_attempts USING 
 CREATE INDEX request_logs_created_idx ON public.request_logs USING btree (created_at);
 
 --
+-- Name: request_logs_estimated_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX request_logs_estimated_idx ON public.request_logs USING btree (created_at) WHERE (usage_source = 'estimated'::text);
+
+--
 -- Name: request_logs_failures_idx; Type: INDEX; Schema: public; Owner: -
 --
 

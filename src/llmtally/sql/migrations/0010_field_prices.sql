@@ -1,4 +1,5 @@
--- Custom prices for cached input and cache writes, priced the way LiteLLM prices them.
+-- Custom prices for cached input and cache writes, priced the way LiteLLM prices them; an index of
+-- the calls whose usage was estimated.
 --
 -- LiteLLM counts cache reads and cache writes inside prompt_tokens (OpenAI's cached_tokens, Anthropic's
 -- cache_read_input_tokens and cache_creation_input_tokens). A custom price now has a price for each:
@@ -33,6 +34,10 @@ revoke all on function public.llmtally_custom_cost(public.model_prices, bigint, 
     from public, anon, authenticated;
 grant execute on function public.llmtally_custom_cost(public.model_prices, bigint, bigint, bigint, bigint)
     to service_role;
+
+-- The cost of calls whose usage was estimated (the provider sent none), per period: analytics and the
+-- dashboard tell that spend apart. Such calls are a small share where streams ask for usage.
+create index request_logs_estimated_idx on public.request_logs (created_at) where usage_source = 'estimated';
 
 -- ---------------------------------------------------------------------------------------------
 -- The insert of 0009, its custom cost now from llmtally_custom_cost
