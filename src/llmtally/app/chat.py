@@ -24,7 +24,7 @@ from llmtally.app.demo_model import DEMO_MODEL
 from llmtally.app.identity import Identity, oauth_identity, password_identity
 from llmtally.app.runtime import get_runtime
 from llmtally.app.usage import budget_markdown, usage_markdown
-from llmtally.budgets import BudgetedStream, Budgets
+from llmtally.budgeted_calls import BudgetedStream, Budgets
 from llmtally.errors import BudgetExceeded, LlmtallyError, RateLimited
 
 log = logging.getLogger("llmtally.app")

@@ -1227,8 +1227,10 @@ begin
         perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('llmtally.limits:' || u, 0));
     end loop;
 
+    -- Only a billed outcome settles: a failed attempt may be retried or fall back under the same call,
+    -- so its reservation keeps the headroom until the call's success (or llmtally_settle_failed).
     delete from public.budget_reservations rv
-     using new_rows n where rv.litellm_call_id in (n.litellm_call_id, n.call_key);
+     using new_rows n where rv.litellm_call_id in (n.litellm_call_id, n.call_key) and n.status <> 'failure';
     update public.rate_limit_log l set tokens = n.tokens_used
       from new_rows n where l.litellm_call_id in (n.litellm_call_id, n.call_key);
 
@@ -1274,6 +1276,24 @@ begin
     return null;
 end
 $$;
+
+--
+-- Name: llmtally_settle_failed(text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.llmtally_settle_failed(p_call_id text) RETURNS boolean
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+    with gone as (delete from public.budget_reservations rv where rv.litellm_call_id = p_call_id returning 1)
+    select exists (select from gone);
+$$;
+
+--
+-- Name: FUNCTION llmtally_settle_failed(p_call_id text); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.llmtally_settle_failed(p_call_id text) IS 'Drop the reservation of a call that failed for good (it stays in the rate-limit window).';
 
 --
 -- Name: llmtally_status_rank(text); Type: FUNCTION; Schema: public; Owner: -
@@ -3206,6 +3226,13 @@ GRANT ALL ON FUNCTION public.llmtally_reserve(p_user text, p_call_id text, p_mod
 --
 
 REVOKE ALL ON FUNCTION public.llmtally_settle_budgets() FROM PUBLIC;
+
+--
+-- Name: FUNCTION llmtally_settle_failed(p_call_id text); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.llmtally_settle_failed(p_call_id text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.llmtally_settle_failed(p_call_id text) TO service_role;
 
 --
 -- Name: FUNCTION llmtally_status_rank(status text); Type: ACL; Schema: public; Owner: -
