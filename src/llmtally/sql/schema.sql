@@ -837,12 +837,12 @@ begin
                case when price.model is not null and not coalesce(s.cache_hit, false) then 'custom'
                     else coalesce(s.cost_status, case when s.total_cost is null then 'unpriced' else 'priced' end)
                end as cost_status,
-               s.messages, s.response, s.status, s.error, s.error_type, s.latency_ms,
+               s.ordinality as ord, s.status, s.error, s.error_type, s.latency_ms,
                coalesce(s.stream, false) as stream, coalesce(s.metadata, '{}'::jsonb) as metadata,
                k.created_at, coalesce(s.cache_hit, false) as cache_hit, s.saved_cost,
                coalesce(s.usage_source, 'provider') as usage_source,
                public.llmtally_status_rank(s.status) as rank
-          from pg_catalog.unnest(events) s
+          from pg_catalog.unnest(events) with ordinality s
          cross join lateral (
                 select coalesce(nullif(s.call_key, ''), s.litellm_call_id) as call_key,
                        coalesce(s.created_at, pg_catalog.now()) as created_at) c
@@ -916,9 +916,10 @@ begin
                case when o.sum_cost is null then 'unpriced' else o.cost_status end,
                o.all_cache_hits, o.sum_saved,
                case when o.any_estimated then 'estimated' else 'provider' end,
-               o.messages, o.response, o.status, o.error, o.error_type, o.max_latency, o.stream, o.metadata,
+               c.messages, c.response, o.status, o.error, o.error_type, o.max_latency, o.stream, o.metadata,
                o.first_at, o.n_attempts, o.n_failed
           from outcome o
+          join pg_catalog.unnest(events) with ordinality c on c.ordinality = o.ord
          where o.pick = 1
          order by o.call_key
         on conflict (call_key) do update set

@@ -40,7 +40,9 @@ grant execute on function public.llmtally_custom_cost(public.model_prices, bigin
 create index request_logs_estimated_idx on public.request_logs (created_at) where usage_source = 'estimated';
 
 -- ---------------------------------------------------------------------------------------------
--- The insert of 0009, its custom cost now from llmtally_custom_cost
+-- The insert of 0009, its custom cost now from llmtally_custom_cost. The content (messages and
+-- response) no longer goes through the sort and the two windows that pick each call's outcome: only
+-- the event's position does, and the content is joined back for the row that is written.
 -- ---------------------------------------------------------------------------------------------
 create or replace function public.llmtally_insert_events(events public.llmtally_event[]) returns integer
     language plpgsql
@@ -79,12 +81,12 @@ begin
                case when price.model is not null and not coalesce(s.cache_hit, false) then 'custom'
                     else coalesce(s.cost_status, case when s.total_cost is null then 'unpriced' else 'priced' end)
                end as cost_status,
-               s.messages, s.response, s.status, s.error, s.error_type, s.latency_ms,
+               s.ordinality as ord, s.status, s.error, s.error_type, s.latency_ms,
                coalesce(s.stream, false) as stream, coalesce(s.metadata, '{}'::jsonb) as metadata,
                k.created_at, coalesce(s.cache_hit, false) as cache_hit, s.saved_cost,
                coalesce(s.usage_source, 'provider') as usage_source,
                public.llmtally_status_rank(s.status) as rank
-          from pg_catalog.unnest(events) s
+          from pg_catalog.unnest(events) with ordinality s
          cross join lateral (
                 select coalesce(nullif(s.call_key, ''), s.litellm_call_id) as call_key,
                        coalesce(s.created_at, pg_catalog.now()) as created_at) c
@@ -158,9 +160,10 @@ begin
                case when o.sum_cost is null then 'unpriced' else o.cost_status end,
                o.all_cache_hits, o.sum_saved,
                case when o.any_estimated then 'estimated' else 'provider' end,
-               o.messages, o.response, o.status, o.error, o.error_type, o.max_latency, o.stream, o.metadata,
+               c.messages, c.response, o.status, o.error, o.error_type, o.max_latency, o.stream, o.metadata,
                o.first_at, o.n_attempts, o.n_failed
           from outcome o
+          join pg_catalog.unnest(events) with ordinality c on c.ordinality = o.ord
          where o.pick = 1
          order by o.call_key
         on conflict (call_key) do update set
