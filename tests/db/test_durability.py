@@ -91,6 +91,9 @@ def test_sigkill_at_random_moments_loses_no_accepted_call(db_url: str, db: Datab
     written_before = set(call_ids(db))
     assert written_before and written_before < accepted  # killed while writing: some in, some waiting
     assert sum(s.events for s in left) > 0
+    # Events a killed process had committed are not counted as left (nor replayed again).
+    lines = sum(path.read_bytes().count(b"\n") for path in spool.segment_paths(spool_dir()))
+    assert sum(s.events for s in left) < lines
 
     with Ledger(db_url, settings=Settings(flush_interval_ms=20)) as ledger:  # replays at start
         wait_for(lambda: accepted <= set(call_ids(db)))
@@ -105,6 +108,27 @@ def test_sigkill_at_random_moments_loses_no_accepted_call(db_url: str, db: Datab
     assert {(r["status"], r["attempt_count"]) for r in outcomes} == {("success", 2)} and len(outcomes) == len(retried)
     assert spool.status(spool_dir()) == []  # every segment replayed and deleted
     assert_counters_match_ledger(db)
+
+
+def test_what_waits_in_the_spool_is_replayed_once_and_leaves_no_file(db_url: str, db: Database) -> None:
+    ledger = Ledger(db_url, settings=Settings(flush_interval_ms=20)).start_sync()
+    for i in range(5):
+        ledger.record(event(f"in-{i}"))
+    assert ledger.flush_sync()  # committed: in the segment, but not left
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        admin.execute("alter table request_logs rename to request_logs_away")
+        for i in range(3):
+            ledger.record(event(f"left-{i}"))
+        assert not ledger.close_sync(timeout=0.5)  # the database refuses: these stay
+        admin.execute("alter table request_logs_away rename to request_logs")
+    [segment] = spool.status(spool_dir())
+    assert (segment.events, segment.live) == (3, False)
+    with Ledger(db_url, settings=Settings(flush_interval_ms=20)) as replaying:  # replays only the three
+        wait_for(lambda: len(call_ids(db)) == 8)
+        assert replaying.flush_sync()
+        assert (replaying.stats.replayed, replaying.stats.duplicates) == (3, 0)
+    assert sorted(call_ids(db)) == sorted([f"in-{i}" for i in range(5)] + [f"left-{i}" for i in range(3)])
+    assert spool.status(spool_dir()) == [] and list(spool_dir().iterdir()) == []  # no mark left behind
 
 
 @pytest.mark.slow

@@ -10,8 +10,9 @@ lose the tail that was not yet on disk, unless ``LLMTALLY_SPOOL_FSYNC`` is set.
 Each process holds an exclusive ``flock`` on its own segments. A segment whose lock can be taken
 belongs to a process that is gone: the next ledger (or ``llmtally spool replay``) claims it under
 the lock, replays it in order and deletes it. Two processes never replay the same segment, and a
-replay that repeats rows already written counts nothing twice (request_logs is unique on
-``litellm_call_id`` and the insert is ``ON CONFLICT DO NOTHING``).
+replay that repeats rows already written counts nothing twice (each attempt is unique on
+``request_attempts.attempt_key``). A done mark beside each segment says how much of it is committed,
+so a status or a replay skips that part.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from llmtally.ledger.sanitize import _default, clean_text
 log = logging.getLogger("llmtally.spool")
 
 SUFFIX = ".seg"
+DONE_SUFFIX = ".done"  # beside a segment: how many of its bytes are committed, so a status or a replay skips them
 TRUNCATED_KEY = "llmtally_truncated"
 
 
@@ -205,6 +207,37 @@ class Segment:
     done: int = 0  # bytes whose events are committed
     events: int = 0  # events appended and not yet committed
     sealed: bool = False
+    done_fd: int | None = None  # the open done mark, once something was committed
+
+    @property
+    def done_path(self) -> Path:
+        return done_path(self.path)
+
+    def mark_done(self, done: int) -> None:
+        """Record (without fsync: a mark that lags only repeats rows, never loses any) that ``done`` bytes are in."""
+        self.done = done
+        if self.done_fd is None:
+            self.done_fd = os.open(self.done_path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.pwrite(self.done_fd, b"%020d" % done, 0)
+
+    def forget_done(self) -> None:
+        if self.done_fd is not None:
+            os.close(self.done_fd)
+            self.done_fd = None
+        with contextlib.suppress(FileNotFoundError):
+            self.done_path.unlink()
+
+
+def done_path(segment_path: Path) -> Path:
+    return segment_path.with_name(segment_path.name + DONE_SUFFIX)
+
+
+def read_done(segment_path: Path, size: int) -> int:
+    """The committed bytes of a segment as its done mark says (0 without a readable mark)."""
+    try:
+        return max(0, min(int(done_path(segment_path).read_bytes() or b"0"), size))
+    except (OSError, ValueError):
+        return 0
 
 
 @dataclass
@@ -342,13 +375,17 @@ class Spool:
                 if segment.sealed:
                     self._drop(segment)
                 else:  # the live segment, all written: start it over
+                    segment.forget_done()
                     os.ftruncate(segment.fd, 0)
                     segment.size = segment.done = segment.events = 0
+            else:
+                segment.mark_done(segment.done)
         metrics.SPOOL_DEPTH.dec(len(chunk.lines))
 
     def _drop(self, segment: Segment) -> None:
         with contextlib.suppress(FileNotFoundError):
             segment.path.unlink()  # unlink before unlocking: nobody can claim a deleted file
+        segment.forget_done()
         os.close(segment.fd)
         self._segments.remove(segment)
 
@@ -366,6 +403,8 @@ class Spool:
                 if segment.done >= segment.size:
                     self._drop(segment)
                 else:
+                    if segment.done_fd is not None:
+                        os.close(segment.done_fd)
                     os.close(segment.fd)  # the lock goes with it: the next start replays the rest
                     self._segments.remove(segment)
             self._pending_bytes = 0
@@ -387,6 +426,9 @@ class Spool:
         if delete:
             with contextlib.suppress(FileNotFoundError):
                 segment.path.unlink()
+            segment.forget_done()
+        elif segment.done_fd is not None:
+            os.close(segment.done_fd)
         os.close(segment.fd)
 
 
@@ -414,7 +456,8 @@ def claim_orphans(directory: Path, *, skip: Any = None) -> Iterator[Segment]:
         if not same:  # replayed and deleted by another process while we opened it
             os.close(fd)
             continue
-        yield Segment(path, fd, size=os.fstat(fd).st_size, sealed=True)
+        size = os.fstat(fd).st_size
+        yield Segment(path, fd, size=size, done=read_done(path, size), sealed=True)
 
 
 @dataclass
@@ -437,7 +480,7 @@ def status(directory: Path) -> list[SegmentInfo]:
             live = not _lock(fd)
             size = os.fstat(fd).st_size
             events = 0
-            offset = 0
+            offset = read_done(path, size)  # committed before the process stopped: not left
             while offset < size:
                 chunk = os.pread(fd, 1 << 20, offset)
                 if not chunk:

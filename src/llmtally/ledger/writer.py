@@ -294,7 +294,7 @@ class LedgerWriter:
         return total
 
     def _replay_segment(self, segment: Segment) -> int:
-        offset, replayed = 0, 0
+        offset, replayed = segment.done, 0  # what its process committed is skipped
         log.warning("llmtally replaying %s (%d bytes) left by a process that stopped", segment.path, segment.size)
         while True:
             lines, end = read_lines(segment.fd, offset, None, max_lines=self.batch_size, max_bytes=self.batch_max_bytes)
@@ -308,6 +308,7 @@ class LedgerWriter:
                 self.stats.written += written
                 self.stats.duplicates += duplicates
             offset = end
+            segment.mark_done(end)  # a replay killed in turn resumes here
 
     # -- writing, isolating poison -----------------------------------------------------------------
     def _store_lines(self, lines: Sequence[bytes]) -> tuple[int, int, int]:
