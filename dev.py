@@ -3,7 +3,7 @@
 
     python3 dev.py run  [ARGS...]   the main job: the chat app (`llmtally up ARGS`)
     python3 dev.py test [ARGS...]   the whole test suite (`pytest ARGS`)
-    python3 dev.py lint             ruff and mypy
+    python3 dev.py lint             ruff, mypy, the import contracts (lint-imports) and the pylock check
     python3 dev.py llmtally ARGS    any llmtally command
     python3 dev.py bench [ARGS...]  the benchmarks (`python bench/run.py ARGS`, see docs/benchmarks.md)
 
@@ -132,7 +132,8 @@ def main(argv: list[str]) -> int:
     if what == "lint":
         paths = [p for p in ("src", "tests", "scripts", "bench", "dev.py") if (ROOT / p).exists()]
         code = uv_run(uv, "ruff", "check", *paths) or uv_run(uv, "ruff", "format", "--check", *paths)
-        return code or uv_run(uv, "mypy", "src") or check_pylock(uv)
+        code = code or uv_run(uv, "mypy", "src") or uv_run(uv, "lint-imports", "--no-cache")
+        return code or check_pylock(uv)
     code = uv_run(uv, "pytest", *rest)
     if code == 5:
         print("dev.py: pytest ran no tests; that is a failure", file=sys.stderr)

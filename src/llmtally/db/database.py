@@ -254,3 +254,8 @@ class Database:
         with self.transaction() as conn:
             cur = conn.execute(sql, params)
             return cur.rowcount
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """A value the driver or the server refused as data (for the writer's isolation of a bad event)."""
+    return isinstance(exc, psycopg.DataError)

@@ -26,10 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import psycopg
-
 from llmtally import metrics
-from llmtally.db.database import Database
+from llmtally.db.database import Database, is_data_error
 from llmtally.db.queries import query
 from llmtally.ledger.events import UsageEvent
 from llmtally.ledger.rows import event_row
@@ -114,7 +112,7 @@ def is_poison(exc: BaseException) -> bool:
         if isinstance(code, str) and len(code) == 5:
             return code[:2] in POISON_CLASSES
         # Refused while the batch was built or sent (e.g. by psycopg's COPY, with no SQLSTATE yet).
-        if isinstance(seen, ValueError | TypeError | OverflowError | RecursionError | psycopg.DataError):
+        if isinstance(seen, ValueError | TypeError | OverflowError | RecursionError) or is_data_error(seen):
             return True
         seen = seen.__cause__ or seen.__context__
         depth += 1
