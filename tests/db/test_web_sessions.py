@@ -21,14 +21,6 @@ from llmtally.web_sessions import (
 pytestmark = pytest.mark.sql  # the subject is SQL: runs on every server (tests/conftest.py)
 
 
-def test_a_session_id_is_never_moved_to_another_user(db: Database) -> None:
-    db.fetch_all("select public.llmtally_link_session('shared-id', 'password_alice')")
-    db.fetch_all("select public.llmtally_link_session('shared-id', 'password_alice')")  # the same user: fine
-    with pytest.raises(LlmtallyError, match="linked to another user"):
-        db.fetch_all("select public.llmtally_link_session('shared-id', 'password_bob')")
-    assert db.fetch_all("select user_id from sessions") == [{"user_id": "password_alice"}]
-
-
 def test_sessions_end_by_logout_revoke_expiry_and_user(db: Database) -> None:
     first = create_session(db, "password_alice", "password", dt.timedelta(hours=1))
     second = create_session(db, "password_alice", "password")
