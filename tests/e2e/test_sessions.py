@@ -38,6 +38,9 @@ def _works(server: Server, cookie: str) -> dict[str, int]:
                 headers={"Cookie": cookie},
             ).status_code,
             "renew": client.post("/auth/jwt", headers={"Authorization": f"Bearer {_token(cookie)}"}).status_code,
+            "polling": client.get(
+                "/ws/socket.io/", params={"EIO": "4", "transport": "polling"}, headers={"Cookie": cookie}
+            ).status_code,
         }
 
 
@@ -56,10 +59,10 @@ async def _socket_opens(server: Server, cookie: str) -> bool:
 
 async def test_logout_ends_the_session_everywhere(server: Server) -> None:
     cookie = login_cookie(server, "alice", "alice-password")
-    assert _works(server, cookie) == {"api": 200, "usage": 200, "threads": 200, "renew": 200}
+    assert _works(server, cookie) == {"api": 200, "usage": 200, "threads": 200, "renew": 200, "polling": 200}
     out = httpx.post(f"{server.url}/logout", headers={"Cookie": cookie, "Origin": server.url}, timeout=10)
     assert out.status_code == 200
-    assert _works(server, cookie) == {"api": 401, "usage": 303, "threads": 401, "renew": 401}
+    assert _works(server, cookie) == {"api": 401, "usage": 303, "threads": 401, "renew": 401, "polling": 401}
     assert not await _socket_opens(server, cookie)
 
 
@@ -100,6 +103,7 @@ def test_an_expired_or_foreign_session_cannot_be_renewed(server: Server, db: Dat
         "usage": 303,
         "threads": 401,
         "renew": 401,
+        "polling": 401,
     }
     # A JWT signed with the secret but naming no session of this server (a 15-day cookie of before):
     now = dt.datetime.now(dt.UTC)
@@ -113,7 +117,13 @@ def test_an_expired_or_foreign_session_cannot_be_renewed(server: Server, db: Dat
         _secret(server),
         algorithm="HS256",
     )
-    assert _works(server, f"access_token={forged}") == {"api": 401, "usage": 303, "threads": 401, "renew": 401}
+    assert _works(server, f"access_token={forged}") == {
+        "api": 401,
+        "usage": 303,
+        "threads": 401,
+        "renew": 401,
+        "polling": 401,
+    }
 
 
 @pytest.mark.slow
