@@ -93,6 +93,7 @@ def worker(url: str, users: int, seed: int, batch_size: int, content: str, path:
     logging.basicConfig(level=logging.ERROR)
     from bench.workload import Workload
 
+    import llmtally
     from llmtally import Ledger, Settings
 
     if path == "python":
@@ -108,7 +109,13 @@ def worker(url: str, users: int, seed: int, batch_size: int, content: str, path:
     produce_rate = len(probe) / (time.perf_counter() - t0)
     del probe
     _say(
-        {"ready": True, "rss_mb": _rss_mb(), "lifetime_peak_mb": _lifetime_peak_rss_mb(), "produce_rate": produce_rate}
+        {
+            "ready": True,
+            "source": str(Path(llmtally.__file__).parents[1]),
+            "rss_mb": _rss_mb(),
+            "lifetime_peak_mb": _lifetime_peak_rss_mb(),
+            "produce_rate": produce_rate,
+        }
     )
     made = 0
     for line in sys.stdin:
@@ -154,11 +161,16 @@ class Writer:
         batch_size: int = 500,
         content: str = "full",
         path: str = "lines",
+        source: Path | None = None,
     ) -> None:
+        """``source``: another llmtally source tree (its ``src`` is imported instead of this one's)."""
         args = [str(a) for a in (url, users, seed, batch_size, content, path)]
+        env = dict(os.environ)  # the writer imports the llmtally of its own tree, whatever is installed
+        env["PYTHONPATH"] = os.pathsep.join([str((source or ROOT) / "src"), *filter(None, [env.get("PYTHONPATH")])])
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "worker", *args],
             cwd=ROOT,
+            env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -471,4 +483,4 @@ def run_concurrency(srv: Server, report: Report, cfg: IngestConfig) -> dict[int,
 
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "worker":
-    worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), *sys.argv[7:9])
+    worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), *sys.argv[6:8])

@@ -49,6 +49,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--full", action="store_true", help="more events and repetitions (ingest and caller)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: only checks that everything still runs")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        metavar="PATH",
+        help="ingest: instead of the full benchmark, compare write throughput with the llmtally source tree at PATH"
+        " (another checkout, e.g. of an earlier commit), side by side",
+    )
     return parser.parse_args(argv)
 
 
@@ -88,7 +95,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
             else:
                 cfg = IngestConfig()
-            results["ingest"] = run_ingest(srv, report, cfg)
+            if args.against:
+                from bench.against import run_against
+
+                results["ingest_against"] = run_against(srv, report, cfg, args.against)
+            else:
+                results["ingest"] = run_ingest(srv, report, cfg)
         if "caller" in parts:
             from bench.caller import CallerConfig
             from bench.caller import run as run_caller

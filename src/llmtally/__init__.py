@@ -21,7 +21,7 @@ from llmtally.analytics import (
     get_user_token_breakdown,
     get_user_token_breakdown_async,
 )
-from llmtally.budgets import Budgets
+from llmtally.budgeted_calls import Budgets
 from llmtally.errors import (
     BudgetExceeded,
     ConfigurationError,

@@ -3,28 +3,22 @@
 Administration (the CLI uses these): :func:`set_budget`, :func:`delete_budget`, :func:`list_budgets`,
 :func:`set_rate_limit`, :func:`get_rate_limit`, :func:`budget_status`.
 
-At call time, :class:`Budgets` wraps ``litellm.acompletion``::
-
-    budgets = llmtally.Budgets(ledger)
-    reply = await budgets.acompletion(user_id="google_1", model="gpt-4o-mini", messages=[...], max_tokens=500)
-
-It estimates the worst case (prompt tokens by LiteLLM's tokenizer + ``max_tokens``, at the model's
-price), reserves it in PostgreSQL (``llmtally_reserve``: exact under any concurrency), makes the
-call with a fresh ``litellm_call_id``, and makes sure the call is recorded: LiteLLM's success and
-failure events, or :meth:`Ledger.record_cancelled` for a cancelled call or an abandoned stream. The
-ledger's insert of that row releases the reservation in the same transaction.
+At call time: :func:`estimate` the worst case (prompt tokens by LiteLLM's tokenizer + ``max_tokens``,
+at the model's price), :func:`reserve` it in PostgreSQL (``llmtally_reserve``: exact under any
+concurrency), make the call; the ledger's row of the call's billed outcome (a success or a
+cancellation) settles the reservation in the same transaction, and :func:`settle_failed` drops it
+when the call failed for good. :class:`llmtally.Budgets` (``llmtally.budgeted_calls``) does all of
+this around ``litellm.acompletion``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import logging
 import urllib.request
-import uuid
 import zoneinfo
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -32,13 +26,12 @@ from typing import Any
 from llmtally import metrics
 from llmtally.db.database import Database
 from llmtally.errors import BudgetExceeded, RateLimited, UnknownUser, UserInputError
-from llmtally.ledger.ledger import Ledger, _count_tokens
+from llmtally.ledger.ledger import _count_tokens
 from llmtally.ledger.pricing import litellm_price
 
 log = logging.getLogger("llmtally.budgets")
 
 PERIODS = ("daily", "weekly", "monthly", "lifetime")
-_BACKGROUND: set[asyncio.Future[Any]] = set()  # releases still running after a cancelled reservation
 DEFAULT_THRESHOLDS = (Decimal("0.5"), Decimal("0.8"), Decimal("1.0"))
 
 
@@ -429,216 +422,16 @@ def _shown(value: Any, unit: str) -> Any:
 
 
 def release(db: Database, call_id: str) -> bool:
-    """Drop the reservation of a call that never reached the provider."""
+    """Drop the reservation of a call that never reached the provider (and its rate-limit entry)."""
     row = db.fetch_one("select llmtally_release(%s) as released", (call_id,))
     return bool(row and row["released"])
 
 
-# -- the wrapper ----------------------------------------------------------------------------------
-class Budgets:
-    """Budget- and rate-limit-checked LiteLLM calls, recorded by ``ledger``.
+def settle_failed(db: Database, call_id: str) -> bool:
+    """Drop the reservation of a call that failed for good; it still counts against rate limits.
 
-    ::
-
-        async with llmtally.Ledger(url) as ledger:
-            budgets = llmtally.Budgets(ledger)
-            try:
-                reply = await budgets.acompletion(user_id=user, model="gpt-4o-mini", messages=msgs, max_tokens=300)
-            except llmtally.BudgetExceeded as exc:
-                ...  # exc.limit, exc.spent, exc.reserved, exc.resets_at
-            except llmtally.RateLimited as exc:
-                ...  # exc.retry_after (seconds)
+    A failed attempt does not settle a reservation: a retry or a fallback of the same call may
+    still be billed, and the reservation holds its headroom until then.
     """
-
-    def __init__(
-        self,
-        ledger: Ledger,
-        *,
-        db: Database | None = None,
-        ttl_s: int | None = None,
-        default_max_tokens: int | None = None,
-        on_alert: Callable[[Alert], None] | None = None,
-    ) -> None:
-        self.ledger = ledger
-        self._db = db
-        self.ttl_s = ttl_s or ledger.settings.reservation_ttl_s
-        self.default_max_tokens = default_max_tokens or ledger.settings.default_max_tokens
-        url = ledger.settings.budget_webhook_url
-        self.on_alert = on_alert or (webhook(url) if url else None)
-
-    @property
-    def db(self) -> Database:
-        db = self._db or self.ledger.db
-        if db is None:
-            raise UserInputError(
-                "budgets need a database connection: start the ledger with a database URL (not the Supabase API)"
-            )
-        return db
-
-    async def reserve(
-        self, user_id: str, model: str, messages: Any, *, max_tokens: int | None = None, call_id: str | None = None
-    ) -> tuple[str, Estimate]:
-        """Reserve the worst case of a call; returns its litellm_call_id and the estimate."""
-        call_id = call_id or str(uuid.uuid4())
-        est = estimate(model, messages, max_tokens, default_max_tokens=self.default_max_tokens)
-        db = self.db
-        pending = asyncio.ensure_future(asyncio.to_thread(reserve, db, user_id, call_id, est, ttl_s=self.ttl_s))
-        try:
-            await asyncio.shield(pending)
-        except asyncio.CancelledError:
-            # The reservation may still commit: release it once it has (the call is never made).
-            def release_when_done(done: asyncio.Future[Any]) -> None:
-                if not done.cancelled() and done.exception() is None:
-                    task = asyncio.ensure_future(asyncio.to_thread(release, db, call_id))
-                    _BACKGROUND.add(task)
-                    task.add_done_callback(_BACKGROUND.discard)
-
-            pending.add_done_callback(release_when_done)
-            raise
-        return call_id, est
-
-    async def status(self, user_id: str) -> list[BudgetStatus]:
-        return await asyncio.to_thread(budget_status, self.db, user_id)
-
-    async def deliver_alerts(self) -> int:
-        """Pass new threshold alerts to the hook (``on_alert`` or ``LLMTALLY_BUDGET_WEBHOOK_URL``)."""
-        if self.on_alert is None:
-            return 0
-        return await asyncio.to_thread(deliver_alerts, self.db, self.on_alert)
-
-    async def acompletion(
-        self,
-        *,
-        user_id: str,
-        model: str,
-        messages: list[dict[str, Any]],
-        max_tokens: int | None = None,
-        stream: bool = False,
-        metadata: dict[str, Any] | None = None,
-        session_id: str | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        """``litellm.acompletion`` after a reservation; a stream comes back as a :class:`BudgetedStream`."""
-        import litellm
-
-        call_id, est = await self.reserve(user_id, model, messages, max_tokens=max_tokens)
-        meta = {**(metadata or {}), "user_profile_id": user_id}
-        if session_id is not None:
-            meta["session_id"] = session_id
-        if max_tokens is None and est.send_max_tokens is not None:
-            kwargs["max_tokens"] = est.send_max_tokens
-        elif max_tokens is not None:
-            kwargs["max_tokens"] = max_tokens
-        started = dt.datetime.now(dt.UTC)
-        cancelled = _Cancelled(self.ledger, model, list(messages), call_id, user_id, session_id, started, meta, stream)
-        try:
-            response = await litellm.acompletion(
-                model=model,
-                messages=messages,
-                stream=stream,
-                user=user_id,
-                metadata=meta,
-                litellm_call_id=call_id,
-                **kwargs,
-            )
-        except asyncio.CancelledError:
-            cancelled.record("")
-            raise
-        # Any other exception: LiteLLM's failure event records the call (0 tokens unless it used some).
-        if stream:
-            return BudgetedStream(response, cancelled)
-        return response
-
-
-@dataclass
-class _Cancelled:
-    ledger: Ledger
-    model: str
-    messages: Any
-    call_id: str
-    user_id: str
-    session_id: str | None
-    started: dt.datetime
-    metadata: dict[str, Any]
-    stream: bool
-
-    def record(self, partial: str, reason: str = "cancelled") -> None:
-        """Record the call as cancelled (idempotent: a LiteLLM event with the same id wins if first)."""
-        try:
-            meta = {k: v for k, v in self.metadata.items() if k not in ("user_profile_id", "session_id")}
-            self.ledger.record_cancelled(
-                model=self.model,
-                messages=self.messages,
-                partial_response=partial,
-                litellm_call_id=self.call_id,
-                user_profile_id=self.user_id,
-                session_id=self.session_id,
-                started_at=self.started,
-                stream=self.stream,
-                metadata={**meta, "reason": reason},
-            )
-        except Exception:
-            log.exception("could not record cancelled call %s", self.call_id)
-
-
-class BudgetedStream:
-    """A LiteLLM stream that records itself as cancelled if it is not read to the end.
-
-    Iterate it like LiteLLM's stream. Use it as ``async with`` (or call :meth:`aclose`) so a consumer
-    that stops early, or is cancelled, settles the call to what was streamed.
-    """
-
-    def __init__(self, inner: Any, cancelled: _Cancelled) -> None:
-        self._inner = inner
-        self._cancelled = cancelled
-        self._parts: list[str] = []
-        self._finished = False
-        self._recorded = False
-        self.litellm_call_id = cancelled.call_id
-
-    @property
-    def text(self) -> str:
-        return "".join(self._parts)
-
-    def __aiter__(self) -> AsyncIterator[Any]:
-        return self
-
-    async def __anext__(self) -> Any:
-        try:
-            chunk = await self._inner.__anext__()
-        except StopAsyncIteration:
-            self._finished = True
-            raise
-        except asyncio.CancelledError:
-            self.record_cancelled()
-            raise
-        except Exception:
-            self._finished = True  # a provider error: LiteLLM's failure event records the call
-            raise
-        choices = getattr(chunk, "choices", None)
-        delta = getattr(choices[0].delta, "content", None) if choices else None
-        if delta:
-            self._parts.append(delta)
-        return chunk
-
-    def record_cancelled(self, reason: str = "cancelled") -> None:
-        """Record the call as cancelled with what was streamed so far (once; nothing if it ended)."""
-        if not self._finished and not self._recorded:
-            self._recorded = True
-            self._cancelled.record(self.text, reason)
-
-    async def aclose(self, reason: str = "cancelled") -> None:
-        """Stop reading: unless the stream ended, the call is recorded as cancelled with what was streamed."""
-        self.record_cancelled(reason)
-        close = getattr(self._inner, "aclose", None)
-        if close is not None:
-            try:
-                await close()
-            except Exception:  # the provider's stream may already be gone
-                log.debug("closing the stream of %s failed", self.litellm_call_id, exc_info=True)
-
-    async def __aenter__(self) -> BudgetedStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+    row = db.fetch_one("select llmtally_settle_failed(%s) as settled", (call_id,))
+    return bool(row and row["settled"])

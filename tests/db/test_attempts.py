@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from llmtally import UsageEvent
-from llmtally.budgets import Estimate
+from llmtally.budgets import Estimate, settle_failed
 from llmtally.budgets import reserve as reserve_call
 from llmtally.db import Database
 from llmtally.ledger.spool import encode
@@ -201,7 +201,8 @@ def test_several_writers_at_once_give_the_same_calls(db: Database, db_url: str) 
 
 
 def test_the_reservation_settles_against_the_calls_billed_cost(db: Database) -> None:
-    """The failure arrives first and releases the reservation; the success then counts as spent."""
+    """The failure arrives first and keeps the reservation (the call may still be billed); the success
+    settles it and counts as spent."""
     db.execute("insert into user_profiles (user_id) values (%s)", (USER,))
     db.execute("insert into budgets (user_profile_id, period, limit_usd) values (%s, 'monthly', 1)", (USER,))
     est = Estimate(
@@ -217,11 +218,28 @@ def test_the_reservation_settles_against_the_calls_billed_cost(db: Database) -> 
     fail, _, ok = (dataclasses.replace(e, created_at=now) for e in failed_then_ok("budgeted"))
     write_events(db, [dataclasses.replace(fail, attempt_key="f")])
     spent = db.fetch_one("select spent_usd, reserved_usd from llmtally_budget_usage(%s, now())", (USER,))
-    assert spent == {"spent_usd": 0, "reserved_usd": 0}
+    assert spent == {"spent_usd": 0, "reserved_usd": Decimal("0.01")}  # held while the call is retried
     write_events(db, [dataclasses.replace(ok, attempt_key="s")])
     spent = db.fetch_one("select spent_usd, reserved_usd from llmtally_budget_usage(%s, now())", (USER,))
     assert spent == {"spent_usd": Decimal("0.0003075"), "reserved_usd": 0}
     assert_counters_match_ledger(db)
+
+
+def test_a_call_that_failed_for_good_is_settled_by_its_caller(db: Database) -> None:
+    db.execute("insert into user_profiles (user_id) values (%s)", (USER,))
+    db.execute("insert into budgets (user_profile_id, period, limit_usd) values (%s, 'monthly', 1)", (USER,))
+    db.execute("insert into rate_limits (user_profile_id, rpm) values (%s, 100)", (USER,))
+    est = Estimate(
+        "gpt-4o", "openai", prompt_tokens=50, completion_tokens=100, usd=Decimal("0.01"), send_max_tokens=None
+    )
+    reserve_call(db, USER, "doomed", est)
+    write_events(db, [attempt("doomed", "failure", dt.datetime.now(dt.UTC))])
+    assert settle_failed(db, "doomed") is True
+    assert settle_failed(db, "doomed") is False  # once
+    usage = db.fetch_one("select spent_usd, reserved_usd from llmtally_budget_usage(%s, now())", (USER,))
+    assert usage == {"spent_usd": 0, "reserved_usd": 0}
+    window = db.fetch_one("select count(*) as n from rate_limit_log where litellm_call_id = 'doomed'")
+    assert window == {"n": 1}  # the call was made: it still counts against the rate limit
 
 
 def test_a_cache_hit_costs_what_litellm_reported_and_keeps_its_tokens(db: Database) -> None:

@@ -82,7 +82,9 @@ def test_sigkill_at_random_moments_loses_no_accepted_call(db_url: str, db: Datab
             child.kill()
             out, _ = child.communicate()
             accepted |= {line for line in out.split("\n") if line.strip() and line != "ready"}
-    assert len(accepted) > 100
+    retried = {line.removesuffix("+retried") for line in accepted if line.endswith("+retried")}
+    accepted = {line.removesuffix("+retried") for line in accepted}
+    assert len(accepted) > 100 and len(retried) > 30
     # Some of it did not reach the database before the kill: it waits in dead processes' segments.
     left = spool.status(spool_dir())
     assert left and not any(s.live for s in left)
@@ -96,6 +98,11 @@ def test_sigkill_at_random_moments_loses_no_accepted_call(db_url: str, db: Datab
         assert ledger.flush_sync()
     ids = call_ids(db)
     assert len(ids) == len(set(ids)) and accepted <= set(ids)
+    # A retried call whose success was accepted is one successful call of two attempts.
+    outcomes = db.fetch_all(
+        "select call_key, status, attempt_count from request_logs where call_key = any(%s)", (list(retried),)
+    )
+    assert {(r["status"], r["attempt_count"]) for r in outcomes} == {("success", 2)} and len(outcomes) == len(retried)
     assert spool.status(spool_dir()) == []  # every segment replayed and deleted
     assert_counters_match_ledger(db)
 

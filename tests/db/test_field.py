@@ -221,6 +221,35 @@ async def test_a_litellm_cache_hit_costs_nothing_and_says_what_it_saved(
     assert_ledger_is_the_bill(db, upstream)
 
 
+def test_a_budgeted_call_that_fails_for_good_leaves_no_reservation(
+    db: Database, db_url: str, upstream: Upstream
+) -> None:
+    db.execute("insert into user_profiles (user_id) values (%s)", (USER,))
+    api.set_budget(db, USER, "daily", limit_usd=Decimal("1"))
+
+    async def scenario() -> None:
+        litellm.suppress_debug_info = True
+        async with Ledger(db_url, settings=Settings(flush_interval_ms=20)) as ledger:
+            budgets = Budgets(ledger)
+            with pytest.raises(Exception, match="upstream exploded"):
+                await budgets.acompletion(
+                    user_id=USER,
+                    messages=MESSAGES,
+                    max_tokens=100,
+                    fallbacks=[sdk(upstream, "fail500", "gpt-4o")],
+                    **sdk(upstream, "fail500"),
+                )
+            assert await ledger.flush()
+
+    asyncio.run(scenario())
+    [row] = calls(db)
+    # Both deployments were called; LiteLLM reports only the first failed attempt of such a chain.
+    assert upstream.requests["fail500"] >= 2 and not upstream.billed
+    assert (row["status"], row["total_cost"]) == ("failure", 0)
+    (status,) = api.budget_status(db, USER, at=dt.datetime.now(dt.UTC))
+    assert (status.spent_usd, status.reserved_usd, status.reserved_tokens) == (0, 0, 0)
+
+
 def test_budgets_settle_a_fallen_back_call_to_its_billed_cost(db: Database, db_url: str, upstream: Upstream) -> None:
     db.execute("insert into user_profiles (user_id) values (%s)", (USER,))
     api.set_budget(db, USER, "daily", limit_usd=Decimal("1"))

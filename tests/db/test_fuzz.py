@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from llmtally import Ledger, Settings, UsageEvent
 from llmtally.db import Database
 from llmtally.ledger.sanitize import clean_text
-from tests.support.fuzz_events import events
+from llmtally.ledger.writer import write_events
+from tests.support.fuzz_events import RANK, attempt_calls, events
 from tests.support.invariants import assert_counters_match_ledger
+from tests.support.reset import reset_ledger
 
 pytestmark = pytest.mark.slow
 
@@ -66,3 +68,40 @@ def test_decimal_and_datetime_content_round_trip(ledger: Ledger, db: Database) -
     assert ledger.flush_sync()
     row = db.fetch_one("select messages from request_logs where litellm_call_id = 'typed-1'")
     assert row is not None and row["messages"] == [{"at": "2026-01-02T03:04:05", "amount": "1.10"}]
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    database=None,
+)
+@given(calls=attempt_calls(), data=st.data())
+def test_attempts_in_any_order_and_batches_give_each_call_its_best_outcome(
+    db: Database, db_url: str, calls: list[list[UsageEvent]], data: st.DataObject
+) -> None:
+    reset_ledger(db_url)  # one database for every example
+    db.execute("insert into user_profiles (user_id) values ('google_1'), ('github_2')")
+    attempts = [a for call in calls for a in call]
+    replayed = data.draw(st.lists(st.sampled_from(attempts), max_size=4))  # at-least-once delivery
+    order = data.draw(st.permutations(attempts + replayed))
+    cut = data.draw(st.integers(0, len(order)))
+    write_events(db, order[:cut])  # two writers' batches, in either order
+    write_events(db, order[cut:])
+    for call in calls:
+        row = db.fetch_one(
+            "select status, attempt_count, prompt_tokens, cached_tokens, reasoning_tokens, cache_hit"
+            " from request_logs where call_key = %s",
+            (call[0].litellm_call_id,),
+        )
+        best = max(RANK[a.status] for a in call)
+        winners = [a for a in call if RANK[a.status] == best]
+        assert row is not None
+        assert RANK[row["status"]] == best and row["attempt_count"] == len(call)
+        assert row["prompt_tokens"] == sum(a.prompt_tokens for a in winners)
+        assert row["cached_tokens"] == sum(a.cached_tokens for a in winners)
+        assert row["reasoning_tokens"] == sum(a.reasoning_tokens for a in winners)
+        assert row["cache_hit"] == all(a.cache_hit for a in winners)
+    attempts_stored = db.fetch_one("select count(*) as n from request_attempts")
+    assert attempts_stored == {"n": len(attempts)}  # each attempt once, replays ignored
+    assert_counters_match_ledger(db)

@@ -3,7 +3,8 @@
 It runs the ledger's own writer and spool (what the LiteLLM callback calls) without importing
 LiteLLM, whose import takes seconds: the test starts ten of these. It prints ``ready`` once
 started, then the call id of every event right after ``submit`` returned (the ledger accepted it),
-so the test knows what must survive a SIGKILL.
+so the test knows what must survive a SIGKILL. Every third call is retried: its failed attempt comes
+first, and ``ID+retried`` is printed once its success was accepted too.
 """
 
 from __future__ import annotations
@@ -27,11 +28,28 @@ def main(db_url: str, tag: str) -> None:
     i = 0
     while True:  # until SIGKILL
         call_id = f"{tag}-{i}"
+        retried = i % 3 == 0  # a failed attempt first, then the success of the same call (a retry)
+        if retried:
+            writer.submit(
+                UsageEvent(
+                    call_id,
+                    "gpt-4o-mini",
+                    "failure",
+                    provider="openai",
+                    user_profile_id=f"google_{i % 3}",
+                    reported_cost=0.0,
+                    error="upstream 500",
+                    attempt_key=f"{call_id}:1",
+                )
+            )
+            sys.stdout.write(call_id + "\n")
+            sys.stdout.flush()
         writer.submit(
             UsageEvent(
                 call_id,
                 "gpt-4o-mini",
                 "success",
+                attempt_key=f"{call_id}:2",
                 provider="openai",
                 user_profile_id=f"google_{i % 3}",
                 prompt_tokens=10 + i % 5,
@@ -41,7 +59,7 @@ def main(db_url: str, tag: str) -> None:
                 response={"choices": [{"message": {"content": f"answer {i}"}}]},
             )
         )
-        sys.stdout.write(call_id + "\n")
+        sys.stdout.write(call_id + ("+retried" if retried else "") + "\n")
         sys.stdout.flush()
         i += 1
         if i % 20 == 0:

@@ -81,3 +81,44 @@ def events(draw: st.DrawFn) -> UsageEvent:
             tzinfo=dt.UTC
         ),
     )
+
+
+RANK = {"success": 3, "cancelled": 2, "failure": 1}
+
+
+@st.composite
+def attempt_calls(draw: st.DrawFn) -> list[list[UsageEvent]]:
+    """Logical calls of 1-4 attempts each (retries, fallbacks), with every token type, cache hits and
+    estimated usage: what one process or several would report for them."""
+    calls = []
+    for _ in range(draw(st.integers(1, 6))):
+        n = next(_ids)
+        attempts = []
+        for a in range(draw(st.integers(1, 4))):
+            status = draw(st.sampled_from(["success", "failure", "cancelled"]))
+            cache_hit = status == "success" and draw(st.booleans())
+            attempts.append(
+                UsageEvent(
+                    litellm_call_id=f"call{n}",
+                    model=draw(st.sampled_from(["gpt-4o-mini", "openai/gpt-4o-mini", "claude-3-5-haiku-latest"])),
+                    status=status,  # type: ignore[arg-type]
+                    provider=draw(st.sampled_from(["openai", "anthropic"])),
+                    user_profile_id=draw(st.sampled_from([None, "google_1", "github_2"])),
+                    prompt_tokens=draw(st.integers(0, 5000)),
+                    completion_tokens=draw(st.integers(0, 2000)),
+                    cached_tokens=draw(st.integers(0, 1000)),
+                    cache_creation_tokens=draw(st.integers(0, 500)),
+                    reasoning_tokens=draw(st.integers(0, 500)),
+                    audio_tokens=draw(st.integers(0, 100)),
+                    reported_cost=0.0 if cache_hit else draw(st.none() | st.floats(0, 0.5)),
+                    cache_hit=cache_hit,
+                    saved_cost=draw(st.floats(0, 0.1)) if cache_hit else None,
+                    usage_source=draw(st.sampled_from(["provider", "estimated"])),
+                    model_group=draw(st.sampled_from([None, "a", "b"])),
+                    latency_ms=draw(st.integers(1, 5000)),
+                    created_at=dt.datetime(2026, 11, 30, 23, 59, tzinfo=dt.UTC) + dt.timedelta(seconds=a),
+                    attempt_key=f"call{n}:{a}",
+                )
+            )
+        calls.append(attempts)
+    return calls

@@ -21,6 +21,7 @@ def test_all_is_sorted_and_complete() -> None:
         not in {
             "analytics",
             "app",
+            "budgeted_calls",
             "budgets",
             "cli",
             "db",

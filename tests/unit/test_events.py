@@ -99,6 +99,13 @@ def test_zero_tokens_on_a_priced_model_is_a_priced_zero() -> None:
     assert resolve_cost("gpt-4o-mini", "openai", 0, 0, 0.0) == (Decimal(0), "priced")
 
 
+@pytest.mark.parametrize("reported", [0.0, None])
+def test_a_call_without_tokens_on_an_unmapped_model_cost_nothing(reported: float | None) -> None:
+    """A failure refused before any token was used is $0, not an unknown cost."""
+    assert resolve_cost("acme-internal", "acme", 0, 0, reported) == (Decimal(0), "priced")
+    assert resolve_cost("acme-internal", "acme", 0, 0, reported, cached_tokens=5) == (None, "unpriced")
+
+
 def test_to_json_accepts_what_postgres_would_reject() -> None:
     class Model(pydantic.BaseModel):
         text: str

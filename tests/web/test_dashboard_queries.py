@@ -23,6 +23,8 @@ QUERIES: dict[str, tuple[dict[str, Any], str | None]] = {
     "period_totals": ({**PERIOD, **SPLIT}, None),
     "daily_by_model": (PERIOD, None),
     "unpriced_models": (PERIOD, None),
+    "totals_by_model": (PERIOD, "request_logs_estimated_idx"),
+    "error_rate_by_deployment": (PERIOD, "request_attempts_created_idx"),
     "top_users": ({**SPLIT, "limit": 10}, None),
     "top_users_one_month": ({"month": PERIOD["since"], "limit": 10}, "usage_monthly_users_top_idx"),
     "later_month_exists": ({"month": PERIOD["since"], "m_until": dt.date.max}, "usage_monthly_users_top_idx"),

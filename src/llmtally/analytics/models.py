@@ -6,7 +6,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 
 
 class _Result(BaseModel):
@@ -86,6 +86,27 @@ class RequestRecord(_Result):
     error_type: str | None
     error: str | None
     session_id: str | None
+    cache_hit: bool = False
+    saved_cost: Decimal | None = None  # a cache hit: what the call would have cost
+    usage_source: str = "provider"  # "estimated": the provider sent no usage (a stream without usage, cancelled)
+    attempt_count: int = 1  # attempts of this call: retries and fallbacks included
+    failed_attempts: int = 0
+    cached_tokens: int = 0
+    cache_creation_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def notes(self) -> list[str]:
+        """What a reader should know about this call's figures: cache hit, estimated usage, retries."""
+        notes = []
+        if self.cache_hit:
+            notes.append("cache hit")
+        if self.usage_source == "estimated":
+            notes.append("estimated usage")
+        if self.attempt_count > 1:
+            retries = self.attempt_count - 1
+            notes.append(f"{retries} retr{'y' if retries == 1 else 'ies'}")
+        return notes
 
 
 class RequestHistory(_Result):
@@ -107,6 +128,22 @@ class ModelUsage(_Result):
     total_tokens: int
     cost: Decimal
     unpriced_requests: int
+    attempts: int = 0  # every attempt, retries and fallbacks included (requests counts logical calls)
+    failed_attempts: int = 0
+    cache_hits: int = 0
+    estimated_requests: int = 0  # calls whose usage was estimated, not reported by the provider
+    cached_tokens: int = 0
+    cache_creation_tokens: int = 0
+    reasoning_tokens: int = 0
+    audio_tokens: int = 0
+    saved_cost: Decimal = Decimal(0)  # what the cache hits would have cost
+    estimated_cost: Decimal | None = None  # the cost of the estimated calls (totals over all users only)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def retries(self) -> int:
+        """Attempts beyond the first of each call."""
+        return max(0, self.attempts - self.requests)
 
 
 class ProviderUsage(_Result):
@@ -178,6 +215,19 @@ class DailyModelUsage(_Result):
     total_tokens: int
     cost: Decimal
     unpriced_requests: int
+
+
+class DeploymentErrorRate(_Result):
+    """Attempts by deployment (model group and API host), retries and fallbacks included."""
+
+    model_group: str
+    model: str
+    provider: str
+    api_base: str
+    attempts: int
+    failed_attempts: int
+    error_rate: Decimal
+    avg_latency_ms: Decimal | None
 
 
 class ModelErrorRate(_Result):

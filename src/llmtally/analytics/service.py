@@ -9,6 +9,7 @@ from typing import Any
 from llmtally.analytics.models import (
     DailyModelUsage,
     DailyTotals,
+    DeploymentErrorRate,
     FailureRecord,
     LatencyBucket,
     LatencyHistogram,
@@ -277,6 +278,11 @@ class Analytics:
     def error_rate_by_model(self, since: DateLike = None, until: DateLike = None) -> list[ModelErrorRate]:
         rows = self._rows("error_rate_by_model", self._period(since, until))
         return [ModelErrorRate.from_row(r) for r in rows]
+
+    def error_rate_by_deployment(self, since: DateLike = None, until: DateLike = None) -> list[DeploymentErrorRate]:
+        """Attempts, failed attempts and error rate by deployment: where retries and fallbacks happen."""
+        rows = self._rows("error_rate_by_deployment", self._period(since, until))
+        return [DeploymentErrorRate.from_row(r) for r in rows]
 
     def users(self, limit: int = 1000) -> list[UserSummary]:
         _check_limit(limit, 100_000)

@@ -26,7 +26,7 @@ from llmtally.app.identity import Identity, oauth_identity, password_identity
 from llmtally.app.runtime import get_runtime
 from llmtally.app.usage import budget_markdown, usage_markdown
 from llmtally.app.web.auth import cookie_token, session_of
-from llmtally.budgets import BudgetedStream, Budgets
+from llmtally.budgeted_calls import BudgetedStream, Budgets
 from llmtally.errors import BudgetExceeded, LlmtallyError, RateLimited
 from llmtally.web_sessions import create_session, revoke_session
 

@@ -158,7 +158,7 @@ def report(state: State, user_id: str | None, month: str | None) -> None:
                 recent.add_row(
                     r.created_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
                     r.model,
-                    r.status,
+                    r.status + (f" ({', '.join(r.notes)})" if r.notes else ""),
                     str(r.tokens_used),
                     money(r.total_cost),
                 )
@@ -166,16 +166,19 @@ def report(state: State, user_id: str | None, month: str | None) -> None:
             return
         models = analytics.totals_by_model(since, until)
         table = Table(title=f"{label}: usage by model")
-        for col in ("model", "provider", "requests", "failures", "tokens", "cost"):
+        for col in ("model", "provider", "requests", "failures", "retries", "cache hits", "tokens", "cost"):
             table.add_column(col)
         for m in models:
+            estimated = f" ({money(m.estimated_cost)} estimated)" if m.estimated_requests else ""
             table.add_row(
                 m.model,
                 m.provider,
                 f"{m.requests:,}",
                 f"{m.failures:,}",
+                f"{m.retries:,}",
+                f"{m.cache_hits:,}" + (f" (saved {money(m.saved_cost)})" if m.saved_cost else ""),
                 f"{m.total_tokens:,}",
-                money(m.cost) + (f" (+{m.unpriced_requests} unpriced)" if m.unpriced_requests else ""),
+                money(m.cost) + estimated + (f" (+{m.unpriced_requests} unpriced)" if m.unpriced_requests else ""),
             )
         console.print(table)
         top = Table(title=f"{label}: top users by cost")

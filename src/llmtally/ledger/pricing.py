@@ -1,7 +1,8 @@
 """Prices from LiteLLM's map, and the cost of an event.
 
 Cost status of a row:
-  priced      LiteLLM reported a cost above 0 (or 0 for a call with no tokens, or for a cache hit)
+  priced      LiteLLM reported a cost above 0, or the call used no tokens (0, whatever the model), or a
+              cache hit (the cost LiteLLM reported, 0)
   recomputed  LiteLLM reported 0 (or nothing) for a priced model; recomputed from tokens x price, by
               LiteLLM's own cost function when the usage has cached, cache-write, reasoning or audio tokens
   unpriced    no price is known: cost is NULL, never a silent 0
@@ -86,6 +87,8 @@ def resolve_cost(
         return (reported_cost if reported_cost is not None else Decimal(0)), PRICED
     if reported_cost is not None and reported_cost > 0:
         return reported_cost, PRICED
+    if not (prompt_tokens or completion_tokens or cached_tokens or cache_creation_tokens or audio_tokens):
+        return Decimal(0), PRICED  # no tokens (a call refused before any was used): it cost nothing, priced or not
     price = litellm_price(model, provider)
     if price is None:
         return None, UNPRICED

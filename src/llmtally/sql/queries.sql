@@ -102,7 +102,9 @@ select 1 from public.user_profiles where user_id = %(user_id)s
 
 -- user_history --
 select id, litellm_call_id, created_at, model, provider, status, prompt_tokens, completion_tokens,
-       tokens_used, total_cost, cost_status, latency_ms, stream, error_type, error, session_id
+       tokens_used, total_cost, cost_status, latency_ms, stream, error_type, error, session_id, cache_hit,
+       saved_cost, usage_source, attempt_count, failed_attempts, cached_tokens, cache_creation_tokens,
+       reasoning_tokens
   from public.request_logs
  where user_profile_id = %(user_id)s
    and (%(before_at)s::timestamptz is null or (created_at, id) < (%(before_at)s::timestamptz, %(before_id)s::bigint))
@@ -115,14 +117,20 @@ select id, litellm_call_id, created_at, model, provider, status, prompt_tokens, 
 select model, provider, sum(requests) as requests, sum(successes) as successes, sum(failures) as failures,
        sum(cancelled) as cancelled, sum(prompt_tokens) as prompt_tokens,
        sum(completion_tokens) as completion_tokens, sum(tokens) as total_tokens, sum(cost) as cost,
-       sum(unpriced_requests) as unpriced_requests
+       sum(unpriced_requests) as unpriced_requests,
+       sum(attempts) as attempts, sum(failed_attempts) as failed_attempts, sum(cache_hits) as cache_hits,
+       sum(estimated_requests) as estimated_requests, sum(cached_tokens) as cached_tokens,
+       sum(cache_creation_tokens) as cache_creation_tokens, sum(reasoning_tokens) as reasoning_tokens,
+       sum(audio_tokens) as audio_tokens, sum(saved_cost) as saved_cost
   from (select model, provider, requests, successes, failures, cancelled, prompt_tokens, completion_tokens, tokens,
-               cost, unpriced_requests
+               cost, unpriced_requests, attempts, failed_attempts, cache_hits, estimated_requests, cached_tokens,
+               cache_creation_tokens, reasoning_tokens, audio_tokens, saved_cost
           from public.usage_monthly
          where user_id = %(user_id)s and month >= %(m_from)s::date and month < %(m_until)s::date
         union all
         select model, provider, requests, successes, failures, cancelled, prompt_tokens, completion_tokens, tokens,
-               cost, unpriced_requests
+               cost, unpriced_requests, attempts, failed_attempts, cache_hits, estimated_requests, cached_tokens,
+               cache_creation_tokens, reasoning_tokens, audio_tokens, saved_cost
           from public.usage_daily
          where user_id = %(user_id)s
            and ((day >= %(d1_from)s::date and day < %(d1_until)s::date)
@@ -195,14 +203,27 @@ select u.user_id, p.email, p.full_name, u.requests, u.tokens as total_tokens, u.
 select exists (select 1 from public.usage_monthly_users
                 where month > %(month)s::date and month < %(m_until)s::date) as later
 -- totals_by_model --
-select model, provider, sum(requests) as requests, sum(successes) as successes, sum(failures) as failures,
-       sum(cancelled) as cancelled, sum(prompt_tokens) as prompt_tokens,
-       sum(completion_tokens) as completion_tokens, sum(tokens) as total_tokens, sum(cost) as cost,
-       sum(unpriced_requests) as unpriced_requests
-  from public.usage_daily_totals
- where day >= %(since)s::date and day < %(until)s::date
- group by model, provider
- order by cost desc, total_tokens desc, model
+-- Sums from usage_daily_totals; the cost of calls whose usage was estimated (no usage from the provider)
+-- from request_logs through its partial index of those calls.
+select t.*, coalesce(e.estimated_cost, 0) as estimated_cost
+  from (select model, provider, sum(requests) as requests, sum(successes) as successes, sum(failures) as failures,
+               sum(cancelled) as cancelled, sum(prompt_tokens) as prompt_tokens,
+               sum(completion_tokens) as completion_tokens, sum(tokens) as total_tokens, sum(cost) as cost,
+               sum(unpriced_requests) as unpriced_requests,
+       sum(attempts) as attempts, sum(failed_attempts) as failed_attempts, sum(cache_hits) as cache_hits,
+       sum(estimated_requests) as estimated_requests, sum(cached_tokens) as cached_tokens,
+       sum(cache_creation_tokens) as cache_creation_tokens, sum(reasoning_tokens) as reasoning_tokens,
+       sum(audio_tokens) as audio_tokens, sum(saved_cost) as saved_cost
+          from public.usage_daily_totals
+         where day >= %(since)s::date and day < %(until)s::date
+         group by model, provider) t
+  left join (select model, provider, sum(total_cost) as estimated_cost
+               from public.request_logs
+              where usage_source = 'estimated'
+                and created_at >= %(since)s::date::timestamp at time zone 'UTC'
+                and created_at < %(until)s::date::timestamp at time zone 'UTC'
+              group by model, provider) e using (model, provider)
+ order by t.cost desc, t.total_tokens desc, t.model
 -- totals_by_day --
 -- Sums from usage_daily_totals; active users (distinct, not additive) from usage_daily's day index.
 select t.day, t.requests, t.failures, t.total_tokens, t.cost, coalesce(a.active_users, 0) as active_users
@@ -216,6 +237,20 @@ select t.day, t.requests, t.failures, t.total_tokens, t.cost, coalesce(a.active_
               where day >= %(since)s::date and day < %(until)s::date
               group by day) a on a.day = t.day
  order by t.day
+-- error_rate_by_deployment --
+-- Every attempt of the period (retries and fallbacks included) by deployment: the model group and
+-- the API host the call went to. A retry is an attempt after the first of its call.
+select coalesce(model_group, model) as model_group, model, provider, coalesce(api_base, '') as api_base,
+       count(*) as attempts, count(*) filter (where status = 'failure') as failed_attempts,
+       round((count(*) filter (where status = 'failure'))::numeric / count(*), 4) as error_rate,
+       round(avg(latency_ms)) as avg_latency_ms
+  from public.request_attempts
+ where created_at >= %(since)s::date::timestamp at time zone 'UTC'
+   and created_at < %(until)s::date::timestamp at time zone 'UTC'
+ group by 1, 2, 3, 4
+ order by error_rate desc, attempts desc, model_group, model
+ limit 200
+
 -- error_rate_by_model --
 select model, provider, sum(requests) as requests, sum(failures) as failures,
        round(sum(failures)::numeric / nullif(sum(requests), 0), 4) as error_rate
@@ -387,7 +422,9 @@ select b.upper_ms, count(r.latency_ms) as requests
 
 -- user_recent_requests --
 select id, litellm_call_id, created_at, model, provider, status, prompt_tokens, completion_tokens,
-       tokens_used, total_cost, cost_status, latency_ms, stream, error_type, error, session_id,
+       tokens_used, total_cost, cost_status, latency_ms, stream, error_type, error, session_id, cache_hit,
+       saved_cost, usage_source, attempt_count, failed_attempts, cached_tokens, cache_creation_tokens,
+       reasoning_tokens,
        case when %(with_content)s then messages end as messages,
        case when %(with_content)s then response end as response
   from public.request_logs

@@ -837,12 +837,12 @@ begin
                case when price.model is not null and not coalesce(s.cache_hit, false) then 'custom'
                     else coalesce(s.cost_status, case when s.total_cost is null then 'unpriced' else 'priced' end)
                end as cost_status,
-               s.messages, s.response, s.status, s.error, s.error_type, s.latency_ms,
+               s.ordinality as ord, s.status, s.error, s.error_type, s.latency_ms,
                coalesce(s.stream, false) as stream, coalesce(s.metadata, '{}'::jsonb) as metadata,
                k.created_at, coalesce(s.cache_hit, false) as cache_hit, s.saved_cost,
                coalesce(s.usage_source, 'provider') as usage_source,
                public.llmtally_status_rank(s.status) as rank
-          from pg_catalog.unnest(events) s
+          from pg_catalog.unnest(events) with ordinality s
          cross join lateral (
                 select coalesce(nullif(s.call_key, ''), s.litellm_call_id) as call_key,
                        coalesce(s.created_at, pg_catalog.now()) as created_at) c
@@ -916,9 +916,10 @@ begin
                case when o.sum_cost is null then 'unpriced' else o.cost_status end,
                o.all_cache_hits, o.sum_saved,
                case when o.any_estimated then 'estimated' else 'provider' end,
-               o.messages, o.response, o.status, o.error, o.error_type, o.max_latency, o.stream, o.metadata,
+               c.messages, c.response, o.status, o.error, o.error_type, o.max_latency, o.stream, o.metadata,
                o.first_at, o.n_attempts, o.n_failed
           from outcome o
+          join pg_catalog.unnest(events) with ordinality c on c.ordinality = o.ord
          where o.pick = 1
          order by o.call_key
         on conflict (call_key) do update set
@@ -1234,8 +1235,10 @@ begin
         perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('llmtally.limits:' || u, 0));
     end loop;
 
+    -- Only a billed outcome settles: a failed attempt may be retried or fall back under the same call,
+    -- so its reservation keeps the headroom until the call's success (or llmtally_settle_failed).
     delete from public.budget_reservations rv
-     using new_rows n where rv.litellm_call_id in (n.litellm_call_id, n.call_key);
+     using new_rows n where rv.litellm_call_id in (n.litellm_call_id, n.call_key) and n.status <> 'failure';
     update public.rate_limit_log l set tokens = n.tokens_used
       from new_rows n where l.litellm_call_id in (n.litellm_call_id, n.call_key);
 
@@ -1281,6 +1284,24 @@ begin
     return null;
 end
 $$;
+
+--
+-- Name: llmtally_settle_failed(text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.llmtally_settle_failed(p_call_id text) RETURNS boolean
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+    with gone as (delete from public.budget_reservations rv where rv.litellm_call_id = p_call_id returning 1)
+    select exists (select from gone);
+$$;
+
+--
+-- Name: FUNCTION llmtally_settle_failed(p_call_id text); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.llmtally_settle_failed(p_call_id text) IS 'Drop the reservation of a call that failed for good (it stays in the rate-limit window).';
 
 --
 -- Name: llmtally_status_rank(text); Type: FUNCTION; Schema: public; Owner: -
@@ -2657,6 +2678,12 @@ CREATE INDEX request_attempts_user_created_idx ON public.request_attempts USING 
 CREATE INDEX request_logs_created_idx ON public.request_logs USING btree (created_at);
 
 --
+-- Name: request_logs_estimated_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX request_logs_estimated_idx ON public.request_logs USING btree (created_at) WHERE (usage_source = 'estimated'::text);
+
+--
 -- Name: request_logs_failures_idx; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -3254,6 +3281,13 @@ GRANT ALL ON FUNCTION public.llmtally_reserve(p_user text, p_call_id text, p_mod
 --
 
 REVOKE ALL ON FUNCTION public.llmtally_settle_budgets() FROM PUBLIC;
+
+--
+-- Name: FUNCTION llmtally_settle_failed(p_call_id text); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.llmtally_settle_failed(p_call_id text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.llmtally_settle_failed(p_call_id text) TO service_role;
 
 --
 -- Name: FUNCTION llmtally_status_rank(status text); Type: ACL; Schema: public; Owner: -

@@ -97,9 +97,10 @@
     }
     const error = document.getElementById("load-error");
     try {
-      const [summary, series, users, latency, failures, unpriced] = await Promise.all([
+      const [summary, series, users, latency, failures, unpriced, models, deployments] = await Promise.all([
         get("/summary", params), get("/timeseries", params), get("/top-users", { ...params, limit: 10 }),
         get("/latency", params), get("/failures", { ...params, limit: 50 }), get("/unpriced", params),
+        get("/models", params), get("/deployments", params),
       ]);
       error.hidden = true;
 
@@ -171,6 +172,28 @@
         cell(tr, f.user_id);
         cell(tr, f.model);
         cell(tr, (f.error_type ? f.error_type + ": " : "") + (f.error || ""), "error");
+      });
+      fill("models", models, (tr, m) => {
+        cell(tr, m.model);
+        cell(tr, m.provider);
+        cell(tr, num(m.requests).toLocaleString(), "n");
+        cell(tr, num(m.failures).toLocaleString(), "n");
+        cell(tr, num(m.retries).toLocaleString(), "n");
+        cell(tr, num(m.cache_hits).toLocaleString(), "n");
+        cell(tr, money(m.saved_cost), "n");
+        cell(tr, num(m.total_tokens).toLocaleString(), "n");
+        cell(tr, num(m.cached_tokens).toLocaleString(), "n");
+        cell(tr, money(m.cost) + (m.unpriced_requests ? " (+" + m.unpriced_requests + " unpriced)" : ""), "n");
+        cell(tr, m.estimated_requests ? money(m.estimated_cost) + " (" + m.estimated_requests + " calls)" : "–", "n");
+      });
+      fill("deployments", deployments, (tr, d) => {
+        cell(tr, d.model_group);
+        cell(tr, d.model);
+        cell(tr, d.api_base || "–");
+        cell(tr, num(d.attempts).toLocaleString(), "n");
+        cell(tr, num(d.failed_attempts).toLocaleString(), "n");
+        cell(tr, (num(d.error_rate) * 100).toFixed(2) + " %", "n");
+        cell(tr, d.avg_latency_ms === null ? "–" : num(d.avg_latency_ms).toLocaleString() + " ms", "n");
       });
       fill("unpriced", unpriced, (tr, m) => {
         cell(tr, m.model);

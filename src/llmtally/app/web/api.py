@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from llmtally.analytics.models import (
     DailyModelUsage,
     DailyTotals,
+    DeploymentErrorRate,
     FailureRecord,
     LatencyHistogram,
     ModelUsage,
@@ -192,6 +193,11 @@ def build_api(state: WebState) -> FastAPI:
     def admin_models(_: Admin, since: Since = None, until: Until = None) -> list[ModelUsage]:
         """Totals by model and provider over a period."""
         return everyone().totals_by_model(since, until)
+
+    @api.get("/admin/deployments", response_model=list[DeploymentErrorRate], tags=["admin"])
+    def admin_deployments(_: Admin, since: Since = None, until: Until = None) -> list[DeploymentErrorRate]:
+        """Attempts and error rate by deployment (model group and API host), retries and fallbacks included."""
+        return everyone().error_rate_by_deployment(since, until)
 
     @api.get("/admin/daily", response_model=list[DailyTotals], tags=["admin"])
     def admin_daily(_: Admin, since: Since = None, until: Until = None) -> list[DailyTotals]:

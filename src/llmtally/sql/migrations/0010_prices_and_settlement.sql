@@ -1,4 +1,5 @@
--- Custom prices for cached input and cache writes, priced the way LiteLLM prices them.
+-- Custom prices for cached input and cache writes, priced the way LiteLLM prices them; an index of
+-- the calls whose usage was estimated; a failed attempt no longer settles its call's reservation.
 --
 -- LiteLLM counts cache reads and cache writes inside prompt_tokens (OpenAI's cached_tokens, Anthropic's
 -- cache_read_input_tokens and cache_creation_input_tokens). A custom price now has a price for each:
@@ -34,8 +35,14 @@ revoke all on function public.llmtally_custom_cost(public.model_prices, bigint, 
 grant execute on function public.llmtally_custom_cost(public.model_prices, bigint, bigint, bigint, bigint)
     to service_role;
 
+-- The cost of calls whose usage was estimated (the provider sent none), per period: analytics and the
+-- dashboard tell that spend apart. Such calls are a small share where streams ask for usage.
+create index request_logs_estimated_idx on public.request_logs (created_at) where usage_source = 'estimated';
+
 -- ---------------------------------------------------------------------------------------------
--- The insert of 0009, its custom cost now from llmtally_custom_cost
+-- The insert of 0009, its custom cost now from llmtally_custom_cost. The content (messages and
+-- response) no longer goes through the sort and the two windows that pick each call's outcome: only
+-- the event's position does, and the content is joined back for the row that is written.
 -- ---------------------------------------------------------------------------------------------
 create or replace function public.llmtally_insert_events(events public.llmtally_event[]) returns integer
     language plpgsql
@@ -74,12 +81,12 @@ begin
                case when price.model is not null and not coalesce(s.cache_hit, false) then 'custom'
                     else coalesce(s.cost_status, case when s.total_cost is null then 'unpriced' else 'priced' end)
                end as cost_status,
-               s.messages, s.response, s.status, s.error, s.error_type, s.latency_ms,
+               s.ordinality as ord, s.status, s.error, s.error_type, s.latency_ms,
                coalesce(s.stream, false) as stream, coalesce(s.metadata, '{}'::jsonb) as metadata,
                k.created_at, coalesce(s.cache_hit, false) as cache_hit, s.saved_cost,
                coalesce(s.usage_source, 'provider') as usage_source,
                public.llmtally_status_rank(s.status) as rank
-          from pg_catalog.unnest(events) s
+          from pg_catalog.unnest(events) with ordinality s
          cross join lateral (
                 select coalesce(nullif(s.call_key, ''), s.litellm_call_id) as call_key,
                        coalesce(s.created_at, pg_catalog.now()) as created_at) c
@@ -153,9 +160,10 @@ begin
                case when o.sum_cost is null then 'unpriced' else o.cost_status end,
                o.all_cache_hits, o.sum_saved,
                case when o.any_estimated then 'estimated' else 'provider' end,
-               o.messages, o.response, o.status, o.error, o.error_type, o.max_latency, o.stream, o.metadata,
+               c.messages, c.response, o.status, o.error, o.error_type, o.max_latency, o.stream, o.metadata,
                o.first_at, o.n_attempts, o.n_failed
           from outcome o
+          join pg_catalog.unnest(events) with ordinality c on c.ordinality = o.ord
          where o.pick = 1
          order by o.call_key
         on conflict (call_key) do update set
@@ -256,3 +264,94 @@ end
 $$;
 comment on function public.llmtally_insert_events(public.llmtally_event[]) is
     'Record a batch of usage events as attempts of logical calls (idempotent per attempt); returns new attempts.';
+
+-- ---------------------------------------------------------------------------------------------
+-- Budgets: a failed attempt no longer settles its call's reservation
+-- ---------------------------------------------------------------------------------------------
+-- With retries and fallbacks, LiteLLM reports each failed attempt under the call's id before the
+-- attempt that is billed. Settling at the first failure released the reservation while the call
+-- was still running, and other calls could take that headroom: the budget could be overspent.
+-- Now the row of a success or a cancellation settles; a call that fails for good is settled by its
+-- caller (llmtally_settle_failed, which the Budgets wrapper calls when LiteLLM raises), else its
+-- reservation expires with its TTL.
+create or replace function public.llmtally_settle_budgets() returns trigger
+    language plpgsql
+    security definer
+    set search_path = ''
+as $$
+declare
+    u text;
+begin
+    -- Lock each user concerned, in sorted order (no deadlock between writers): alerts below then
+    -- see every earlier settlement of the same user, and no reservation of theirs runs meanwhile.
+    for u in select x.user_id
+               from (select n.user_profile_id as user_id from new_rows n where n.user_profile_id is not null
+                     union
+                     select rv.user_id from public.budget_reservations rv
+                       join new_rows n on rv.litellm_call_id in (n.litellm_call_id, n.call_key)) x
+              order by 1 loop
+        perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('llmtally.limits:' || u, 0));
+    end loop;
+
+    -- Only a billed outcome settles: a failed attempt may be retried or fall back under the same call,
+    -- so its reservation keeps the headroom until the call's success (or llmtally_settle_failed).
+    delete from public.budget_reservations rv
+     using new_rows n where rv.litellm_call_id in (n.litellm_call_id, n.call_key) and n.status <> 'failure';
+    update public.rate_limit_log l set tokens = n.tokens_used
+      from new_rows n where l.litellm_call_id in (n.litellm_call_id, n.call_key);
+
+    if exists (select from public.budgets) then
+        -- The same computation as llmtally_budget_usage (spent only), for every user of the batch
+        -- in one statement: one index range scan per user and budget, no per-user function call.
+        insert into public.budget_alerts (user_id, budget_id, period, period_start, threshold, limit_usd,
+                                          limit_tokens, spent_usd, spent_tokens, hard)
+        select b.user_id, b.id, b.period, nullif(per.starts, '-infinity'), t.threshold, b.limit_usd,
+               b.limit_tokens, s.usd, s.tokens, b.hard
+          from (select distinct on (u.user_id, x.period) u.user_id, x.*
+                  from (select distinct n.user_profile_id as user_id
+                          from new_rows n where n.user_profile_id is not null) u
+                  join public.budgets x on x.user_profile_id = u.user_id or x.user_profile_id is null
+                 order by u.user_id, x.period, x.user_profile_id nulls last) b
+         cross join lateral (
+                select case b.period when 'daily' then 'day' when 'weekly' then 'week'
+                                     when 'monthly' then 'month' end
+            ) unit(name)
+         cross join lateral (
+                select case when unit.name is null then '-infinity'::timestamptz
+                            else pg_catalog.date_trunc(unit.name, pg_catalog.now(), b.timezone) end,
+                       case when unit.name is null then 'infinity'::timestamptz
+                            else (pg_catalog.date_trunc(unit.name, pg_catalog.now() at time zone b.timezone)
+                                  + ('1 ' || unit.name)::interval) at time zone b.timezone end
+            ) per(starts, ends)
+         cross join lateral (
+                select coalesce(sum(x.usd), 0)::numeric, coalesce(sum(x.tokens), 0)::bigint
+                  from (select l.total_cost as usd, l.tokens_used::bigint as tokens
+                          from public.request_logs l
+                         where unit.name is not null and l.user_profile_id = b.user_id
+                           and l.created_at >= per.starts and l.created_at < per.ends
+                        union all
+                        select p.total_cost, p.tokens_used
+                          from public.user_profiles p
+                         where unit.name is null and p.user_id = b.user_id) x
+            ) s(usd, tokens)
+         cross join lateral pg_catalog.unnest(b.thresholds) t(threshold)
+         where greatest(s.usd / nullif(b.limit_usd, 0), s.tokens::numeric / nullif(b.limit_tokens, 0)) >= t.threshold
+         order by 1, 2, 5
+        on conflict on constraint budget_alerts_once do nothing;
+    end if;
+    return null;
+end
+$$;
+
+create function public.llmtally_settle_failed(p_call_id text) returns boolean
+    language sql
+    security definer
+    set search_path = ''
+as $$
+    with gone as (delete from public.budget_reservations rv where rv.litellm_call_id = p_call_id returning 1)
+    select exists (select from gone);
+$$;
+comment on function public.llmtally_settle_failed(text) is
+    'Drop the reservation of a call that failed for good (it stays in the rate-limit window).';
+revoke all on function public.llmtally_settle_failed(text) from public, anon, authenticated;
+grant execute on function public.llmtally_settle_failed(text) to service_role;
