@@ -11,7 +11,6 @@ import datetime as dt
 
 import httpx
 import jwt
-import pytest
 
 from llmtally.db import Database
 from tests.support.cli import llmtally
@@ -126,7 +125,6 @@ def test_an_expired_or_foreign_session_cannot_be_renewed(server: Server, db: Dat
     }
 
 
-@pytest.mark.slow
 def test_a_login_removed_from_llmtally_users_is_logged_out(server: Server, db_url: str) -> None:
     bob = login_cookie(server, "bob", "bob-password")
     alice = login_cookie(server, "alice", "alice-password")
