@@ -139,6 +139,7 @@ def delete_user(db: Database, user_id: str, *, batch: int = BATCH) -> DeletionRe
         conn.execute("delete from public.budget_reservations where user_id = %s", (user_id,))
         conn.execute("delete from public.rate_limit_log where user_id = %s", (user_id,))
         report.sessions_deleted = conn.execute("delete from public.sessions where user_id = %s", (user_id,)).rowcount
+        conn.execute("delete from public.web_sessions where user_id = %s", (user_id,))  # logged out at once
         report.threads_deleted = conn.execute(
             "delete from chat.threads where user_identifier = %(u)s"
             " or user_id in (select id from chat.users where identifier = %(u)s)",

@@ -1,4 +1,5 @@
-"""The chat app's threads (schema ``chat``): each user reads only their own; only the server writes."""
+"""The chat app's threads (schema ``chat``): each user reads only their own; only the server writes; a chat
+session id keeps its user."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import psycopg
 import pytest
 
 from llmtally.db import Database
-from llmtally.errors import InsufficientPrivilege
+from llmtally.errors import InsufficientPrivilege, LlmtallyError
 
 pytestmark = pytest.mark.sql  # the subject is SQL: runs on every server (tests/conftest.py)
 
@@ -85,3 +86,11 @@ def test_every_chat_table_has_rls_and_no_client_write_grant(chats: Database) -> 
 def test_the_chat_schema_is_not_public(chats: Database) -> None:
     with pytest.raises(psycopg.errors.UndefinedTable), psycopg.connect(chats.url) as conn:
         conn.execute("select * from threads")
+
+
+def test_a_session_id_is_never_moved_to_another_user(db: Database) -> None:
+    db.fetch_all("select public.llmtally_link_session('shared-id', 'password_alice')")
+    db.fetch_all("select public.llmtally_link_session('shared-id', 'password_alice')")  # the same user: fine
+    with pytest.raises(LlmtallyError, match="linked to another user"):
+        db.fetch_all("select public.llmtally_link_session('shared-id', 'password_bob')")
+    assert db.fetch_all("select user_id from sessions") == [{"user_id": "password_alice"}]

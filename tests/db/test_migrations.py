@@ -30,6 +30,7 @@ EXPECTED_TABLES |= {"budgets", "budget_reservations", "budget_alerts", "rate_lim
 EXPECTED_VIEWS |= {"user_budget_status"}  # 0006
 EXPECTED_TABLES |= {"usage_monthly_users"}  # 0008
 EXPECTED_TABLES |= {"request_attempts"}  # 0009
+EXPECTED_TABLES |= {"web_sessions"}  # 0011
 
 
 def _relations(db: Database, kind: str) -> set[str]:

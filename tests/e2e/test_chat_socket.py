@@ -136,7 +136,9 @@ def test_session_cookie_carries_no_secret_and_cors_allows_only_the_app(server: S
     token = cookie.split("=", 1)[1].split(";")[0]
     payload = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=" * (-len(token.split(".")[1]) % 4)))
     assert payload["identifier"] == "password_alice"
-    assert payload["metadata"] == {"provider": "password"}
+    # the server-side session's id names its row in web_sessions; the signature is what authenticates
+    assert payload["metadata"] == {"provider": "password", "session": payload["metadata"]["session"]}
+    assert payload["exp"] - payload["iat"] == 12 * 3600  # LLMTALLY_SESSION_HOURS' default
     assert "alice-password" not in json.dumps(payload)
     evil = httpx.get(f"{server.url}/auth/config", headers={"Origin": "http://evil.example"}, timeout=10)
     assert "access-control-allow-origin" not in evil.headers

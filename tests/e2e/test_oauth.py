@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
@@ -38,6 +39,14 @@ def _require_node_provider() -> None:
 
 @pytest.fixture
 def oauth_server(db_url: str, tmp_path: Path) -> Iterator[tuple[Server, Provider]]:
+    with running_oauth_server(db_url, tmp_path) as running:
+        yield running
+
+
+@contextmanager
+def running_oauth_server(
+    db_url: str, tmp_path: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[Server, Provider]]:
     _require_node_provider()
     app_port, idp_port = free_port(), free_port()
     provider = Provider(f"http://127.0.0.1:{idp_port}", "llmtally-test", "test-client-secret")
@@ -60,15 +69,16 @@ def oauth_server(db_url: str, tmp_path: Path) -> Iterator[tuple[Server, Provider
                 pass
             assert process.poll() is None and time.monotonic() < deadline, "the OIDC provider did not start"
             time.sleep(0.2)
-        env = {
+        settings = {
             "OAUTH_GENERIC_CLIENT_ID": provider.client_id,
             "OAUTH_GENERIC_CLIENT_SECRET": provider.client_secret,
             "OAUTH_GENERIC_AUTH_URL": f"{provider.url}/auth",
             "OAUTH_GENERIC_TOKEN_URL": f"{provider.url}/token",
             "OAUTH_GENERIC_USER_INFO_URL": f"{provider.url}/me",
             "OAUTH_GENERIC_SCOPES": "openid email profile",
+            **(env or {}),
         }
-        with run_server(db_url, tmp_path / "home", env=env, port=app_port) as server:
+        with run_server(db_url, tmp_path / "home", env=settings, port=app_port) as server:
             yield server, provider
     finally:
         process.terminate()
@@ -118,3 +128,21 @@ async def test_oauth_login_chat_is_linked_to_the_provider_subject(
         "full_name": "Test user subject-4242",
         "provider": "generic",
     }
+
+
+def test_an_unverified_email_naming_an_administrator_opens_no_admin_page(db_url: str, tmp_path: Path) -> None:
+    with running_oauth_server(db_url, tmp_path, {"LLMTALLY_ADMINS": "root@example.test"}) as (server, _):
+        impostor = oauth_login(server, "unverified-root")  # the provider says root@example.test, not verified
+        assert httpx.get(f"{server.url}/admin", headers={"Cookie": impostor}, timeout=10).status_code == 403
+        export = httpx.get(f"{server.url}/api/v1/admin/export", headers={"Cookie": impostor}, timeout=10)
+        assert export.status_code == 403
+        root = oauth_login(server, "root")  # the same e-mail, verified by the provider
+        assert httpx.get(f"{server.url}/admin", headers={"Cookie": root}, timeout=10).status_code == 200
+        # Chainlit builds its OAuth error redirect from the Host header; it leaves on the public URL
+        error = httpx.get(
+            f"{server.url}/auth/oauth/generic/callback",
+            params={"error": "access_denied"},
+            headers={"Host": "evil.example"},
+            timeout=10,
+        )
+        assert error.status_code == 302 and error.headers["location"].startswith(f"{server.url}/login?")

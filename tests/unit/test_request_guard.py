@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi import FastAPI, Form, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.testclient import TestClient
 
 from llmtally.app.web import GuardPolicy, install_guards
@@ -94,3 +94,47 @@ def test_login_limit_counts_per_address_across_names() -> None:
         assert codes == [401] * 5 + [429]
         multipart = client.post("/login", files={"username": (None, "zed"), "password": (None, "x")})
         assert multipart.status_code == 429 and int(multipart.headers["retry-after"]) >= 1
+
+
+def _redirecting_app(origin: str) -> FastAPI:
+    """Redirects built the way Chainlit builds its OAuth error redirect (from the request's Host), and a cookie."""
+    app = FastAPI()
+
+    @app.get("/login", name="login")
+    def login_page() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/auth/oauth/generic/callback")
+    def callback(request: Request) -> RedirectResponse:
+        return RedirectResponse(str(request.url_for("login")) + "?error=oauthSignin", status_code=302)
+
+    @app.get("/auth/oauth/generic")
+    def to_provider() -> RedirectResponse:
+        return RedirectResponse("https://idp.example/authorize?client_id=x")
+
+    @app.post("/set")
+    def set_cookie() -> Response:
+        response = JSONResponse({})
+        response.set_cookie("access_token", "t", httponly=True, samesite="lax")
+        return response
+
+    install_guards(app, GuardPolicy(origin=origin))
+    return app
+
+
+def test_redirects_to_this_server_use_the_public_url_never_the_host_header() -> None:
+    public = "https://chat.example.com"
+    with TestClient(_redirecting_app(public), base_url="http://10.0.0.5:8000", follow_redirects=False) as client:
+        forged = client.get("/auth/oauth/generic/callback", params={"error": "x"}, headers={"Host": "evil.example"})
+        assert forged.headers["location"] == f"{public}/login?error=oauthSignin"
+        plain = client.get("/auth/oauth/generic/callback", params={"error": "x"})
+        assert plain.headers["location"] == f"{public}/login?error=oauthSignin"
+        assert client.get("/auth/oauth/generic").headers["location"].startswith("https://idp.example/")
+
+
+def test_cookies_are_secure_under_an_https_public_url_only() -> None:
+    with TestClient(_redirecting_app("https://chat.example.com"), base_url="https://chat.example.com") as client:
+        cookie = client.post("/set").headers["set-cookie"]
+        assert "Secure" in cookie and "HttpOnly" in cookie
+    with TestClient(_redirecting_app(APP), base_url=APP) as client:
+        assert "Secure" not in client.post("/set").headers["set-cookie"]

@@ -31,13 +31,13 @@ def by_email(state: WebState, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestC
         yield client
 
 
-def test_a_stored_unverified_email_does_not_make_an_admin(by_email: TestClient) -> None:
-    assert by_email.get("/admin", headers=as_session(ATTACKER)).status_code == 403
-    assert by_email.get("/api/v1/admin/export", headers=as_session(ATTACKER)).status_code == 403
+def test_a_stored_unverified_email_does_not_make_an_admin(state: WebState, by_email: TestClient) -> None:
+    assert by_email.get("/admin", headers=as_session(state.db, ATTACKER)).status_code == 403
+    assert by_email.get("/api/v1/admin/export", headers=as_session(state.db, ATTACKER)).status_code == 403
 
 
-def test_an_email_verified_at_login_makes_an_admin(by_email: TestClient) -> None:
-    verified = as_session(ATTACKER, verified_email="Root@Example.com")
+def test_an_email_verified_at_login_makes_an_admin(state: WebState, by_email: TestClient) -> None:
+    verified = as_session(state.db, ATTACKER, verified_email="Root@Example.com")
     assert by_email.get("/admin", headers=verified).status_code == 200
     assert by_email.get("/api/v1/admin/users", headers=verified).status_code == 200
 

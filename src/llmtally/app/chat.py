@@ -17,6 +17,7 @@ import litellm
 from chainlit.input_widget import InputWidget, Select
 from chainlit.oauth_providers import get_configured_oauth_providers
 from chainlit.types import CommandDict, ThreadDict
+from fastapi import Request, Response
 
 from llmtally.analytics.service import Analytics
 from llmtally.app.datalayer import ChatDataLayer
@@ -24,8 +25,10 @@ from llmtally.app.demo_model import DEMO_MODEL
 from llmtally.app.identity import Identity, oauth_identity, password_identity
 from llmtally.app.runtime import get_runtime
 from llmtally.app.usage import budget_markdown, usage_markdown
+from llmtally.app.web.auth import cookie_token, session_of
 from llmtally.budgeted_calls import BudgetedStream, Budgets
 from llmtally.errors import BudgetExceeded, LlmtallyError, RateLimited
+from llmtally.web_sessions import create_session, revoke_session
 
 log = logging.getLogger("llmtally.app")
 
@@ -45,7 +48,8 @@ def _data_layer() -> ChatDataLayer:
 
 
 async def _remember_login(identity: Identity) -> cl.User:
-    await get_runtime().ledger.upsert_user(
+    runtime = get_runtime()
+    await runtime.ledger.upsert_user(
         identity.user_id, email=identity.email, full_name=identity.full_name, provider=identity.provider
     )
     # Only non-secret facts: this travels in a signed, unencrypted cookie. The verified e-mail is what
@@ -53,6 +57,11 @@ async def _remember_login(identity: Identity) -> cl.User:
     metadata: dict[str, str] = {"provider": identity.provider}
     if identity.verified_email:
         metadata["verified_email"] = identity.verified_email
+    # The server-side session that logout and `llmtally users revoke-sessions` end (web_sessions.py).
+    session = await asyncio.to_thread(
+        create_session, runtime.db, identity.user_id, identity.provider, runtime.app.session_lifetime
+    )
+    metadata["session"] = session.id
     return cl.User(identifier=identity.user_id, display_name=identity.full_name or identity.user_id, metadata=metadata)
 
 
@@ -74,6 +83,16 @@ async def oauth_login(
     return None if identity is None else await _remember_login(identity)
 
 
+@cl.on_logout
+async def logout(request: Request, response: Response) -> dict[str, bool]:
+    """End the server-side session at once: the cookie stops working even where it was copied."""
+    token = cookie_token(request.cookies)
+    session = session_of(token) if token else None
+    if session is not None and session.session_id is not None:
+        await asyncio.to_thread(revoke_session, get_runtime().db, session.session_id, "logout")
+    return {"success": True}
+
+
 if get_configured_oauth_providers():  # Chainlit refuses an OAuth callback with no provider configured
     cl.oauth_callback(oauth_login)
 
@@ -84,10 +103,19 @@ def _user_id() -> str:
     return str(user.identifier)
 
 
+def _session_id() -> str:
+    """The id this chat's calls carry in request_logs.session_id: made by the server, never the client's
+    Chainlit ``sessionId`` (which a client chooses, and could choose to be another user's)."""
+    session_id = cl.user_session.get("llmtally_session")
+    if not session_id:
+        session_id = f"chat_{uuid.uuid4()}"
+        cl.user_session.set("llmtally_session", session_id)
+    return str(session_id)
+
+
 async def _start_session(model: str) -> None:
     runtime = get_runtime()
-    session_id = str(cl.user_session.get("id"))
-    await runtime.ledger.link_session(session_id, _user_id())
+    await runtime.ledger.link_session(_session_id(), _user_id())
     cl.user_session.set("model", model)
     choices = [m.model for m in runtime.models]
     picker: list[InputWidget] = [
@@ -203,7 +231,7 @@ async def on_message(message: cl.Message) -> None:
         return
     runtime = get_runtime()
     user_id = _user_id()
-    session_id = str(cl.user_session.get("id"))
+    session_id = _session_id()
     thread_id = cl.context.session.thread_id
     model = str(cl.user_session.get("model") or DEMO_MODEL)
     history: list[dict[str, str]] = list(cl.user_session.get("history") or [])

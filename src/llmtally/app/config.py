@@ -7,6 +7,7 @@ startup, for the person who started the server) and never logged.
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import os
 import secrets
@@ -38,9 +39,19 @@ class AppSettings(BaseSettings):
     admins: str | None = Field(
         default=None, description="Who may open /admin and the admin API: user ids or e-mails, comma-separated."
     )
+    session_hours: float = Field(
+        default=12,
+        gt=0,
+        le=24 * 30,
+        description="Hours a chat login lasts before logging in again (default 12: one working day).",
+    )
     metrics_token: SecretStr | None = Field(
         default=None, description="Bearer token required by /metrics. Unset: /metrics answers only local clients."
     )
+
+    @property
+    def session_lifetime(self) -> dt.timedelta:
+        return dt.timedelta(hours=self.session_hours)
 
     @property
     def admin_set(self) -> frozenset[str]:

@@ -1,8 +1,11 @@
 """Chainlit's data layer on llmtally's database: threads, messages and feedback in schema ``chat``.
 
 Chainlit calls these methods from its event loop; each runs one short transaction on llmtally's
-connection pool in a worker thread. Thread listing and reading are scoped to the asking user by
-Chainlit (it checks the thread's author) and by the queries themselves.
+connection pool in a worker thread. Every write is the acting user's (the chat socket's user, or the
+HTTP request's): a thread, message, element or feedback of another user is never changed or deleted,
+whatever ids a client sends. Database errors are logged; a response says only that saving failed.
+Thread listing and reading are scoped to the asking user by Chainlit (it checks the thread's author)
+and by the queries themselves.
 """
 
 from __future__ import annotations
@@ -10,20 +13,40 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from chainlit.context import ChainlitContextException
+from chainlit.context import context as chainlit_context
 from chainlit.data.base import BaseDataLayer
 from chainlit.data.utils import queue_until_user_message
 from chainlit.types import Feedback, PageInfo, PaginatedResponse, Pagination, ThreadDict, ThreadFilter
 from chainlit.user import PersistedUser, User
 
+from llmtally.app.web.session_check import ACTING_USER
 from llmtally.db.database import Database
+from llmtally.db.queries import query
+from llmtally.errors import DatabaseError, LlmtallyError
 from llmtally.ledger.sanitize import clean_text, to_json
+
+log = logging.getLogger("llmtally.app")
 
 if TYPE_CHECKING:
     from chainlit.element import Element, ElementDict
     from chainlit.step import StepDict
+
+
+def _acting_user() -> str | None:
+    """Who is writing: the chat socket's user, else the user of the HTTP request's session (set by the
+    session check, app/web/session_check.py). None: nobody, and nothing is written."""
+    try:
+        user = chainlit_context.session.user
+    except ChainlitContextException:
+        user = None
+    if user is not None:
+        return str(user.identifier)
+    return ACTING_USER.get()
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -80,14 +103,29 @@ class ChatDataLayer(BaseDataLayer):
         self.db = db
 
     async def _all(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self.db.fetch_all, sql, params or {})
+        try:
+            return await asyncio.to_thread(self.db.fetch_all, sql, params or {})
+        except LlmtallyError as exc:  # the detail goes to the log, not to a response
+            log.error("chat storage: %s", exc)
+            raise DatabaseError("the chat history is unavailable right now") from None
 
     async def _one(self, sql: str, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
         rows = await self._all(sql, params)
         return rows[0] if rows else None
 
     async def _run(self, sql: str, params: dict[str, Any] | None = None) -> int:
-        return await asyncio.to_thread(self.db.execute, sql, params or {})
+        try:
+            return await asyncio.to_thread(self.db.execute, sql, params or {})
+        except LlmtallyError as exc:  # the detail (a constraint's name, say) goes to the log, not to a response
+            log.error("chat storage: %s", exc)
+            raise DatabaseError("the chat could not be saved right now") from None
+
+    async def _own_thread(self, thread_id: str, me: str) -> bool:
+        row = await self._one(query("chat_own_thread"), {"thread_id": thread_id, "me": me})
+        if row is None:
+            log.warning("chat: %s may not write into thread %s (not theirs)", me, thread_id)
+            return False
+        return True
 
     # -- users -------------------------------------------------------------------------------------
     async def get_user(self, identifier: str) -> PersistedUser | None:
@@ -105,7 +143,8 @@ class ChatDataLayer(BaseDataLayer):
         row = await self._one(
             "insert into chat.users (identifier, metadata) values (%(i)s, %(m)s::jsonb)"
             " on conflict (identifier) do update set metadata = excluded.metadata returning *",
-            {"i": user.identifier, "m": to_json(user.metadata or {})},
+            # not the login's session id (web_sessions.py): it belongs to one cookie, not to the user
+            {"i": user.identifier, "m": to_json({k: v for k, v in (user.metadata or {}).items() if k != "session"})},
         )
         assert row is not None
         return PersistedUser(
@@ -124,27 +163,22 @@ class ChatDataLayer(BaseDataLayer):
         metadata: dict[str, Any] | None = None,
         tags: list[str] | None = None,
     ) -> None:
-        await self._run(
-            """
-            insert into chat.threads (id, name, user_id, user_identifier, tags, metadata)
-            values (%(id)s, %(name)s, %(user_id)s::uuid,
-                    (select identifier from chat.users where id = %(user_id)s::uuid), %(tags)s, %(meta)s::jsonb)
-            on conflict (id) do update set
-                name = coalesce(excluded.name, chat.threads.name),
-                user_id = coalesce(excluded.user_id, chat.threads.user_id),
-                user_identifier = coalesce(excluded.user_identifier, chat.threads.user_identifier),
-                tags = coalesce(excluded.tags, chat.threads.tags),
-                metadata = chat.threads.metadata || excluded.metadata,
-                updated_at = now()
-            """,
+        me = _acting_user()
+        if me is None:
+            return
+        changed = await self._run(
+            query("chat_upsert_thread"),
             {
                 "id": thread_id,
                 "name": clean_text(name),
                 "user_id": user_id,
                 "tags": tags,
                 "meta": to_json({k: v for k, v in (metadata or {}).items() if v is not None}),
+                "me": me,
             },
         )
+        if not changed:
+            log.warning("chat: %s may not change thread %s (not theirs)", me, thread_id)
 
     async def get_thread_author(self, thread_id: str) -> str:
         row = await self._one("select user_identifier from chat.threads where id = %(id)s", {"id": thread_id})
@@ -153,7 +187,9 @@ class ChatDataLayer(BaseDataLayer):
         return str(row["user_identifier"])
 
     async def delete_thread(self, thread_id: str) -> None:
-        await self._run("delete from chat.threads where id = %(id)s", {"id": thread_id})
+        me = _acting_user()
+        if me is not None:
+            await self._run(query("chat_delete_thread"), {"id": thread_id, "me": me})
 
     async def list_threads(self, pagination: Pagination, filters: ThreadFilter) -> PaginatedResponse[ThreadDict]:
         if not filters.userId:  # never list everyone's threads
@@ -219,33 +255,12 @@ class ChatDataLayer(BaseDataLayer):
     @queue_until_user_message()  # type: ignore[untyped-decorator]
     async def create_step(self, step_dict: StepDict) -> None:
         thread_id = step_dict.get("threadId")
-        if not thread_id:
+        me = _acting_user()
+        if not thread_id or me is None or not await self._own_thread(thread_id, me):
             return
-        await self._run(
-            """
-            insert into chat.threads (id) values (%(thread_id)s) on conflict (id) do nothing;
-            """,
-            {"thread_id": thread_id},
-        )
         start = _parse_time(step_dict.get("start") or step_dict.get("createdAt")) or dt.datetime.now(dt.UTC)
-        await self._run(
-            """
-            insert into chat.steps (id, thread_id, parent_id, name, type, input, output, metadata, is_error,
-                                    show_input, language, generation, tags, start_time, end_time)
-            values (%(id)s, %(thread_id)s, %(parent_id)s, %(name)s, %(type)s, %(input)s, %(output)s,
-                    %(metadata)s::jsonb, %(is_error)s, %(show_input)s, %(language)s, %(generation)s::jsonb,
-                    %(tags)s, %(start)s, %(end)s)
-            on conflict (id) do update set
-                name = coalesce(excluded.name, chat.steps.name),
-                input = coalesce(nullif(excluded.input, ''), chat.steps.input),
-                output = coalesce(nullif(excluded.output, ''), chat.steps.output),
-                metadata = case when excluded.metadata <> '{}'::jsonb then excluded.metadata
-                                else chat.steps.metadata end,
-                is_error = excluded.is_error or chat.steps.is_error,
-                generation = coalesce(excluded.generation, chat.steps.generation),
-                tags = coalesce(excluded.tags, chat.steps.tags),
-                end_time = coalesce(excluded.end_time, chat.steps.end_time)
-            """,
+        changed = await self._run(
+            query("chat_upsert_step"),
             {
                 "id": step_dict["id"],
                 "thread_id": thread_id,
@@ -262,8 +277,11 @@ class ChatDataLayer(BaseDataLayer):
                 "tags": step_dict.get("tags"),
                 "start": start,
                 "end": _parse_time(step_dict.get("end")),
+                "me": me,
             },
         )
+        if not changed:
+            log.warning("chat: %s may not change message %s (another thread's)", me, step_dict["id"])
 
     @queue_until_user_message()  # type: ignore[untyped-decorator]
     async def update_step(self, step_dict: StepDict) -> None:
@@ -271,45 +289,40 @@ class ChatDataLayer(BaseDataLayer):
 
     @queue_until_user_message()  # type: ignore[untyped-decorator]
     async def delete_step(self, step_id: str) -> None:
-        await self._run("delete from chat.steps where id = %(id)s", {"id": step_id})
+        me = _acting_user()
+        if me is not None:
+            await self._run(query("chat_delete_step"), {"id": step_id, "me": me})
 
     # -- feedback ----------------------------------------------------------------------------------
     async def upsert_feedback(self, feedback: Feedback) -> str:
         feedback_id = feedback.id or str(uuid.uuid4())
-        await self._run(
-            """
-            insert into chat.feedbacks (id, step_id, thread_id, value, comment)
-            values (%(id)s, %(step)s, (select thread_id from chat.steps where id = %(step)s), %(value)s, %(comment)s)
-            on conflict (id) do update set value = excluded.value, comment = excluded.comment
-            """,
+        me = _acting_user()
+        changed = me is not None and await self._run(
+            query("chat_upsert_feedback"),
             {
                 "id": feedback_id,
                 "step": feedback.forId,
                 "value": float(feedback.value),
                 "comment": clean_text(feedback.comment),
+                "me": me,
             },
         )
+        if not changed:  # Chainlit answers 500 with this text: no database detail in it
+            raise ValueError("no such message")
         return feedback_id
 
     async def delete_feedback(self, feedback_id: str) -> bool:
-        return await self._run("delete from chat.feedbacks where id = %(id)s", {"id": feedback_id}) > 0
+        me = _acting_user()
+        return me is not None and await self._run(query("chat_delete_feedback"), {"id": feedback_id, "me": me}) > 0
 
     # -- elements: metadata only (no file storage is configured) ----------------------------------
     @queue_until_user_message()  # type: ignore[untyped-decorator]
     async def create_element(self, element: Element) -> None:
-        if not element.thread_id:
+        me = _acting_user()
+        if not element.thread_id or me is None or not await self._own_thread(element.thread_id, me):
             return
         await self._run(
-            "insert into chat.threads (id) values (%(t)s) on conflict (id) do nothing", {"t": element.thread_id}
-        )
-        await self._run(
-            """
-            insert into chat.elements (id, thread_id, step_id, type, name, mime, url, chainlit_key, display,
-                                       size, language, page, props)
-            values (%(id)s, %(thread)s, %(step)s, %(type)s, %(name)s, %(mime)s, %(url)s, %(key)s, %(display)s,
-                    %(size)s, %(language)s, %(page)s, %(props)s::jsonb)
-            on conflict (id) do update set props = excluded.props
-            """,
+            query("chat_upsert_element"),
             {
                 "id": element.id,
                 "thread": element.thread_id,
@@ -324,6 +337,7 @@ class ChatDataLayer(BaseDataLayer):
                 "language": element.language,
                 "page": getattr(element, "page", None),
                 "props": json.dumps(getattr(element, "props", {}) or {}),
+                "me": me,
             },
         )
 
@@ -352,10 +366,9 @@ class ChatDataLayer(BaseDataLayer):
 
     @queue_until_user_message()  # type: ignore[untyped-decorator]
     async def delete_element(self, element_id: str, thread_id: str | None = None) -> None:
-        await self._run(
-            "delete from chat.elements where id = %(id)s and (%(t)s::text is null or thread_id = %(t)s)",
-            {"id": element_id, "t": thread_id},
-        )
+        me = _acting_user()
+        if me is not None:
+            await self._run(query("chat_delete_element"), {"id": element_id, "t": thread_id, "me": me})
 
     # -- the rest of Chainlit's interface ----------------------------------------------------------
     async def get_favorite_steps(self, user_id: str) -> list[StepDict]:

@@ -25,10 +25,12 @@ from llmtally.app.models import available_models
 from llmtally.app.runtime import Runtime, get_runtime, set_runtime
 from llmtally.app.web import GuardPolicy, WebState, install_guards, install_web
 from llmtally.app.web.origin import origin_of
+from llmtally.app.web.session_check import SessionCheck
 from llmtally.db.database import Database
-from llmtally.errors import ConfigurationError
+from llmtally.errors import ConfigurationError, LlmtallyError
 from llmtally.ledger.ledger import Ledger
 from llmtally.settings import Settings
+from llmtally.web_sessions import revoke_removed_password_logins
 
 log = logging.getLogger("llmtally.app")
 
@@ -38,7 +40,7 @@ CONFIG_TOML = """\
 [project]
 user_env = []
 session_timeout = 3600
-user_session_timeout = 1296000
+user_session_timeout = {session_seconds}
 cache = false
 persist_user_env = false
 mask_user_env = false
@@ -99,7 +101,12 @@ def prepare_environment(settings: Settings, app_settings: AppSettings) -> None:
     (root / ".chainlit").mkdir(parents=True, exist_ok=True)
     origins = f'["{app_settings.url}"]'
     (root / ".chainlit" / "config.toml").write_text(
-        CONFIG_TOML.format(origins=origins, version=CHAINLIT_VERSION), encoding="utf-8"
+        CONFIG_TOML.format(
+            origins=origins,
+            version=CHAINLIT_VERSION,
+            session_seconds=int(app_settings.session_lifetime.total_seconds()),
+        ),
+        encoding="utf-8",
     )
     os.environ["CHAINLIT_APP_ROOT"] = str(root)
     os.environ["CHAINLIT_AUTH_SECRET"] = auth_secret(Path(settings.home).expanduser())
@@ -151,7 +158,31 @@ def start_runtime(settings: Settings, app_settings: AppSettings) -> Runtime:
         models=models,
     )
     set_runtime(runtime)
+    end_removed_logins(runtime)
     return runtime
+
+
+def password_user_ids(runtime: Runtime) -> frozenset[str]:
+    return frozenset(password_identity(name).user_id for name in runtime.logins.credentials)
+
+
+def end_removed_logins(runtime: Runtime) -> None:
+    """End the sessions of password logins no longer in LLMTALLY_USERS; say which API tokens still work."""
+    try:
+        removed = revoke_removed_password_logins(runtime.db, password_user_ids(runtime))
+    except LlmtallyError as exc:  # their sessions are refused anyway (WebState.password_users)
+        log.error("could not end the sessions of removed logins: %s", exc)
+        return
+    for user_id, count in sorted(removed.revoked_sessions.items()):
+        log.warning("%s is no longer a configured login: %d session(s) ended", user_id, count)
+    for user_id, count in sorted(removed.live_tokens.items()):
+        log.warning(
+            "%s is no longer a configured login, but its %d API token(s) still work:"
+            " revoke them with `llmtally users revoke-sessions %s --tokens`",
+            user_id,
+            count,
+            user_id,
+        )
 
 
 def stop_runtime() -> None:
@@ -204,19 +235,19 @@ def build_app() -> FastAPI:
         }
 
     runtime = get_runtime()
-    install_web(
-        app,
-        WebState(
-            db=runtime.db,
-            admins=runtime.app.admin_set or local_admins(runtime),
-            show_content=runtime.settings.content == "full",
-            metrics_token=runtime.app.metrics_token.get_secret_value() if runtime.app.metrics_token else None,
-            metrics_local=loopback(runtime.app.host),
-        ),
+    state = WebState(
+        db=runtime.db,
+        admins=runtime.app.admin_set or local_admins(runtime),
+        show_content=runtime.settings.content == "full",
+        metrics_token=runtime.app.metrics_token.get_secret_value() if runtime.app.metrics_token else None,
+        metrics_local=loopback(runtime.app.host),
+        password_users=password_user_ids(runtime),
     )
+    install_web(app, state)
     mount_chainlit(app, target=str(Path(__file__).with_name("chat.py")), path="/")
     origin = origin_of(runtime.app.url)
     if origin is None:
         raise ConfigurationError(f"LLMTALLY_PUBLIC_URL must be an http(s) URL (got {runtime.app.url!r})")
+    app.add_middleware(SessionCheck, state=state)  # inside the guards: origins are checked first
     install_guards(app, GuardPolicy(origin=origin))
     return app

@@ -1,4 +1,4 @@
-"""users delete, retention apply."""
+"""users delete, retention apply (users revoke-sessions is in sessions.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ _list_users = commands.users
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
 @click.pass_context
 def users(ctx: click.Context, limit: int) -> None:
-    """List users with their lifetime usage, biggest spenders first (or `users delete USER_ID`)."""
+    """List users with their lifetime usage, biggest spenders first (or `users delete`, `users revoke-sessions`)."""
     if ctx.invoked_subcommand is None:
         ctx.invoke(_list_users, limit=limit)
 

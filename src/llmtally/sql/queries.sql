@@ -452,3 +452,119 @@ select count(*) as n
 
 -- quarantine_insert --
 insert into public.quarantine (litellm_call_id, reason, raw_event, raw_bytes) values (%s, %s, %s, %s)
+
+-- create_web_session --
+-- A login's session; expired rows of the past week are swept as new ones are made.
+with swept as (delete from public.web_sessions where expires_at < now() - interval '7 days')
+insert into public.web_sessions (user_id, provider, expires_at)
+values (%(user_id)s, %(provider)s, now() + make_interval(secs => %(lifetime_seconds)s))
+returning id::text as id, expires_at
+
+-- active_web_session --
+-- The session when it is the user's and neither revoked nor expired.
+select expires_at from public.web_sessions
+ where id = %(session_id)s::uuid and user_id = %(user_id)s and revoked_at is null and expires_at > now()
+
+-- revoke_web_session --
+update public.web_sessions set revoked_at = now(), revoked_why = %(why)s
+ where id = %(session_id)s::uuid and revoked_at is null
+
+-- revoke_user_web_sessions --
+update public.web_sessions set revoked_at = now(), revoked_why = %(why)s
+ where user_id = %(user_id)s and revoked_at is null and expires_at > now()
+
+-- revoke_removed_password_sessions --
+-- Sessions of password logins that LLMTALLY_USERS no longer names.
+update public.web_sessions set revoked_at = now(), revoked_why = 'login removed'
+ where provider = 'password' and revoked_at is null and expires_at > now()
+   and not (user_id = any(%(kept)s::text[]))
+returning user_id
+
+-- removed_password_tokens --
+-- Active API tokens of password logins that LLMTALLY_USERS no longer names (kept: a token is revoked only
+-- by `llmtally tokens revoke` or `llmtally users revoke-sessions --tokens`).
+select user_id, count(*) as tokens from public.api_tokens
+ where user_id like 'password\_%%' and revoked_at is null and (expires_at is null or expires_at > now())
+   and not (user_id = any(%(kept)s::text[]))
+ group by user_id order by user_id
+
+-- revoke_user_api_tokens --
+update public.api_tokens set revoked_at = now()
+ where user_id = %(user_id)s and revoked_at is null
+
+-- chat_own_thread --
+-- The chat's data layer (app/datalayer.py) writes only into threads of the acting user (%(me)s): a new
+-- thread is created as theirs. A row when the thread is theirs, none otherwise. (ON CONFLICT sees a
+-- thread another transaction has just made, which a plain select in this statement would not.)
+insert into chat.threads as t (id, user_id, user_identifier)
+values (%(thread_id)s, (select id from chat.users where identifier = %(me)s), %(me)s)
+on conflict (id) do update set user_id = coalesce(t.user_id, excluded.user_id)
+ where t.user_identifier = excluded.user_identifier
+returning true as mine
+
+-- chat_upsert_thread --
+-- Create the acting user's thread or update it; another user's thread is left alone (no row).
+insert into chat.threads as t (id, name, user_id, user_identifier, tags, metadata)
+select %(id)s, %(name)s, u.id, u.identifier, %(tags)s, %(meta)s::jsonb
+  from chat.users u
+ where u.identifier = %(me)s and (%(user_id)s::uuid is null or u.id = %(user_id)s::uuid)
+on conflict (id) do update set
+    name = coalesce(excluded.name, t.name),
+    user_id = coalesce(t.user_id, excluded.user_id),
+    tags = coalesce(excluded.tags, t.tags),
+    metadata = t.metadata || excluded.metadata,
+    updated_at = now()
+ where t.user_identifier = excluded.user_identifier
+
+-- chat_delete_thread --
+delete from chat.threads where id = %(id)s and user_identifier = %(me)s
+
+-- chat_upsert_step --
+-- A message of the acting user's thread; a step id of another thread is left alone (no row).
+insert into chat.steps as s (id, thread_id, parent_id, name, type, input, output, metadata, is_error,
+                             show_input, language, generation, tags, start_time, end_time)
+select %(id)s, %(thread_id)s, %(parent_id)s, %(name)s, %(type)s, %(input)s, %(output)s,
+       %(metadata)s::jsonb, %(is_error)s, %(show_input)s, %(language)s, %(generation)s::jsonb,
+       %(tags)s, %(start)s, %(end)s
+ where exists (select 1 from chat.threads t where t.id = %(thread_id)s and t.user_identifier = %(me)s)
+on conflict (id) do update set
+    name = coalesce(excluded.name, s.name),
+    input = coalesce(nullif(excluded.input, ''), s.input),
+    output = coalesce(nullif(excluded.output, ''), s.output),
+    metadata = case when excluded.metadata <> '{}'::jsonb then excluded.metadata else s.metadata end,
+    is_error = excluded.is_error or s.is_error,
+    generation = coalesce(excluded.generation, s.generation),
+    tags = coalesce(excluded.tags, s.tags),
+    end_time = coalesce(excluded.end_time, s.end_time)
+ where s.thread_id = excluded.thread_id
+
+-- chat_delete_step --
+delete from chat.steps s using chat.threads t
+ where s.id = %(id)s and t.id = s.thread_id and t.user_identifier = %(me)s
+
+-- chat_upsert_feedback --
+-- Feedback on a message of the acting user's thread; another user's feedback id is left alone (no row).
+insert into chat.feedbacks as f (id, step_id, thread_id, value, comment)
+select %(id)s, s.id, s.thread_id, %(value)s, %(comment)s
+  from chat.steps s join chat.threads t on t.id = s.thread_id
+ where s.id = %(step)s and t.user_identifier = %(me)s
+on conflict (id) do update set value = excluded.value, comment = excluded.comment
+ where f.step_id = excluded.step_id
+
+-- chat_delete_feedback --
+delete from chat.feedbacks f using chat.threads t
+ where f.id = %(id)s and t.id = f.thread_id and t.user_identifier = %(me)s
+
+-- chat_upsert_element --
+insert into chat.elements as e (id, thread_id, step_id, type, name, mime, url, chainlit_key, display, size,
+                                language, page, props)
+select %(id)s, %(thread)s, %(step)s, %(type)s, %(name)s, %(mime)s, %(url)s, %(key)s, %(display)s, %(size)s,
+       %(language)s, %(page)s, %(props)s::jsonb
+ where exists (select 1 from chat.threads t where t.id = %(thread)s and t.user_identifier = %(me)s)
+on conflict (id) do update set props = excluded.props
+ where e.thread_id = excluded.thread_id
+
+-- chat_delete_element --
+delete from chat.elements e using chat.threads t
+ where e.id = %(id)s and (%(t)s::text is null or e.thread_id = %(t)s)
+   and t.id = e.thread_id and t.user_identifier = %(me)s

@@ -1,6 +1,7 @@
 // A real OpenID Connect provider for the OAuth end-to-end test (oidc-provider, dev login form).
 // Usage: node provider.mjs PORT CLIENT_ID CLIENT_SECRET REDIRECT_URI
-// Any login name is accepted; it becomes the subject ("sub") of the account.
+// Any login name is accepted; it becomes the subject ("sub") of the account, whose e-mail is
+// NAME@example.test, verified, except for a login "unverified-NAME": NAME@example.test, not verified.
 import Provider from 'oidc-provider';
 
 const [port, clientId, clientSecret, redirectUri] = process.argv.slice(2);
@@ -19,7 +20,9 @@ const provider = new Provider(issuer, {
     return {
       accountId: id,
       async claims() {
-        return { sub: id, email: `${id}@example.test`, email_verified: true, name: `Test user ${id}` };
+        const unverified = id.startsWith('unverified-');
+        const local = unverified ? id.slice('unverified-'.length) : id;
+        return { sub: id, email: `${local}@example.test`, email_verified: !unverified, name: `Test user ${id}` };
       },
     };
   },

@@ -8,12 +8,16 @@ from a URL and never logged.
 Administrators are named by user id; an e-mail in LLMTALLY_ADMINS matches only the e-mail that the
 login's provider verified, which the chat puts in the signed session (``metadata.verified_email``).
 An API token carries no login, so a token is an administrator's only when its user id is listed.
+
+A session JWT counts only while its server-side session (``metadata.session``, table ``web_sessions``)
+is active: logout, ``llmtally users revoke-sessions`` and the removal of a password login end it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,6 +25,7 @@ from fastapi import Request
 
 from llmtally.app.web.state import WebState
 from llmtally.tokens import PREFIX, token_user
+from llmtally.web_sessions import active_session
 
 log = logging.getLogger("llmtally.app")
 
@@ -44,6 +49,8 @@ class NotAuthenticated(Exception):
 class Session:
     user_id: str
     verified_email: str | None
+    session_id: str | None = None  # the row in web_sessions; None in a JWT no login of this app made
+    provider: str | None = None
 
 
 def session_of(token: str) -> Session | None:
@@ -61,19 +68,54 @@ def session_of(token: str) -> Session | None:
     if not isinstance(identifier, str) or not identifier:
         return None
     metadata = claims.get("metadata")
-    email = metadata.get("verified_email") if isinstance(metadata, dict) else None
-    return Session(identifier, email if isinstance(email, str) and email else None)
+    if not isinstance(metadata, dict):
+        metadata = {}
+
+    def text(key: str) -> str | None:
+        value = metadata.get(key)
+        return value if isinstance(value, str) and value else None
+
+    return Session(identifier, text("verified_email"), session_id=text("session"), provider=text("provider"))
+
+
+def session_active(state: WebState, session: Session) -> bool:
+    """Whether a verified session JWT still counts: its server-side session is the JWT's user's, neither
+    revoked nor expired, and a password login is still configured."""
+    if session.session_id is None:
+        return False
+    removed = state.password_users is not None and session.user_id not in state.password_users
+    if session.provider == "password" and removed:
+        return False
+    return active_session(state.db, session.session_id, session.user_id) is not None
+
+
+CHECKED = "llmtally_checked_session"  # scope["state"] key: the session id the ASGI layer found active
+
+
+def cookie_name() -> str:
+    """Chainlit's session cookie name (its default unless CHAINLIT_AUTH_COOKIE_NAME is set)."""
+    return os.environ.get("CHAINLIT_AUTH_COOKIE_NAME", "access_token")
+
+
+def is_session_cookie(name: str) -> bool:
+    """The session cookie, or one of the chunks ``name_0``, ``name_1``, ... a long token is split into."""
+    base = cookie_name()
+    return name == base or (name.startswith(base + "_") and name[len(base) + 1 :].isdigit())
+
+
+def cookie_token(cookies: Mapping[str, str]) -> str | None:
+    """The session token in a request's cookies, read as Chainlit reads it (whole, else its chunks in order)."""
+    base = cookie_name()
+    if cookies.get(base):
+        return cookies[base]
+    chunks: list[str] = []
+    while f"{base}_{len(chunks)}" in cookies:
+        chunks.append(cookies[f"{base}_{len(chunks)}"])
+    return "".join(chunks) or None
 
 
 def _cookie_token(request: Request) -> str | None:
-    # Chainlit's cookie name (its default unless CHAINLIT_AUTH_COOKIE_NAME is set; long tokens are split
-    # into name_0, name_1, ...). Checked first so requests without it never import Chainlit.
-    name = os.environ.get("CHAINLIT_AUTH_COOKIE_NAME", "access_token")
-    if not any(cookie.startswith(name) for cookie in request.cookies):
-        return None
-    from chainlit.auth.cookie import get_token_from_cookies
-
-    return get_token_from_cookies(dict(request.cookies))
+    return cookie_token(request.cookies)
 
 
 def identify(state: WebState, request: Request) -> Viewer:
@@ -100,6 +142,10 @@ def identify(state: WebState, request: Request) -> Viewer:
         session = session_of(cookie)
         if session is None:
             raise NotAuthenticated("the session has expired: log in again")
+    checked = request.scope.get("state", {}).get(CHECKED)
+    already = session.session_id is not None and checked == session.session_id  # by the ASGI layer
+    if not already and not session_active(state, session):
+        raise NotAuthenticated("the session has ended: log in again")
     return Viewer(
         user_id=session.user_id, is_admin=state.is_admin(session.user_id, session.verified_email), via="cookie"
     )

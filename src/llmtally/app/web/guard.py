@@ -11,6 +11,9 @@
   (Chainlit reads the whole body before it checks anything).
 - Body size: a body larger than ``max_body_bytes`` is refused with 413, before the route reads it;
   a body without ``Content-Length`` is read here, up to the limit, and then handed on.
+- Redirects and cookies: a redirect to this server (an absolute ``Location`` naming the request's
+  ``Host``, as Chainlit builds its OAuth error redirect) is rewritten to the public URL, so a forged
+  ``Host`` header never picks where a browser goes; under an https public URL every cookie is ``Secure``.
 - Response headers: ``X-Frame-Options: DENY`` and ``Content-Security-Policy: frame-ancestors 'none'``
   (no framing, so no clickjacking), ``X-Content-Type-Options: nosniff``, ``Referrer-Policy:
   same-origin``, and ``Cache-Control: no-store`` on the JSON API.
@@ -20,10 +23,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmtally.app.web.origin import SAFE_METHODS, asgi_headers, same_origin
+from llmtally.app.web.origin import SAFE_METHODS, asgi_headers, origin_of, same_origin
 
 SOCKET_PATH = "/ws/socket.io"
 UPLOAD_PATHS = frozenset({"/project/file"})
@@ -67,9 +71,38 @@ def _oauth_callback(path: str) -> bool:
     return path.startswith("/auth/oauth/") and path.endswith("/callback")
 
 
-def with_security_headers(message: Message, path: str) -> Message:
-    """The response start ``message`` with the security headers it does not set itself."""
+def _own_location(location: str, request_host: str | None, public_origin: str) -> str:
+    """``location`` on the public origin when it names the host the request was sent to."""
+    parts = urlsplit(location)
+    if not parts.scheme or not parts.netloc or request_host is None:
+        return location  # relative: the browser resolves it against the public URL it is on
+    if origin_of(location) == public_origin or parts.netloc.lower() != request_host.lower():
+        return location  # already public, or another site (an identity provider's login page)
+    rest = urlunsplit(("", "", parts.path or "/", parts.query, parts.fragment))
+    return public_origin + rest
+
+
+def _secure(cookie: bytes) -> bytes:
+    return cookie if b"secure" in cookie.lower().replace(b" ", b"").split(b";") else cookie + b"; Secure"
+
+
+def with_security_headers(
+    message: Message, path: str, policy: GuardPolicy | None = None, request_host: str | None = None
+) -> Message:
+    """The response start ``message`` with the security headers it does not set itself, redirects to
+    this server on the public URL and, under https, ``Secure`` cookies."""
     headers = list(message.get("headers", []))
+    if policy is not None:
+        https = policy.origin.startswith("https://")
+        rewritten = []
+        for name, value in headers:
+            lower = name.lower()
+            if lower == b"location":
+                value = _own_location(value.decode("latin-1"), request_host, policy.origin).encode("latin-1")
+            elif lower == b"set-cookie" and https:
+                value = _secure(value)
+            rewritten.append((name, value))
+        headers = rewritten
     present = {name.lower() for name, _ in headers}
     headers.extend((name, value) for name, value in SECURITY_HEADERS if name not in present)
     if path.startswith(NO_STORE_PREFIXES):
@@ -157,7 +190,7 @@ class RequestGuard:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = with_security_headers(message, path)
+                message = with_security_headers(message, path, self.policy, headers.get("host"))
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

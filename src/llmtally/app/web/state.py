@@ -15,6 +15,9 @@ class WebState:
     metrics_token: str | None = None
     # /metrics without a token: only when the server listens on loopback and trusts no proxy headers
     metrics_local: bool = True
+    # user ids of the configured password logins: a session of another password login has ended.
+    # None: not checked (the app always sets it).
+    password_users: frozenset[str] | None = None
 
     def is_admin(self, user_id: str, verified_email: str | None) -> bool:
         """By user id; by e-mail only when the login's provider verified that e-mail (never one merely
