@@ -52,6 +52,7 @@ OWNER_COLUMN: dict[str, str | None] = {
     "user_budget_status": "user_id",
     "quarantine": None,
     "request_attempts": "user_profile_id",
+    "web_sessions": None,
 }
 BUDGET_TABLES = ["budgets", "budget_reservations", "budget_alerts", "rate_limits", "rate_limit_log"]
 TABLES = [
@@ -67,6 +68,7 @@ TABLES = [
     "api_tokens",
     "quarantine",
     "request_attempts",
+    "web_sessions",
     *BUDGET_TABLES,
 ]
 VIEWS = ["user_request_analytics", "monthly_token_usage", "user_recent_activity", "user_budget_status"]
@@ -294,6 +296,7 @@ WRITE_FUNCTION_CALLS = {
         "",
     ),
     "llmtally_release": ("select public.llmtally_release('r-' || %(other)s)", ""),
+    "llmtally_settle_failed": ("select public.llmtally_settle_failed('r-' || %(other)s)", ""),
     "llmtally_quarantine": (
         "select public.llmtally_quarantine(%(events)s::jsonb)",
         '[{"litellm_call_id": "forged", "reason": "x", "raw_event": "%(other)s"}]',
