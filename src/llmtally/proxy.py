@@ -1,0 +1,157 @@
+"""The LiteLLM Proxy plug-in: ``litellm_settings: callbacks: llmtally.proxy.handler`` (docs/litellm-proxy.md).
+
+The proxy loads ``handler`` from this module when it reads its config; that first access starts the
+ledger (``LLMTALLY_DATABASE_URL``, else ``DATABASE_URL``, else the embedded database) and registers a
+drain at interpreter exit, which the proxy reaches after a SIGTERM. One handler per process is what
+LiteLLM's config format allows: it names a module attribute, not a factory.
+
+Calls are attributed to the proxy's authenticated identity (the key's user, team, key alias and the end
+user, from the payload's ``user_api_key_*`` metadata), never to a ``user_profile_id`` the client sent.
+Requests refused before any provider call write nothing; ``/health`` calls are tagged or skipped
+(``LLMTALLY_PROXY_HEALTH_CHECKS``); of the proxy's bookkeeping only what a user would query is kept.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from litellm.integrations.custom_logger import CustomLogger
+
+from llmtally.ledger.callback import event_from_payload
+from llmtally.ledger.events import Status, UsageEvent
+from llmtally.ledger.ledger import Ledger
+from llmtally.settings import Settings
+
+log = logging.getLogger("llmtally.proxy")
+
+HEALTH_CHECK = "litellm-internal-health-check"  # LiteLLM's tag, team and key alias of its /health calls
+# Keys of the client's own metadata the proxy adds, and ours, which a client may not set.
+_NOT_CLIENT_METADATA = frozenset({"headers", "used_client_oauth_token", "user_profile_id"})
+_OURS = frozenset({"team_id", "team_alias", "key_alias", "org_id", "health_check", "client_ip", "route", "tags"})
+
+
+def _proxy_metadata(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata dict the proxy filled for this request (``metadata`` or, for some routes and the
+    health checks, ``litellm_metadata``)."""
+    params = kwargs.get("litellm_params") or {}
+    merged: dict[str, Any] = {}
+    for key in ("litellm_metadata", "metadata"):
+        value = params.get(key)
+        if isinstance(value, Mapping):
+            merged.update(value)
+    return merged
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def is_health_check(kwargs: Mapping[str, Any], metadata: Mapping[str, Any]) -> bool:
+    slo = kwargs.get("standard_logging_object") or {}
+    tags = list(slo.get("request_tags") or []) + list(metadata.get("tags") or [])
+    return HEALTH_CHECK in tags or metadata.get("user_api_key_team_id") == HEALTH_CHECK
+
+
+def proxy_event(
+    kwargs: Mapping[str, Any],
+    response_obj: Any,
+    start_time: Any,
+    end_time: Any,
+    status: Status,
+    settings: Settings,
+) -> UsageEvent | None:
+    """The event of one proxied attempt, attributed to the proxy's identity; None when nothing is recorded."""
+    if kwargs.get("litellm_no_upstream_llm_call"):
+        return None  # refused at the proxy's gate (a bad key, its own limits): no provider was asked
+    metadata = _proxy_metadata(kwargs)
+    health = is_health_check(kwargs, metadata)
+    if health and settings.proxy_health_checks == "skip":
+        return None
+    event = event_from_payload(kwargs, response_obj, start_time, end_time, status)
+    requester = metadata.get("requester_metadata")
+    client = requester if isinstance(requester, Mapping) else {}
+    kept: dict[str, Any] = {k: v for k, v in client.items() if k not in _NOT_CLIENT_METADATA and k not in _OURS}
+    identity = {
+        "team_id": _text(metadata.get("user_api_key_team_id")),
+        "team_alias": _text(metadata.get("user_api_key_team_alias")),
+        "key_alias": _text(metadata.get("user_api_key_alias")),
+        "org_id": _text(metadata.get("user_api_key_org_id")),
+        "route": _text(metadata.get("user_api_key_request_route")),
+    }
+    kept.update({k: v for k, v in identity.items() if v is not None})
+    slo = kwargs.get("standard_logging_object") or {}
+    tags = [t for t in slo.get("request_tags") or [] if isinstance(t, str)]
+    if tags:
+        kept["tags"] = tags
+    if health:
+        kept["health_check"] = True
+    if settings.proxy_client_ip and metadata.get("requester_ip_address"):
+        kept["client_ip"] = str(metadata["requester_ip_address"])
+    user = None if health else _text(metadata.get("user_api_key_user_id"))
+    end_user = _text(metadata.get("user_api_key_end_user_id")) or event.end_user
+    # session_id is the client's word too: it maps to a user through the sessions table, so it is kept
+    # only as metadata, never as the attribution column.
+    return dataclasses.replace(event, user_profile_id=user, end_user=end_user, session_id=None, metadata=kept)
+
+
+class ProxyHandler(CustomLogger):  # type: ignore[misc]
+    """The proxy's callback: records each attempt through a ledger started for this process."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        super().__init__()
+        self.settings = settings or Settings()
+        self.ledger = Ledger(settings=self.settings, litellm_callback=False)
+        self._lock = threading.Lock()
+        self._started = False
+
+    def start(self) -> ProxyHandler:
+        with self._lock:
+            if not self._started:
+                self.ledger.start_sync()
+                self._started = True
+                atexit.register(self.close)
+                log.info("llmtally recording the proxy's calls to %s", self.ledger.settings.database_url or "embedded")
+        return self
+
+    def close(self) -> None:
+        """Write what is queued (bounded by LLMTALLY_SHUTDOWN_TIMEOUT_S); the rest stays in the spool."""
+        with self._lock:
+            if self._started:
+                self._started = False
+                if not self.ledger.close_sync():
+                    log.warning("llmtally: some proxied calls are left in the spool for the next start")
+
+    def _record(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any, status: Status) -> None:
+        try:
+            event = proxy_event(kwargs, response_obj, start_time, end_time, status, self.settings)
+            if event is not None:
+                self.ledger.record(event)
+        except Exception:  # LiteLLM would hide it
+            call_id = kwargs.get("litellm_call_id") if isinstance(kwargs, Mapping) else None
+            log.exception("llmtally could not record proxied call %s", call_id)
+
+    async def async_log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._record(kwargs, response_obj, start_time, end_time, "success")
+
+    async def async_log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._record(kwargs, response_obj, start_time, end_time, "failure")
+
+
+_handler: ProxyHandler | None = None
+_handler_lock = threading.Lock()
+
+
+def __getattr__(name: str) -> Any:
+    """``llmtally.proxy.handler``: created and started on first access (when the proxy loads its config)."""
+    global _handler
+    if name != "handler":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    with _handler_lock:
+        if _handler is None:
+            _handler = ProxyHandler().start()
+        return _handler
