@@ -1,23 +1,33 @@
 """The LiteLLM Proxy plug-in: ``litellm_settings: callbacks: llmtally.proxy.handler`` (docs/litellm-proxy.md).
 
 The proxy loads ``handler`` from this module when it reads its config; that first access starts the
-ledger (``LLMTALLY_DATABASE_URL``, else ``DATABASE_URL``, else the embedded database) and registers a
-drain at interpreter exit, which the proxy reaches after a SIGTERM. One handler per process is what
-LiteLLM's config format allows: it names a module attribute, not a factory.
+ledger (``LLMTALLY_DATABASE_URL``, else ``DATABASE_URL``, else the embedded database). One handler per
+process is what LiteLLM's config format allows: it names a module attribute, not a factory.
+
+Shutdown: uvicorn ends a SIGTERM'd proxy by raising the signal again once the app has stopped, so no
+``atexit`` code runs. The handler therefore chains SIGTERM and SIGINT: at the signal it writes what is
+queued (at most LLMTALLY_SHUTDOWN_TIMEOUT_S, blocking the loop, which only stops from then on), then passes
+the signal on; calls still finishing during the proxy's drain are written before their callback returns,
+which LiteLLM's drain waits for. What could not be written stays in the spool for the next start.
 
 Calls are attributed to the proxy's authenticated identity (the key's user, team, key alias and the end
 user, from the payload's ``user_api_key_*`` metadata), never to a ``user_profile_id`` the client sent.
 Requests refused before any provider call write nothing; ``/health`` calls are tagged or skipped
 (``LLMTALLY_PROXY_HEALTH_CHECKS``); of the proxy's bookkeeping only what a user would query is kept.
+A stream the client left before its end is recorded as ``cancelled`` with the tokens streamed until then:
+LiteLLM reports it as a success counted by its tokenizer, so the stream hook notes the early end first.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import dataclasses
 import logging
+import signal
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
@@ -32,6 +42,7 @@ log = logging.getLogger("llmtally.proxy")
 HEALTH_CHECK = "litellm-internal-health-check"  # LiteLLM's tag, team and key alias of its /health calls
 # Keys of the client's own metadata the proxy adds, and ours, which a client may not set.
 _NOT_CLIENT_METADATA = frozenset({"headers", "used_client_oauth_token", "user_profile_id"})
+LEFT_EARLY_KEPT_S = 600  # how long a stream left early waits for LiteLLM's event of it
 _OURS = frozenset({"team_id", "team_alias", "key_alias", "org_id", "health_check", "client_ip", "route", "tags"})
 
 
@@ -108,6 +119,8 @@ class ProxyHandler(CustomLogger):  # type: ignore[misc]
         self.ledger = Ledger(settings=self.settings, litellm_callback=False)
         self._lock = threading.Lock()
         self._started = False
+        self._stopping = False
+        self._left_early: dict[str, float] = {}  # litellm_call_id -> when its client left the stream
 
     def start(self) -> ProxyHandler:
         with self._lock:
@@ -115,6 +128,7 @@ class ProxyHandler(CustomLogger):  # type: ignore[misc]
                 self.ledger.start_sync()
                 self._started = True
                 atexit.register(self.close)
+                self._chain_stop_signals()
                 log.info("llmtally recording the proxy's calls to %s", self.ledger.settings.database_url or "embedded")
         return self
 
@@ -126,9 +140,34 @@ class ProxyHandler(CustomLogger):  # type: ignore[misc]
                 if not self.ledger.close_sync():
                     log.warning("llmtally: some proxied calls are left in the spool for the next start")
 
+    def _chain_stop_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # only the main thread may set signal handlers; atexit still drains a normal exit
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(signum)
+
+            def on_stop(number: int, frame: Any, previous: Any = previous) -> None:
+                self._stopping = True
+                if self._started and not self.ledger.flush_sync(self.settings.shutdown_timeout_s):
+                    log.warning("llmtally: some proxied calls are left in the spool for the next start")
+                if callable(previous):
+                    previous(number, frame)
+                elif previous != signal.SIG_IGN:  # the default action: end the process as it would have
+                    signal.signal(number, signal.SIG_DFL)
+                    signal.raise_signal(number)
+
+            signal.signal(signum, on_stop)
+
+    async def _written_if_stopping(self) -> None:
+        """While the proxy stops, a call is written before its callback returns (LiteLLM waits for those)."""
+        if self._stopping and self._started:
+            await asyncio.to_thread(self.ledger.flush_sync, self.settings.shutdown_timeout_s)
+
     def _record(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any, status: Status) -> None:
         try:
             event = proxy_event(kwargs, response_obj, start_time, end_time, status, self.settings)
+            if event is not None and status == "success" and self._left_early.pop(event.litellm_call_id, 0.0):
+                event = dataclasses.replace(event, status="cancelled", usage_source="estimated")
             if event is not None:
                 self.ledger.record(event)
         except Exception:  # LiteLLM would hide it
@@ -137,9 +176,28 @@ class ProxyHandler(CustomLogger):  # type: ignore[misc]
 
     async def async_log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
         self._record(kwargs, response_obj, start_time, end_time, "success")
+        await self._written_if_stopping()
 
     async def async_log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
         self._record(kwargs, response_obj, start_time, end_time, "failure")
+        await self._written_if_stopping()
+
+    async def async_post_call_streaming_iterator_hook(
+        self, user_api_key_dict: Any, response: Any, request_data: dict[str, Any]
+    ) -> AsyncIterator[Any]:
+        """Pass the stream through; note a client that leaves before its end (the generator is closed)."""
+        finished = False
+        try:
+            async for chunk in response:
+                yield chunk
+            finished = True
+        finally:
+            call_id = request_data.get("litellm_call_id")
+            if not finished and call_id:
+                now = time.monotonic()
+                for stale in [k for k, at in self._left_early.items() if now - at > LEFT_EARLY_KEPT_S]:
+                    self._left_early.pop(stale, None)
+                self._left_early[str(call_id)] = now
 
 
 _handler: ProxyHandler | None = None

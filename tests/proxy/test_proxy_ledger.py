@@ -6,8 +6,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -54,6 +56,7 @@ def proxy(upstream: Upstream, database_url: str, tmp_path_factory: pytest.TempPa
             deployment("flaky", upstream, "flaky2-proxy"),
             deployment("primary", upstream, "fail500-proxy"),
             deployment("backup", upstream, "ok-backup", "gpt-4o"),
+            deployment("slow", upstream, "slow"),
         ],
         KEYS,
         router_settings={"num_retries": 3, "retry_after": 0, "fallbacks": [{"primary": ["backup"]}]},
@@ -173,12 +176,47 @@ def test_fallbacks_are_one_call_billed_at_the_fallback(proxy: Proxy, db: Databas
     assert_counters_match_ledger(db)
 
 
-def test_health_checks_are_tagged_and_bill_nobody(proxy: Proxy, db: Database) -> None:
-    """Last in the module: /health calls every deployment, which would spend the flaky ones' failures."""
-    import httpx
+def test_a_client_leaving_mid_stream_is_cancelled_with_the_tokens_streamed(proxy: Proxy, db: Database) -> None:
+    stream = client(proxy, "sk-bob").chat.completions.create(
+        model="slow", messages=MESSAGES, user="left-early", stream=True
+    )
+    seen = ""
+    for chunk in stream:
+        seen += (chunk.choices[0].delta.content or "") if chunk.choices else ""
+        if len(seen.split()) >= 3:
+            break
+    stream.close()
+    [row] = eventually(lambda: rows(db, "end_user = 'left-early'"))
+    assert (row["status"], row["usage_source"], row["user_profile_id"]) == ("cancelled", "estimated", "bob")
+    streamed = len(seen.split())
+    # the words streamed before the client left (LiteLLM's tokenizer: one token per word here), not the bill
+    assert streamed <= row["completion_tokens"] < COMPLETION_TOKENS
+    assert row["total_cost"] > 0
+    assert_counters_match_ledger(db)
 
-    answer = httpx.get(f"{proxy.url}/health", headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=60)
+
+def test_health_checks_are_tagged_and_bill_nobody(proxy: Proxy, db: Database) -> None:
+    """Only one model's: /health calls every deployment, and would spend the flaky ones' failures."""
+
+    answer = httpx.get(
+        f"{proxy.url}/health",
+        params={"model": "gpt-4o-mini"},
+        headers={"Authorization": f"Bearer {MASTER_KEY}"},
+        timeout=60,
+    )
     assert answer.status_code == 200, answer.text
     health = eventually(lambda: rows(db, "metadata @> '{\"health_check\": true}'"))
     assert health and all(r["user_profile_id"] is None for r in health)
     assert {r["team_id"] for r in health} == {"litellm-internal-health-check"}
+
+
+@pytest.mark.slow
+def test_sigterm_drains_the_ledger(upstream: Upstream, database_url: str, db: Database, tmp_path: Path) -> None:
+    """A proxy that writes only every 60 s, stopped by SIGTERM right after its replies: every call is in."""
+    config = write_config(tmp_path / "drain", [deployment("gpt-4o-mini", upstream, "ok-drain")], KEYS)
+    env = {"LLMTALLY_FLUSH_INTERVAL_MS": "60000"}
+    with run_proxy(config, database_url, tmp_path / "home", env=env) as running:
+        for _ in range(5):
+            client(running, "sk-alice").chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, user="drain")
+        running.stop()  # uvicorn raises SIGTERM again once it has stopped: the exit status is -15
+    assert len(rows(db, "end_user = 'drain'")) == 5
