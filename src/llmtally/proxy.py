@@ -14,6 +14,12 @@ Calls are attributed to the proxy's authenticated identity (the key's user, team
 user, from the payload's ``user_api_key_*`` metadata), never to a ``user_profile_id`` the client sent.
 Requests refused before any provider call write nothing; ``/health`` calls are tagged or skipped
 (``LLMTALLY_PROXY_HEALTH_CHECKS``); of the proxy's bookkeeping only what a user would query is kept.
+Budgets and rate limits (``LLMTALLY_PROXY_BUDGETS``, on by default): ``async_pre_call_hook`` reserves the
+request's worst case for the key's user with llmtally's budgets (exact under concurrency, unlike a
+check-then-act), and refuses with the error an OpenAI client expects: 429 with ``Retry-After`` for a rate
+limit, 429 ``budget_exceeded`` (not to be retried) for a budget. The call's ledger row settles it, as on
+the SDK path; a request refused after the reservation by a later hook releases it.
+
 A stream the client left before its end is recorded as ``cancelled`` with the tokens streamed until then:
 LiteLLM reports it as a success counted by its tokenizer, so the stream hook notes the early end first.
 """
@@ -24,14 +30,18 @@ import asyncio
 import atexit
 import dataclasses
 import logging
+import math
 import signal
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
+from llmtally import budgets
+from llmtally.errors import BudgetExceeded, RateLimited
 from llmtally.ledger.callback import event_from_payload
 from llmtally.ledger.events import Status, UsageEvent
 from llmtally.ledger.ledger import Ledger
@@ -120,6 +130,8 @@ class ProxyHandler(CustomLogger):  # type: ignore[misc]
         self._lock = threading.Lock()
         self._started = False
         self._stopping = False
+        self._known_users: set[str] = set()
+        self._reserved: set[str] = set()  # call ids reserved here whose request may still be refused
         self._left_early: dict[str, float] = {}  # litellm_call_id -> when its client left the stream
 
     def start(self) -> ProxyHandler:
@@ -164,6 +176,11 @@ class ProxyHandler(CustomLogger):  # type: ignore[misc]
             await asyncio.to_thread(self.ledger.flush_sync, self.settings.shutdown_timeout_s)
 
     def _record(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any, status: Status) -> None:
+        call_id = kwargs.get("litellm_call_id") if isinstance(kwargs, Mapping) else None
+        if call_id in self._reserved:
+            self._reserved.discard(call_id)
+            if kwargs.get("litellm_no_upstream_llm_call") and self.ledger.db is not None:
+                budgets.release(self.ledger.db, call_id)  # refused before any provider call: nothing to settle
         try:
             event = proxy_event(kwargs, response_obj, start_time, end_time, status, self.settings)
             if event is not None and status == "success" and self._left_early.pop(event.litellm_call_id, 0.0):
@@ -182,6 +199,47 @@ class ProxyHandler(CustomLogger):  # type: ignore[misc]
         self._record(kwargs, response_obj, start_time, end_time, "failure")
         await self._written_if_stopping()
 
+    async def async_pre_call_hook(
+        self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: Any
+    ) -> Any:
+        """Reserve the request's worst case for the key's user; refuse it as OpenAI would when it does not fit."""
+        user = _text(getattr(user_api_key_dict, "user_id", None))
+        messages = data.get("messages")
+        if not self.settings.proxy_budgets or not user or not self._started or not isinstance(messages, list):
+            return data
+        try:
+            data = await asyncio.to_thread(self._reserve, user, data)
+        except RateLimited as exc:
+            retry = max(1, math.ceil(exc.retry_after)) if exc.retry_after is not None else None
+            raise _refusal(str(exc), "rate_limit_exceeded", {"retry-after": str(retry)} if retry else None) from None
+        except BudgetExceeded as exc:
+            raise _refusal(str(exc), "budget_exceeded", {"x-should-retry": "false"}) from None
+        return data
+
+    def _reserve(self, user: str, data: dict[str, Any]) -> dict[str, Any]:
+        db = self.ledger.db
+        if db is None:  # writing through Supabase's API: no reservation possible
+            return data
+        if user not in self._known_users:  # a reservation needs the user's profile row
+            self.ledger.upsert_user_sync(user)
+            self._known_users.add(user)
+        max_tokens = data.get("max_tokens") or data.get("max_completion_tokens")
+        est = max(
+            (
+                budgets.estimate(m, data["messages"], max_tokens, default_max_tokens=self.settings.default_max_tokens)
+                for m in _deployment_models(str(data.get("model") or ""))
+            ),
+            key=lambda e: (e.usd is not None, e.usd or 0),  # the dearest deployment a retry or fallback may use
+        )
+        call_id = str(data.get("litellm_call_id") or "")
+        if not call_id:
+            call_id = data["litellm_call_id"] = str(uuid.uuid4())
+        budgets.reserve(db, user, call_id, est, ttl_s=self.settings.reservation_ttl_s)
+        self._reserved.add(call_id)
+        if max_tokens is None and est.send_max_tokens is not None:
+            data["max_tokens"] = est.send_max_tokens  # keep the reserved bound a bound
+        return data
+
     async def async_post_call_streaming_iterator_hook(
         self, user_api_key_dict: Any, response: Any, request_data: dict[str, Any]
     ) -> AsyncIterator[Any]:
@@ -198,6 +256,29 @@ class ProxyHandler(CustomLogger):  # type: ignore[misc]
                 for stale in [k for k, at in self._left_early.items() if now - at > LEFT_EARLY_KEPT_S]:
                     self._left_early.pop(stale, None)
                 self._left_early[str(call_id)] = now
+
+
+def _deployment_models(model_group: str) -> list[str]:
+    """The LiteLLM models behind one of the proxy's model names (the name itself if the router has none)."""
+    try:
+        from litellm.proxy.proxy_server import llm_router
+    except ImportError:
+        llm_router = None
+    models: list[str] = []
+    if llm_router is not None and model_group:
+        for deployment in llm_router.get_model_list(model_name=model_group) or []:
+            model = (deployment.get("litellm_params") or {}).get("model")
+            if model:
+                models.append(str(model))
+    return models or [model_group]
+
+
+def _refusal(message: str, kind: str, headers: dict[str, str] | None) -> Exception:
+    """The proxy's OpenAI-shaped error: status 429, ``error.type`` = ``kind``, with these headers."""
+    from litellm.proxy._types import ProxyException
+
+    refusal: Exception = ProxyException(message=message, type=kind, param=None, code=429, headers=headers)
+    return refusal
 
 
 _handler: ProxyHandler | None = None

@@ -93,6 +93,10 @@ class Settings(BaseSettings):
         default="tag",
         description="The proxy's /health calls: recorded with metadata health_check=true (`tag`), or not (`skip`).",
     )
+    proxy_budgets: bool = Field(
+        default=True,
+        description="Reserve each proxied request against the key user's budgets and rate limits (refused if over).",
+    )
     proxy_client_ip: bool = Field(
         default=False, description="Store the client's IP address (metadata client_ip) of proxied calls."
     )
