@@ -85,7 +85,7 @@ def cli(ctx: click.Context, database_url: str | None, verbose: int) -> None:
 
 def load_commands() -> click.Group:
     """The CLI with every command registered (importing a command module registers it)."""
-    from llmtally.cli import budgets, commands, export, prices, privacy, spool, supabase, tokens, up  # noqa: F401
+    from llmtally.cli import budgets, commands, db, export, prices, privacy, spool, supabase, tokens, up  # noqa: F401
 
     return cli
 
