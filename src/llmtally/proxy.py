@@ -177,18 +177,17 @@ class ProxyHandler(CustomLogger):  # type: ignore[misc]
 
     def _record(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any, status: Status) -> None:
         call_id = kwargs.get("litellm_call_id") if isinstance(kwargs, Mapping) else None
-        if call_id in self._reserved:
-            self._reserved.discard(call_id)
-            if kwargs.get("litellm_no_upstream_llm_call") and self.ledger.db is not None:
-                budgets.release(self.ledger.db, call_id)  # refused before any provider call: nothing to settle
         try:
+            if call_id in self._reserved:
+                self._reserved.discard(call_id)
+                if kwargs.get("litellm_no_upstream_llm_call") and self.ledger.db is not None:
+                    budgets.release(self.ledger.db, call_id)  # refused before any provider call: nothing to settle
             event = proxy_event(kwargs, response_obj, start_time, end_time, status, self.settings)
             if event is not None and status == "success" and self._left_early.pop(event.litellm_call_id, 0.0):
                 event = dataclasses.replace(event, status="cancelled", usage_source="estimated")
             if event is not None:
                 self.ledger.record(event)
         except Exception:  # LiteLLM would hide it
-            call_id = kwargs.get("litellm_call_id") if isinstance(kwargs, Mapping) else None
             log.exception("llmtally could not record proxied call %s", call_id)
 
     async def async_log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:

@@ -4,9 +4,11 @@ stops it, and ``llmtally db status|stop`` show and stop it."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,12 +64,15 @@ def wait_stopped(home: Path) -> bool:
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    where = tmp_path / "orphan-home"
+def home() -> Iterator[Path]:
+    # Not under pytest's tmp dir (0700, reset by every pytest run): the server runs as a user that must reach it.
+    where = Path(tempfile.mkdtemp(prefix="llmtally-orphan-"))
     yield where
     state = server_state(where)
     if state.running:  # never leave a server behind, whatever the test did
         os.kill(state.postmaster_pid or 0, signal.SIGQUIT)
+        time.sleep(0.5)
+    shutil.rmtree(where, ignore_errors=True)
 
 
 def test_the_next_user_stops_a_server_whose_user_was_killed(home: Path) -> None:

@@ -32,6 +32,7 @@ def test_all_is_sorted_and_complete() -> None:
             "metrics",
             "prices",
             "privacy",
+            "proxy",
             "settings",
             "tokens",
         }
