@@ -189,6 +189,7 @@ def inside_proxy() -> None:
 
     # What `litellm --config ...` imports first (about 20 s of CPU: the reason `litellm --help` is not run too).
     ok([sys.executable, "-c", "import litellm.proxy.proxy_server"])
+    ok([sys.executable, "-c", "import llmtally.proxy"])  # the plug-in (docs/litellm-proxy.md) imports there
     mcp = importlib.metadata.version("mcp")
     check(int(mcp.split(".")[0]) >= 2, f"the proxy group installed mcp {mcp}; the proxy needs mcp>=2.3")
 

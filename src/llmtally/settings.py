@@ -85,6 +85,18 @@ class Settings(BaseSettings):
     retention_rows_days: int | None = Field(
         default=None, ge=1, description="Applied daily by a running ledger: delete calls older than this (totals stay)."
     )
+    # -- the LiteLLM Proxy plug-in (llmtally.proxy, docs/litellm-proxy.md) --
+    proxy_health_checks: Literal["tag", "skip"] = Field(
+        default="tag",
+        description="The proxy's /health calls: recorded with metadata health_check=true (`tag`), or not (`skip`).",
+    )
+    proxy_budgets: bool = Field(
+        default=True,
+        description="Reserve each proxied request against the key user's budgets and rate limits (refused if over).",
+    )
+    proxy_client_ip: bool = Field(
+        default=False, description="Store the client's IP address (metadata client_ip) of proxied calls."
+    )
 
     @property
     def embedded(self) -> bool:

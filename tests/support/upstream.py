@@ -9,6 +9,7 @@ name stays one LiteLLM prices:
     flaky<N>[-*]      HTTP 500 for the first N requests to this exact segment, then completions
     cached[-*]        a completion whose usage reports prompt_tokens_details.cached_tokens
     reasoning[-*]     a completion whose usage reports completion_tokens_details.reasoning_tokens
+    slow[-*]          a completion; streamed, 24 chunks 0.2 s apart (for a client that leaves mid-stream)
 
 A streamed request (``"stream": true``) gets server-sent events, with a final usage chunk only when
 ``stream_options.include_usage`` is true, as OpenAI does. Every response that carries a completion is
@@ -21,6 +22,7 @@ import itertools
 import json
 import re
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -137,12 +139,15 @@ class Upstream:
         handler.send_header("content-type", "text/event-stream")
         handler.send_header("connection", "close")
         handler.end_headers()
-        words = REPLY.split(" ")
+        words = REPLY.split(" ") * (4 if kind == "slow" else 1)
         base = {"id": bill.id, "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model}
         for i, word in enumerate(words):
             delta = {"role": "assistant", "content": word if i == 0 else " " + word}
             chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
             handler.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+            if kind == "slow":
+                handler.wfile.flush()
+                time.sleep(0.2)
         last = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
         handler.wfile.write(b"data: " + json.dumps(last).encode() + b"\n\n")
         if include_usage:

@@ -88,6 +88,7 @@ def load_commands() -> click.Group:
     from llmtally.cli import (  # noqa: F401
         budgets,
         commands,
+        db,
         export,
         prices,
         privacy,

@@ -38,7 +38,11 @@ class Ledger:
         await ledger.close()          # flushes what is queued
     """
 
-    def __init__(self, database_url: str | None = None, *, settings: Settings | None = None) -> None:
+    def __init__(
+        self, database_url: str | None = None, *, settings: Settings | None = None, litellm_callback: bool = True
+    ) -> None:
+        """``litellm_callback=False`` starts the writer without registering the SDK callback (the proxy
+        plug-in registers its own, which reads the proxy's identity)."""
         base = settings or Settings()
         self.settings = base.model_copy(update={"database_url": database_url}) if database_url else base
         self.db: Database | None = None
@@ -47,6 +51,7 @@ class Ledger:
         self._callback: LedgerCallback | None = None
         self._retention: threading.Thread | None = None
         self._retention_stop = threading.Event()
+        self._litellm_callback = litellm_callback
 
     @classmethod
     def from_env(cls) -> Ledger:
@@ -93,12 +98,13 @@ class Ledger:
             self._retention_stop.clear()
             self._retention = threading.Thread(target=self._retention_loop, name="llmtally-retention", daemon=True)
             self._retention.start()
-        import litellm
+        if self._litellm_callback:
+            import litellm
 
-        from llmtally.ledger.callback import LedgerCallback
+            from llmtally.ledger.callback import LedgerCallback
 
-        self._callback = LedgerCallback(self._writer.submit)
-        litellm.callbacks.append(self._callback)
+            self._callback = LedgerCallback(self._writer.submit)
+            litellm.callbacks.append(self._callback)
         log.info("llmtally ledger recording to %s", target.where)
         return self
 

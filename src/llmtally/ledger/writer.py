@@ -165,6 +165,7 @@ class LedgerWriter:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._consumed = 0  # own events committed (written, duplicate or quarantined)
+        self._flushing = 0  # callers waiting in flush(): write what is queued without waiting for the interval
 
     # -- the caller's side -------------------------------------------------------------------
     def submit(self, event: UsageEvent) -> None:
@@ -191,14 +192,22 @@ class LedgerWriter:
             return self.stats.accepted - self._consumed
 
     def flush(self, timeout: float | None = 30.0) -> bool:
-        """Wait until every accepted event is in the database (or quarantined). False on timeout."""
+        """Wait until every accepted event is in the database (or quarantined). False on timeout.
+
+        The writer writes what is queued at once, without waiting for the end of its flush interval.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._done:
-            while self.stats.accepted > self._consumed:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._done.wait(remaining)
+            self._flushing += 1
+            self._done.notify_all()
+            try:
+                while self.stats.accepted > self._consumed:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._done.wait(remaining)
+            finally:
+                self._flushing -= 1
         return True
 
     # -- the thread ----------------------------------------------------------------------------
@@ -258,7 +267,8 @@ class LedgerWriter:
                 now = time.monotonic()
                 if waiting > 0 and first_seen is None:
                     first_seen = now
-                if waiting >= self.batch_size or (first_seen is not None and now - first_seen >= self.flush_interval):
+                due = first_seen is not None and (self._flushing or now - first_seen >= self.flush_interval)
+                if waiting >= self.batch_size or due:
                     break
                 if now >= until and waiting == 0:
                     return None
