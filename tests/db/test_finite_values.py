@@ -174,7 +174,7 @@ def test_a_database_that_took_non_finite_values_upgrades_with_counters_equal_to_
         broken = db.fetch_one("select total_cost::text as cost from user_profiles where user_id = 'github_1'")
         assert broken == {"cost": "NaN"}  # what 0010 let happen
 
-        assert [m.version for m in migrate(db)][-1] == 11
+        assert 11 in [m.version for m in migrate(db)]
 
         assert_counters_match_ledger(db)
         assert_counters_match_rollup(db)

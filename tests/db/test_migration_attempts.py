@@ -54,7 +54,7 @@ def test_a_database_with_usage_at_0008_upgrades_and_keeps_every_invariant(empty_
             "select user_id, request_count, failure_count, tokens_used, total_cost from user_profiles order by 1"
         )
 
-        assert [m.version for m in migrate(db)] == [9]
+        assert [m.version for m in migrate(db)][:1] == [9]  # then every later one
 
         assert_counters_match_ledger(db)
         assert_counters_match_rollup(db)
