@@ -26,6 +26,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("LLMTALLY_DATABASE_URL", "DATABASE_URL"),
         description="PostgreSQL URL; unset means the embedded server under LLMTALLY_HOME.",
     )
+    reader_database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL of per-user reads (a login that is a member of anon and authenticated only);"
+        " unset means DATABASE_URL logging in as llmtally_authenticator without a password.",
+    )
     home: Path = Field(default_factory=default_home, description="Data directory (the embedded database).")
     batch_size: int = Field(default=500, ge=1, le=50_000, description="Most events written in one batch.")
     flush_interval_ms: int = Field(default=200, ge=10, le=60_000, description="Longest wait before a batch is written.")

@@ -69,7 +69,7 @@ def pgbouncer(local_cluster: Cluster) -> Iterator[tuple[str, int]]:
     port = _free_port()
     workdir = Path(tempfile.mkdtemp(prefix="llmtally-pgbouncer-"))
     workdir.chmod(0o755)  # pgbouncer refuses to run as root: started as root, it switches to -u USER
-    (workdir / "userlist.txt").write_text('"postgres" ""\n"authenticator" ""\n')
+    (workdir / "userlist.txt").write_text('"postgres" ""\n"authenticator" ""\n"llmtally_authenticator" ""\n')
     (workdir / "pgbouncer.ini").write_text(
         "[databases]\n"
         f"* = host={target.get('host', '127.0.0.1')} port={target.get('port', 5432)}\n"

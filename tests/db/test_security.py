@@ -13,6 +13,7 @@ read, or write in transactions that are rolled back, so each module-wide databas
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -20,7 +21,8 @@ import psycopg.errors
 import pytest
 
 from llmtally.db import Database
-from llmtally.errors import DatabaseError, InsufficientPrivilege
+from llmtally.db.database import reader_url_for
+from llmtally.errors import DatabaseAuthFailed, DatabaseError, InsufficientPrivilege
 from tests.support.lints import LINTS
 
 pytestmark = pytest.mark.sql  # the subject is SQL: runs on every server (tests/conftest.py)
@@ -331,27 +333,86 @@ def test_the_authenticated_role_cannot_become_service_role_or_a_superuser(db: Da
         assert conn.execute("select current_user").fetchone() == ("authenticated",)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="SET ROLE is checked against the session user (the server's login role, which the migration makes a"
-    " member of service_role) and request.jwt.claims is settable by anyone: as_user() guards against query"
-    " bugs, not against SQL injected into its transaction",
-)
 @pytest.mark.parametrize(
-    "escape",
-    ["set role service_role", "reset role", f"""select set_config('request.jwt.claims', '{{"sub": "{B}"}}', true)"""],
+    "escape", ["set role service_role", "reset role", "set role postgres", "set session authorization postgres"]
 )
 def test_sql_inside_as_user_cannot_escape_to_other_users_rows(data: Database, escape: str) -> None:
+    """as_user logs in as llmtally_authenticator (migration 0014): leaving `authenticated` lands on nothing."""
     # A pool of its own: the escape outlives the transaction on its connection, and must not reach other tests.
     with Database(data.url) as own, own.as_user(A) as conn:
+        assert conn.execute("select session_user").fetchone() == ("llmtally_authenticator",)
         try:
             with conn.transaction():
                 conn.execute(escape)
+                leaked = conn.execute("select count(*) from request_logs where user_profile_id = %s", (B,)).fetchone()
         except psycopg.errors.InsufficientPrivilege:
             return
-        leaked = conn.execute("select count(*) from request_logs where user_profile_id = %s", (B,)).fetchone()
     assert leaked == (0,), f"after {escape!r}, A reads {leaked[0]} of B's request_logs rows"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="request.jwt.claims is settable by any role, as under PostgREST: as_user() guards against query bugs,"
+    " not against SQL injected into its transaction",
+)
+def test_sql_inside_as_user_cannot_claim_another_user(data: Database) -> None:
+    with Database(data.url) as own, own.as_user(A) as conn:
+        conn.execute(f"""select set_config('request.jwt.claims', '{{"sub": "{B}"}}', true)""")
+        leaked = conn.execute("select count(*) from request_logs where user_profile_id = %s", (B,)).fetchone()
+    assert leaked == (0,), f"A reads {leaked[0]} of B's request_logs rows"
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "copy (select 1) to program 'touch {marker}'",
+        "reset role; copy (select 1) to program 'touch {marker}'",
+        "reset role; copy (select 1) to '{marker}'",
+        "reset role; select pg_read_file('PG_VERSION')",
+        "reset role; create table public.planted (x int)",
+    ],
+)
+def test_sql_inside_as_user_cannot_run_programs_or_touch_server_files(
+    data: Database, statement: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker"
+    with (
+        Database(data.url) as own,
+        own.as_user(A) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+        conn.transaction(),
+    ):
+        for part in statement.format(marker=marker).split("; "):
+            conn.execute(part)
+    assert not marker.exists()
+
+
+def test_a_reader_login_that_is_refused_gives_one_clear_line(data: Database) -> None:
+    reader = reader_url_for(data.url).replace("llmtally_authenticator", "no_such_reader")
+    with Database(data.url, reader_url=reader) as own, pytest.raises(DatabaseAuthFailed) as info, own.as_user(A):
+        pass
+    message = str(info.value)
+    assert "\n" not in message and "no_such_reader" in message and "LLMTALLY_READER_DATABASE_URL" in message
+
+
+def test_the_reader_login_is_member_of_anon_and_authenticated_only(data: Database) -> None:
+    role = data.fetch_one(
+        "select rolcanlogin, rolinherit, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls, rolreplication,"
+        " array(select b.rolname::text from pg_auth_members m join pg_roles b on b.oid = m.roleid"
+        "        where m.member = r.oid order by 1) as member_of"
+        " from pg_roles r where rolname = 'llmtally_authenticator'"
+    )
+    assert role == {
+        "rolcanlogin": True,
+        "rolinherit": False,
+        "rolsuper": False,
+        "rolcreaterole": False,
+        "rolcreatedb": False,
+        "rolbypassrls": False,
+        "rolreplication": False,
+        "member_of": ["anon", "authenticated"],
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -114,6 +114,18 @@ def translate(exc: BaseException, url: str = "") -> LlmtallyError:
     return DatabaseError(f"{type(exc).__name__}: {text}")
 
 
+# The login of per-user reads (migration 0014): LOGIN NOINHERIT, member only of anon and authenticated.
+READER_ROLE = "llmtally_authenticator"
+
+
+def reader_url_for(url: str) -> str:
+    """The server's URL logging in as READER_ROLE, without the server role's password."""
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info.pop("password", None)
+    info["user"] = READER_ROLE
+    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items() if v is not None})
+
+
 def check_url(url: str) -> None:
     if not re.match(r"^postgres(ql)?://", url) and "=" not in url:
         raise ConfigurationError(f"DATABASE_URL must start with postgresql:// (got {redact(url)!r})")
@@ -138,19 +150,32 @@ class Database:
     ``Database.from_settings`` starts the embedded server when no URL is configured.
     """
 
-    def __init__(self, url: str, *, max_size: int = 4, embedded: EmbeddedServer | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_size: int = 4,
+        embedded: EmbeddedServer | None = None,
+        reader_url: str | None = None,
+    ) -> None:
         check_url(url)
+        if reader_url is not None:
+            check_url(reader_url)
         self.url = url
         self.embedded = embedded
+        # Per-user reads log in as READER_ROLE: without a URL of their own, the server's without its password.
+        self.reader_url = reader_url or reader_url_for(url)
         self._max_size = max_size
         self._pool: ConnectionPool[Any] | None = None
+        self._reader_pool: ConnectionPool[Any] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, max_size: int = 4) -> Database:
+        reader = settings.reader_database_url
         if settings.database_url:
-            return cls(settings.database_url, max_size=max_size)
+            return cls(settings.database_url, max_size=max_size, reader_url=reader)
         server = EmbeddedServer(settings.home)
-        return cls(server.start(), max_size=max_size, embedded=server)
+        return cls(server.start(), max_size=max_size, embedded=server, reader_url=reader)
 
     @property
     def where(self) -> str:
@@ -171,7 +196,33 @@ class Database:
             self._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
         return self
 
+    def _open_reader(self) -> ConnectionPool[Any]:
+        if self._reader_pool is None:
+            try:
+                psycopg.connect(self.reader_url, **CONNECTION_KWARGS).close()
+            except psycopg.Error as exc:
+                text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise DatabaseAuthFailed(
+                    f"per-user reads log in as {psycopg.conninfo.conninfo_to_dict(self.reader_url).get('user')}"
+                    f" and {_where(self.url)} refused it ({text}): run `llmtally migrate`, or set"
+                    " LLMTALLY_READER_DATABASE_URL (docs/security.md)"
+                ) from exc
+            self._reader_pool = ConnectionPool(
+                self.reader_url,
+                min_size=1,
+                max_size=max(2, self._max_size // 2),
+                kwargs=dict(CONNECTION_KWARGS),
+                configure=_configure,
+                open=False,
+                name="llmtally-reader",
+            )
+            self._reader_pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+        return self._reader_pool
+
     def close(self) -> None:
+        if self._reader_pool is not None:
+            self._reader_pool.close()
+            self._reader_pool = None
         if self._pool is not None:
             self._pool.close()
             self._pool = None
@@ -204,17 +255,23 @@ class Database:
     def as_user(self, user_id: str | None) -> Iterator[psycopg.Connection[Any]]:
         """A transaction running as Supabase's ``authenticated`` role with the user's JWT claims.
 
-        Exactly what PostgREST does per request, so row-level security applies to everything
-        read inside. ``None`` runs as ``anon``.
+        Exactly what PostgREST does per request, on a connection that logs in as READER_ROLE (as
+        PostgREST's ``authenticator``), so row-level security applies to everything read inside and
+        SQL that leaves the role (``reset role``) lands on a login with no privilege. ``None`` runs as
+        ``anon``.
         """
         role = "authenticated" if user_id else "anon"
         claims = {"sub": user_id, "role": role} if user_id else {"role": role}
-        with self.transaction() as conn:
-            conn.execute(
-                "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
-                (role, json.dumps(claims)),
-            )
-            yield conn
+        pool = self._open_reader()
+        try:
+            with pool.connection() as conn, conn.transaction():
+                conn.execute(
+                    "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
+                    (role, json.dumps(claims)),
+                )
+                yield conn
+        except psycopg.Error as exc:
+            raise translate(exc, self.url) from exc
 
     def fetch_all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
         with self.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
