@@ -14,16 +14,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from tests.support.server import ROOT, free_port
+from tests.support.server import ROOT, free_port, wait_until_answering
 
 MASTER_KEY = "sk-proxy-master"
 
@@ -122,18 +119,9 @@ def run_proxy(config: Path, database_url: str, home: Path, *, env: Mapping[str, 
         process = subprocess.Popen(command, cwd=config.parent, env=environment, stdout=out, stderr=subprocess.STDOUT)
     proxy = Proxy(f"http://127.0.0.1:{port}", process, log)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"the proxy exited with {process.returncode}:\n{proxy.output()[-5000:]}")
-            try:
-                if httpx.get(f"{proxy.url}/health/liveliness", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the proxy did not answer within 120 s:\n{proxy.output()[-5000:]}")
-            time.sleep(0.3)
+        wait_until_answering(
+            process, f"{proxy.url}/health/liveliness", lambda: proxy.output()[-5000:], "the proxy", timeout=120
+        )
         yield proxy
     finally:
         proxy.stop()

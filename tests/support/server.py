@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,18 +69,7 @@ def run_server(
         )
     server = Server(f"http://127.0.0.1:{port}", process, log)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"the server exited ({process.returncode}):\n{server.output()}")
-            try:
-                if httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the server did not become healthy:\n{server.output()}")
-            time.sleep(0.2)
+        wait_until_answering(process, f"{server.url}/healthz", server.output, "the server", timeout=60)
         yield server
     finally:
         process.terminate()
@@ -89,6 +78,24 @@ def run_server(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def wait_until_answering(
+    process: subprocess.Popen[Any], url: str, output: Callable[[], str], what: str, *, timeout: float
+) -> None:
+    """Poll ``url`` until it answers 200; fail with the process's output if it exits or takes too long."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"{what} exited ({process.returncode}):\n{output()}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not answer within {timeout:.0f} s:\n{output()}")
+        time.sleep(0.2)
 
 
 def login_cookie(server: Server, username: str, password: str) -> str:
