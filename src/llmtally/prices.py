@@ -36,13 +36,16 @@ class ModelPrice:
     def output_per_million(self) -> Decimal:
         return per_million(self.output_cost_per_token)
 
+    def _or_input(self, price: Decimal | None) -> Decimal:
+        return self.input_cost_per_token if price is None else price  # a price of 0 is a price
+
     @property
     def cache_read_per_million(self) -> Decimal:
-        return per_million(self.cache_read_cost_per_token or self.input_cost_per_token)
+        return per_million(self._or_input(self.cache_read_cost_per_token))
 
     @property
     def cache_creation_per_million(self) -> Decimal:
-        return per_million(self.cache_creation_cost_per_token or self.input_cost_per_token)
+        return per_million(self._or_input(self.cache_creation_cost_per_token))
 
 
 def per_million(per_token: Decimal) -> Decimal:

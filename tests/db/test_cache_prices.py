@@ -77,6 +77,8 @@ def test_reprice_applies_new_cache_prices_to_stored_rows(db: Database) -> None:
         db, "acme-llm", input_per_million=Decimal(2), output_per_million=Decimal(8), cache_read_per_million=Decimal(0)
     )
     assert reprice(db, "acme-llm") == 1  # the cache hit keeps its 0
+    [price] = list_prices(db)
+    assert (price.cache_read_per_million, price.cache_creation_per_million) == (0, 2)  # 0 is a price, not unset
     assert cost_of(db, "c3") == ((400 * Decimal(2) + 50 * Decimal(8)) / MILLION, "custom")
     assert cost_of(db, "hit") == (0, "priced")
     assert_counters_match_ledger(db)

@@ -68,7 +68,9 @@ def set_(
             cache_read_per_million=cache_read,
             cache_creation_per_million=cache_creation,
         )
-        cache_note = f", ${cache_read or input_price} cached in / ${cache_creation or input_price} cache write"
+        read = input_price if cache_read is None else cache_read
+        write = input_price if cache_creation is None else cache_creation
+        cache_note = f", ${read} cached in / ${write} cache write"
         console.print(f"{model}: ${input_price} in / ${output_price} out{cache_note} per million tokens")
         if reprice:
             console.print(f"repriced {price_api.reprice(db, model)} stored row(s)")
