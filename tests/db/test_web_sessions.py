@@ -7,9 +7,9 @@ import datetime as dt
 import pytest
 
 from llmtally import privacy
+from llmtally.api_tokens import create_token, token_user
 from llmtally.db import Database
 from llmtally.errors import LlmtallyError
-from llmtally.tokens import create_token, token_user
 from llmtally.web_sessions import (
     active_session,
     create_session,

@@ -8,10 +8,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from llmtally.api_tokens import create_token
 from llmtally.app.web import WebState, install_web
 from llmtally.app.web.api import build_api
 from llmtally.db import Database
-from llmtally.tokens import create_token
 from tests.support.web_seed import ADA, BOB, ROOT, Api, seed
 
 

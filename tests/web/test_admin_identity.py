@@ -10,9 +10,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from llmtally import Ledger, Settings
+from llmtally.api_tokens import create_token
 from llmtally.app.identity import oauth_identity
 from llmtally.app.web import WebState, install_web
-from llmtally.tokens import create_token
 from tests.support.sessions import as_session, use_secret
 from tests.support.web_seed import ROOT
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmtally.tokens import create_token, list_tokens, revoke_token, token_hash
+from llmtally.api_tokens import create_token, list_tokens, revoke_token, token_hash
 from tests.support.web_seed import ADA, BOB, ROOT, Api
 
 TODAY = dt.datetime.now(dt.UTC).date()

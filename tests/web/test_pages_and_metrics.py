@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmtally import Ledger, Settings
+from llmtally.api_tokens import create_token
 from llmtally.app.web import WebState, install_web
-from llmtally.tokens import create_token
 from tests.support.web_seed import ADA, BOB, ROOT, event
 
 

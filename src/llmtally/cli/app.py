@@ -86,6 +86,7 @@ def cli(ctx: click.Context, database_url: str | None, verbose: int) -> None:
 def load_commands() -> click.Group:
     """The CLI with every command registered (importing a command module registers it)."""
     from llmtally.cli import (  # noqa: F401
+        api_tokens,
         budgets,
         commands,
         db,
@@ -95,7 +96,6 @@ def load_commands() -> click.Group:
         sessions,
         spool,
         supabase,
-        tokens,
         up,
     )
 

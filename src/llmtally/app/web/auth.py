@@ -23,8 +23,8 @@ from typing import Literal
 
 from fastapi import Request
 
+from llmtally.api_tokens import PREFIX, token_user
 from llmtally.app.web.state import WebState
-from llmtally.tokens import PREFIX, token_user
 from llmtally.web_sessions import active_session
 
 log = logging.getLogger("llmtally.app")

@@ -19,11 +19,11 @@ from typing import Literal
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llmtally.api_tokens import PREFIX
 from llmtally.app.web.auth import CHECKED, Session, cookie_token, is_session_cookie, session_active, session_of
 from llmtally.app.web.guard import SOCKET_PATH, refuse
 from llmtally.app.web.state import WebState
 from llmtally.errors import LlmtallyError
-from llmtally.tokens import PREFIX
 
 log = logging.getLogger("llmtally.app")
 

@@ -8,7 +8,7 @@ import re
 import click
 from rich.table import Table
 
-from llmtally import tokens as token_api
+from llmtally import api_tokens as token_api
 from llmtally.cli.app import State, cli, console, pass_state
 from llmtally.errors import UserInputError
 
