@@ -14,8 +14,9 @@ from llmtally.db.migrations import ensure_current, migrate
 from llmtally.db.queries import query
 from llmtally.errors import UserInputError
 from llmtally.ledger.events import UsageEvent
+from llmtally.ledger.postgres_sink import PostgresSink
 from llmtally.ledger.spool import Spool
-from llmtally.ledger.writer import LedgerWriter, WriterStats
+from llmtally.ledger.writer import BatchSink, LedgerWriter, WriterStats
 
 if TYPE_CHECKING:
     from llmtally.ledger.callback import LedgerCallback
@@ -63,12 +64,12 @@ class Ledger:
         """Blocking twin of :meth:`start`."""
         if self._writer is not None:
             return self
-        target: Database | SupabaseApiSink
+        sink: BatchSink
         api = self.settings.supabase_api()
         if api is not None:  # only a Supabase URL and a server key: write through its API
             from llmtally.ledger.supabase_api import SupabaseApiSink
 
-            target = self._api = SupabaseApiSink(*api, store_content=self.settings.content != "none").open()
+            sink = self._api = SupabaseApiSink(*api, store_content=self.settings.content != "none").open()
         else:
             db = Database.from_settings(self.settings, max_size=4).open()
             try:
@@ -79,9 +80,10 @@ class Ledger:
             except BaseException:
                 db.close()
                 raise
-            target = self.db = db
+            self.db = db
+            sink = PostgresSink(db, store_content=self.settings.content != "none")
         self._writer = LedgerWriter(
-            target,
+            sink,
             spool=Spool(
                 self.settings.home / "spool",
                 max_bytes=self.settings.spool_max_bytes,
@@ -89,7 +91,6 @@ class Ledger:
             ),
             batch_size=self.settings.batch_size,
             flush_interval_ms=self.settings.flush_interval_ms,
-            store_content=self.settings.content != "none",
             content=self.settings.content,
             max_content_bytes=self.settings.max_content_bytes,
         )
@@ -105,7 +106,7 @@ class Ledger:
 
             self._callback = LedgerCallback(self._writer.submit)
             litellm.callbacks.append(self._callback)
-        log.info("llmtally ledger recording to %s", target.where)
+        log.info("llmtally ledger recording to %s", sink.where)
         return self
 
     async def start(self) -> Ledger:
