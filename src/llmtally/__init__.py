@@ -22,6 +22,7 @@ from llmtally.analytics import (
     get_user_token_breakdown_async,
 )
 from llmtally.budgeted_calls import Budgets
+from llmtally.domain.events import UsageEvent
 from llmtally.errors import (
     BudgetExceeded,
     ConfigurationError,
@@ -36,7 +37,6 @@ from llmtally.errors import (
     UnknownUser,
     UserInputError,
 )
-from llmtally.ledger.events import UsageEvent
 from llmtally.ledger.ledger import Ledger
 from llmtally.settings import Settings
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from llmtally.db import Database
+from llmtally.domain.events import UsageEvent
 from llmtally.errors import DatabaseError, DataRefused
-from llmtally.ledger.events import UsageEvent
 from llmtally.ledger.postgres_sink import PostgresSink, write_events
 from llmtally.ledger.spool import Spool, decode
 from llmtally.ledger.writer import BatchSink, LedgerWriter

@@ -13,7 +13,7 @@ import sys
 import time
 
 from llmtally.db import Database
-from llmtally.ledger.events import UsageEvent
+from llmtally.domain.events import UsageEvent
 from llmtally.ledger.postgres_sink import PostgresSink
 from llmtally.ledger.spool import Spool
 from llmtally.ledger.writer import LedgerWriter

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from llmtally.db.database import Database
 from llmtally.db.queries import query
-from llmtally.ledger.events import UsageEvent
+from llmtally.domain.events import UsageEvent
 from llmtally.ledger.rows import event_row
 from llmtally.ledger.spool import FAST_RECORD
 

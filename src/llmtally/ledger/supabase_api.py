@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from llmtally import extras
+from llmtally.domain.events import UsageEvent
 from llmtally.errors import (
     DATA_REFUSED_CLASSES,
     ConfigurationError,
@@ -34,7 +35,6 @@ from llmtally.errors import (
     LlmtallyError,
     SchemaNotReady,
 )
-from llmtally.ledger.events import UsageEvent
 from llmtally.ledger.rows import EVENT_FIELDS, event_row
 
 if TYPE_CHECKING:

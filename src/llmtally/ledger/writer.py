@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from llmtally import metrics
+from llmtally.domain.events import UsageEvent
 from llmtally.errors import DataRefused
-from llmtally.ledger.events import UsageEvent
 from llmtally.ledger.sanitize import clean_text
 from llmtally.ledger.spool import Chunk, Segment, Spool, decode, encode, read_lines
 
