@@ -7,6 +7,7 @@ from rich.table import Table
 
 from llmtally.cli.app import State, cli, console, pass_state
 from llmtally.ledger import spool as spool_api
+from llmtally.ledger.postgres_sink import PostgresSink
 from llmtally.ledger.quarantine import list_quarantine, retry_quarantine
 from llmtally.ledger.writer import LedgerWriter
 
@@ -42,9 +43,8 @@ def replay(state: State) -> None:
     settings = state.settings
     with state.database() as db:
         writer = LedgerWriter(
-            db,
+            PostgresSink(db, store_content=settings.content != "none"),
             spool=spool_api.Spool(settings.home / "spool"),
-            store_content=settings.content != "none",
             content=settings.content,
         )
         replayed = writer.replay_orphans()
