@@ -30,14 +30,16 @@ async def test_a_tiny_budget_refuses_with_the_reset_time_and_what_remains(server
         mark, streamed = await client.reply("Hello there")
         assert streamed == ""
         (message,) = said(client, mark)
-        assert message.startswith("You have reached your daily budget of $0.0001: $0.0001 remains")
+        assert message.startswith("This reply could cost up to $")  # the worst case reserved, named
+        assert "(the longest answer the model may give), and your daily budget of $0.0001 has $0.0001 left" in message
+        assert "(spent $0)" in message
         (status,) = api.budget_status(db, "password_alice")
         assert status.period_end is not None
         assert f"It resets on {status.period_end.strftime('%Y-%m-%d %H:%M')} UTC." in message
         api.set_budget(db, None, "daily", limit_usd=Decimal("1"))  # raised: the same chat now works
         mark, streamed = await client.reply("Hello again")
         assert "offline demo model" in streamed
-        assert not any(m.startswith("You have reached") for m in said(client, mark))
+        assert not any(m.startswith("This reply could cost") for m in said(client, mark))
     finally:
         await client.close()
     [row] = db.fetch_all("select status, total_cost from request_logs")

@@ -83,7 +83,7 @@ async def test_usage_command_and_panel_show_this_months_usage(server: Server) ->
         await client.reply("Count this one.")
         mark, _ = await client.reply("/usage")
         messages = [m for m in client.since(mark, "new_message") if m.get("name") == "llmtally"]
-        assert messages and "**1** requests" in messages[-1]["output"] and "demo" in messages[-1]["output"]
+        assert messages and "**1 request**" in messages[-1]["output"] and "demo" in messages[-1]["output"]
         panels = [e for e, _ in client.events if e == "set_sidebar_elements"]
         assert len(panels) >= 2, "the panel is refreshed after each reply"
     finally:

@@ -119,6 +119,14 @@ def test_dashboard_download_is_the_same_export(api: Api) -> None:
         check(response.text, rows)  # type: ignore[attr-defined]
 
 
+def test_the_download_is_named_by_its_days_the_last_one_inclusive(api: Api) -> None:
+    # The dashboard asks for until = the day after the last one shown; the file names the last one.
+    response = api.get("/admin/export", ROOT, format="csv", since="2026-11-01", until="2026-12-01")
+    assert response.status_code == 200  # type: ignore[attr-defined]
+    disposition = response.headers["content-disposition"]  # type: ignore[attr-defined]
+    assert disposition == 'attachment; filename="llmtally-requests-2026-11-01-to-2026-11-30.csv"'
+
+
 def test_tokens_create_list_revoke(seeded_url: str) -> None:
     created = llmtally("tokens", "create", ADA, "--name", "laptop", "--expires", "30d", database_url=seeded_url)
     assert created.returncode == 0, created.stderr

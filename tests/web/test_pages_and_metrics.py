@@ -43,6 +43,27 @@ def test_pages_redirect_to_login_refuse_non_admins_and_escape_content(state: Web
         assert web.get("/llmtally-static/vendor/chart.umd.min.js").text.startswith("/*!\n * Chart.js v4.6.1")
 
 
+def test_an_unpriced_model_is_unpriced_on_the_page_never_zero(state: WebState) -> None:
+    # Ada's acme-internal call has no price: its row says so, and the totals count it apart.
+    with client(state) as web:
+        page = web.get("/usage", headers=bearer(state, ADA)).text
+        admin_page = web.get(f"/admin/users/{ADA}", headers=bearer(state, ROOT)).text
+    for html in (page, admin_page):
+        row = html[html.index("<td>acme-internal</td>") :].split("</tr>")[0]
+        assert row.endswith('<td class="n">unpriced</td>')
+        assert "3 requests · $0.001000 + 1 unpriced" in html
+
+
+def test_a_cancelled_reply_shows_its_text_not_json(state: WebState) -> None:
+    with Ledger(state.db.url, settings=Settings(flush_interval_ms=20)) as ledger:
+        ledger.record(event("stopped", ADA, status="cancelled", response={"partial": "half an ans"}))
+        assert ledger.flush_sync()
+    with client(state) as web:
+        page = web.get("/usage", headers=bearer(state, ADA)).text
+    row = page[page.index('<tr class="status-cancelled">') :].split("</tr>")[0]
+    assert "<td>cancelled" in row and '<td class="content">half an ans</td>' in row and "partial" not in row
+
+
 def test_content_mode_none_shows_no_content(state: WebState) -> None:
     with client(dataclasses.replace(state, show_content=False)) as web:
         page = web.get("/usage", headers=bearer(state, ADA))

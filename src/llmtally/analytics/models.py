@@ -167,6 +167,7 @@ class BreakdownEntry(_Result):
     requests: int
     tokens: int
     cost: Decimal
+    unpriced_requests: int = 0  # requests without a price: not in ``cost`` (never counted as $0)
 
 
 class MonthlyUsage(_Result):
@@ -179,6 +180,7 @@ class MonthlyUsage(_Result):
     completion_tokens: int
     total_tokens: int
     total_cost: Decimal
+    unpriced_requests: int = 0  # not in ``total_cost``
     model_breakdown: dict[str, BreakdownEntry]
     provider_breakdown: dict[str, BreakdownEntry]
 

@@ -197,17 +197,25 @@ def refusal_message(exc: BudgetExceeded | RateLimited) -> str:
         return f"You are sending messages too quickly. Please try again in {max(1, round(exc.retry_after))} seconds."
     if exc.unpriced_model is not None:
         return f"{exc.unpriced_model} has no price configured and your budget is in USD. Ask your administrator."
-    unit = "tokens" if exc.unit == "tokens" else "USD"
+
+    def amount(value: object) -> str:
+        return f"{value:,} tokens" if exc.unit == "tokens" else f"${value:f}"
+
     remaining = max(exc.limit - exc.spent - exc.reserved, 0)  # type: ignore[operator]
-    amount = f"{remaining:,} tokens" if unit == "tokens" else f"${remaining:f}"
-    limit = f"{exc.limit:,} tokens" if unit == "tokens" else f"${exc.limit:f}"
+    held = f"; {amount(exc.reserved)} held for replies in progress" if exc.reserved else ""
     resets = (
         "It does not reset (lifetime budget)."
         if not isinstance(exc.resets_at, dt.datetime)
         else f"It resets on {_when(exc.resets_at)}."
     )
+    worst = (
+        f"This reply could cost up to {amount(exc.requested)} (the longest answer the model may give)"
+        if exc.requested is not None
+        else "This reply's worst case does not fit"
+    )
     return (
-        f"You have reached your {exc.period} budget of {limit}: {amount} remains, not enough for this reply. {resets}"
+        f"{worst}, and your {exc.period} budget of {amount(exc.limit)} has {amount(remaining)} left"
+        f" (spent {amount(exc.spent)}{held}). {resets} A shorter message or a smaller model may fit."
     )
 
 

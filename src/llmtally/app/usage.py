@@ -6,6 +6,7 @@ import datetime as dt
 from decimal import Decimal
 
 from llmtally.analytics.service import Analytics
+from llmtally.app.formats import count, priced_cost
 from llmtally.db.database import Database
 from llmtally.errors import UnknownUser
 
@@ -20,15 +21,16 @@ def usage_markdown(analytics: Analytics, user_id: str) -> str:
     m = months[0]
     lines = [
         f"### {m.month.strftime('%B %Y')}",
-        f"**{m.requests}** requests ({m.failures} failed, {m.cancelled} cancelled)",
+        f"**{count(m.requests, 'request')}** ({m.failures} failed, {m.cancelled} cancelled)",
         f"**{m.total_tokens:,}** tokens ({m.prompt_tokens:,} prompt, {m.completion_tokens:,} completion)",
-        f"**${m.total_cost:.6f}** cost",
+        f"**{priced_cost(m.total_cost, m.requests, m.unpriced_requests)}** cost",
         "",
         "| model | requests | tokens | cost |",
         "|---|---:|---:|---:|",
     ]
     for model, entry in sorted(m.model_breakdown.items(), key=lambda kv: -kv[1].cost):
-        lines.append(f"| {model} | {entry.requests} | {entry.tokens:,} | ${entry.cost:.6f} |")
+        cost = priced_cost(entry.cost, entry.requests, entry.unpriced_requests)
+        lines.append(f"| {model} | {entry.requests} | {entry.tokens:,} | {cost} |")
     return "\n".join(lines)
 
 

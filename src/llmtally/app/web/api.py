@@ -253,7 +253,9 @@ def build_api(state: WebState) -> FastAPI:
     ) -> StreamingResponse:
         """Every request of a period as CSV or JSON Lines, streamed."""
         where = ExportFilter(since=since, until=until, user_id=_text(user, "user"))
-        name = f"llmtally-requests-{since or 'start'}-{until or 'now'}.{format}"
+        # The file is named by the days it holds, the last one inclusive as the dashboard shows it.
+        last = (until - dt.timedelta(days=1)).isoformat() if until else "now"
+        name = f"llmtally-requests-{since or 'start'}-to-{last}.{format}"
         return StreamingResponse(
             export_chunks(state.db, format, where),
             media_type=CONTENT_TYPES[format],

@@ -19,6 +19,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from llmtally.analytics.models import MonthlyUsage, RecentRequest
 from llmtally.analytics.service import Analytics
+from llmtally.app.formats import money, priced_cost
 from llmtally.app.web.auth import NotAuthenticated, Viewer, identify
 from llmtally.app.web.state import WebState
 from llmtally.errors import UnknownUser
@@ -74,7 +75,10 @@ def prompt_of(messages: Any) -> str:
 
 
 def reply_of(response: Any) -> str:
-    """The reply's text in a stored response, clipped."""
+    """The reply's text in a stored response, clipped. A cancelled stream stores what was streamed
+    as ``{"partial": text}``: that text is the reply (the status column says it was cancelled)."""
+    if isinstance(response, dict) and set(response) == {"partial"}:
+        return _clip(_text_of(response["partial"]))
     if isinstance(response, dict):
         choices = response.get("choices")
         if isinstance(choices, list) and choices and isinstance(choices[0], dict):
@@ -84,11 +88,8 @@ def reply_of(response: Any) -> str:
     return _clip(_text_of(response))
 
 
-def money(value: Any) -> str:
-    return "unpriced" if value is None else f"${value:,.6f}"
-
-
 templates.filters["money"] = money
+templates.globals["priced_cost"] = priced_cost
 templates.globals["utc"] = dt.UTC
 templates.filters["prompt_of"] = prompt_of
 templates.filters["reply_of"] = reply_of

@@ -142,19 +142,22 @@ select model, provider, sum(requests) as requests, sum(successes) as successes, 
 -- both breakdowns each built in one grouped pass and joined by month.
 with d as (
     select month, model, provider, requests, successes, failures, cancelled, prompt_tokens, completion_tokens,
-           tokens, cost
+           tokens, cost, unpriced_requests
       from public.usage_monthly
      where user_id = %(user_id)s
        and month >= %(first_month)s::date
 ), t as (
     select month, sum(requests) as requests, sum(successes) as successes, sum(failures) as failures,
            sum(cancelled) as cancelled, sum(prompt_tokens) as prompt_tokens,
-           sum(completion_tokens) as completion_tokens, sum(tokens) as total_tokens, sum(cost) as total_cost
+           sum(completion_tokens) as completion_tokens, sum(tokens) as total_tokens, sum(cost) as total_cost,
+           sum(unpriced_requests) as unpriced_requests
       from d group by month
 ), m as (
-    select month, jsonb_object_agg(model, jsonb_build_object('requests', requests, 'tokens', tokens, 'cost', cost))
+    select month, jsonb_object_agg(model, jsonb_build_object('requests', requests, 'tokens', tokens, 'cost', cost,
+                                                       'unpriced_requests', unpriced_requests))
                as model_breakdown
-      from (select month, model, sum(requests) as requests, sum(tokens) as tokens, sum(cost) as cost
+      from (select month, model, sum(requests) as requests, sum(tokens) as tokens, sum(cost) as cost,
+                   sum(unpriced_requests) as unpriced_requests
               from d group by month, model) x
      group by month
 ), v as (
@@ -165,7 +168,7 @@ with d as (
      group by month
 )
 select %(user_id)s::text as user_id, t.month, t.requests, t.successes, t.failures, t.cancelled, t.prompt_tokens,
-       t.completion_tokens, t.total_tokens, t.total_cost, m.model_breakdown, v.provider_breakdown
+       t.completion_tokens, t.total_tokens, t.total_cost, t.unpriced_requests, m.model_breakdown, v.provider_breakdown
   from t
   join m on m.month = t.month
   join v on v.month = t.month
