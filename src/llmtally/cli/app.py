@@ -19,6 +19,14 @@ from llmtally.settings import Settings
 
 console = Console()
 
+# The USER argument of `budgets` and `limits` that means "everyone without a row of their own".
+DEFAULT_USER = "default"
+
+
+def owner_of(user: str) -> str | None:
+    """The user id a budget or limit row belongs to: None for DEFAULT_USER."""
+    return None if user == DEFAULT_USER else user
+
 
 class Group(click.Group):
     """A group whose commands turn llmtally errors into one clean line."""
@@ -84,19 +92,26 @@ def cli(ctx: click.Context, database_url: str | None, verbose: int) -> None:
 
 
 def load_commands() -> click.Group:
-    """The CLI with every command registered (importing a command module registers it)."""
+    """The CLI with every command registered (importing a command module registers it).
+
+    One module per command, named after it (``tokens`` lives in ``api_tokens``: API tokens, not LLM tokens).
+    """
     from llmtally.cli import (  # noqa: F401
         api_tokens,
         budgets,
-        commands,
         db,
+        demo,
         export,
+        limits,
+        migrate,
         prices,
-        privacy,
-        sessions,
+        quarantine,
+        report,
+        retention,
         spool,
         supabase,
         up,
+        users,
     )
 
     return cli

@@ -1,109 +1,17 @@
-"""migrate, demo, users, report."""
+"""report: a month's usage by model and top users, or one user's detail."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import re
-from decimal import Decimal
 
 import click
 from rich.table import Table
 
 from llmtally.analytics import Analytics
 from llmtally.cli.app import State, cli, console, pass_state
-from llmtally.db.migrations import migrate as run_migrations
-from llmtally.db.migrations import status as migration_status
+from llmtally.cli.output import money
 from llmtally.errors import UserInputError
-
-
-def money(value: Decimal | None) -> str:
-    return "unpriced" if value is None else f"${value:,.6f}"
-
-
-@cli.command()
-@click.option("--check", is_flag=True, help="Only report whether migrations are pending (exit 1 if so).")
-@pass_state
-def migrate(state: State, check: bool) -> None:
-    """Create or upgrade the llmtally schema (safe to run concurrently and repeatedly)."""
-    with state.database(require_schema=False) as db:
-        if check:
-            st = migration_status(db)
-            if st.pending:
-                names = ", ".join(m.filename for m in st.pending)
-                raise click.ClickException(f"{len(st.pending)} migration(s) pending in {db.where}: {names}")
-            console.print(f"schema is current in {db.where} (migration {st.latest})")
-            return
-        applied = run_migrations(db)
-        if applied:
-            for m in applied:
-                console.print(f"applied {m.filename}")
-        console.print(f"schema is current in {db.where} (migration {migration_status(db).latest})")
-
-
-@cli.command()
-@click.option("--users", "n_users", default=4, show_default=True, type=click.IntRange(1, 4), help="Simulated users.")
-@pass_state
-def demo(state: State, n_users: int) -> None:
-    """Simulate users chatting through LiteLLM (offline) and show what the ledger recorded."""
-    from llmtally.demo import run_demo
-    from llmtally.ledger.ledger import Ledger
-
-    async def go() -> tuple[int, int, int]:
-        async with Ledger(settings=state.settings) as ledger:
-            console.print(f"recording to {ledger.db.where if ledger.db else '?'}")
-            result = await run_demo(ledger, n_users)
-            return result.calls, result.failures, result.cancelled
-
-    calls, failures, cancelled = asyncio.run(go())
-    console.print(
-        f"[bold]{calls}[/] LiteLLM calls recorded ({failures} failed, {cancelled} cancelled by the user)."
-        " Totals include earlier runs."
-    )
-    with state.database() as db, Analytics(db) as analytics:
-        table = Table(title="Usage per user (lifetime)")
-        table.add_column("user")
-        for col in ("requests", "failed", "cancelled", "tokens", "cost", "unpriced"):
-            table.add_column(col, justify="right")
-        for summary in analytics.users():
-            a = analytics.user_analytics(summary.user_id)
-            table.add_row(
-                f"{a.full_name or a.user_id}\n[dim]{a.user_id}[/]",
-                str(a.requests.total),
-                str(a.requests.failure),
-                str(a.requests.cancelled),
-                f"{a.tokens.total:,}",
-                money(a.cost),
-                str(a.unpriced_requests),
-            )
-        console.print(table)
-    console.print(
-        "Next: [bold]llmtally report --user github_583231[/], [bold]llmtally users[/], "
-        "[bold]llmtally prices set openai/acme-internal-llm --input 1 --output 2[/]"
-    )
-
-
-@cli.command()
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
-@pass_state
-def users(state: State, limit: int) -> None:
-    """List users with their lifetime usage, biggest spenders first."""
-    with state.database() as db, Analytics(db) as analytics:
-        rows = analytics.users(limit)
-        table = Table(title=f"{len(rows)} user(s)")
-        for col in ("user id", "email", "name", "requests", "tokens", "cost", "last request"):
-            table.add_column(col)
-        for u in rows:
-            table.add_row(
-                u.user_id,
-                u.email or "",
-                u.full_name or "",
-                f"{u.request_count:,}",
-                f"{u.tokens_used:,}",
-                money(u.total_cost),
-                u.last_request_at.strftime("%Y-%m-%d %H:%M") if u.last_request_at else "",
-            )
-        console.print(table)
 
 
 def parse_month(value: str | None) -> tuple[dt.date, dt.date]:
