@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import click
-from rich.table import Table
 
 from llmtally import budgets as api
 from llmtally.cli.app import DEFAULT_USER, State, cli, console, owner_of, pass_state
-from llmtally.cli.output import amount
+from llmtally.cli.output import Column, Listing, amount
 
 
 @cli.group()
@@ -76,12 +75,20 @@ def show(state: State, user: str) -> None:
     with state.database() as db:
         api.check_user(db, user)
         rows = api.budget_status(db, user)
-    if not rows:
-        console.print(f"no budget applies to {user}")
-        return
-    table = Table(title=f"Budgets of {user}")
-    for col in ("period", "from", "kind", "limit", "spent", "reserved", "remaining", "resets (UTC)"):
-        table.add_column(col)
+    table = Listing(
+        f"Budgets of {user}",
+        [
+            Column("period"),
+            Column("from", drop=2),
+            Column("kind", drop=1),
+            Column("limit", "number"),
+            Column("spent", "number"),
+            Column("reserved", "number"),
+            Column("remaining", "number"),
+            Column("resets (UTC)"),
+        ],
+        empty=f"no budget applies to {user}",
+    )
     for s in rows:
         for unit, limit, spent, reserved, remaining in (
             ("usd", s.limit_usd, s.spent_usd, s.reserved_usd, s.remaining_usd),
@@ -100,7 +107,7 @@ def show(state: State, user: str) -> None:
                 amount(remaining),
                 resets,
             )
-    console.print(table)
+    table.print(console)
 
 
 @budgets.command("list")
@@ -109,12 +116,19 @@ def list_(state: State) -> None:
     """List every budget (the defaults first)."""
     with state.database() as db:
         rows = api.list_budgets(db)
-    if not rows:
-        console.print("no budgets set")
-        return
-    table = Table(title="Budgets")
-    for col in ("user", "period", "kind", "USD", "tokens", "timezone", "thresholds"):
-        table.add_column(col)
+    table = Listing(
+        "Budgets",
+        [
+            Column("user", "id"),
+            Column("period"),
+            Column("kind"),
+            Column("USD", "number"),
+            Column("tokens", "number"),
+            Column("timezone", drop=1),
+            Column("thresholds", drop=2),
+        ],
+        empty="no budgets set",
+    )
     for b in rows:
         table.add_row(
             b.user_profile_id or DEFAULT_USER,
@@ -125,7 +139,7 @@ def list_(state: State) -> None:
             b.timezone,
             ",".join(f"{(t * 100).normalize():f}%" for t in b.thresholds),
         )
-    console.print(table)
+    table.print(console)
 
 
 @budgets.command("delete")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import click
-from rich.table import Table
 
 from llmtally.analytics import Analytics
 from llmtally.cli.app import State, cli, console, pass_state
-from llmtally.cli.output import money
+from llmtally.cli.output import Column, Listing, money, plural
+
+LOADING = "loading LiteLLM (it takes a few seconds)"
 
 
 @cli.command()
@@ -17,7 +18,13 @@ from llmtally.cli.output import money
 @pass_state
 def demo(state: State, n_users: int) -> None:
     """Simulate users chatting through LiteLLM (offline) and show what the ledger recorded."""
-    from llmtally.demo import run_demo
+    # Importing LiteLLM takes seconds: a spinner in a terminal, a line otherwise, never silence.
+    if console.is_terminal:
+        with console.status(LOADING):
+            from llmtally.demo import run_demo
+    else:
+        console.print(f"{LOADING}...")
+        from llmtally.demo import run_demo
     from llmtally.ledger.ledger import Ledger
 
     async def go() -> tuple[int, int, int]:
@@ -28,26 +35,35 @@ def demo(state: State, n_users: int) -> None:
 
     calls, failures, cancelled = asyncio.run(go())
     console.print(
-        f"[bold]{calls}[/] LiteLLM calls recorded ({failures} failed, {cancelled} cancelled by the user)."
+        f"[bold]{plural(calls, 'LiteLLM call')}[/] recorded ({failures} failed, {cancelled} cancelled by the user)."
         " Totals include earlier runs."
     )
+    listing = Listing(
+        "Usage per user (lifetime)",
+        [
+            Column("user", "id"),
+            Column("requests", "number"),
+            Column("failed", "number", drop=1),
+            Column("cancelled", "number", drop=2),
+            Column("tokens", "number", drop=3),
+            Column("cost", "number"),
+            Column("unpriced", "number", drop=4),
+        ],
+        empty="no usage recorded",
+    )
     with state.database() as db, Analytics(db) as analytics:
-        table = Table(title="Usage per user (lifetime)")
-        table.add_column("user")
-        for col in ("requests", "failed", "cancelled", "tokens", "cost", "unpriced"):
-            table.add_column(col, justify="right")
         for summary in analytics.users():
             a = analytics.user_analytics(summary.user_id)
-            table.add_row(
+            listing.add_row(
                 f"{a.full_name or a.user_id}\n[dim]{a.user_id}[/]",
-                str(a.requests.total),
-                str(a.requests.failure),
-                str(a.requests.cancelled),
+                f"{a.requests.total:,}",
+                f"{a.requests.failure:,}",
+                f"{a.requests.cancelled:,}",
                 f"{a.tokens.total:,}",
                 money(a.cost),
-                str(a.unpriced_requests),
+                f"{a.unpriced_requests:,}",
             )
-        console.print(table)
+    listing.print(console)
     console.print(
         "Next: [bold]llmtally report --user github_583231[/], [bold]llmtally users[/], "
         "[bold]llmtally prices set openai/acme-internal-llm --input 1 --output 2[/]"

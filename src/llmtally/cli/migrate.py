@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from llmtally.cli.app import State, cli, console, pass_state
+from llmtally.cli.output import plural
 from llmtally.db.migrations import migrate as run_migrations
 from llmtally.db.migrations import status as migration_status
 
@@ -19,7 +20,7 @@ def migrate(state: State, check: bool) -> None:
             st = migration_status(db)
             if st.pending:
                 names = ", ".join(m.filename for m in st.pending)
-                raise click.ClickException(f"{len(st.pending)} migration(s) pending in {db.where}: {names}")
+                raise click.ClickException(f"{plural(len(st.pending), 'migration')} pending in {db.where}: {names}")
             console.print(f"schema is current in {db.where} (migration {st.latest})")
             return
         applied = run_migrations(db)

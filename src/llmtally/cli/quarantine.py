@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import click
-from rich.table import Table
 
 from llmtally.cli.app import State, cli, console, pass_state
+from llmtally.cli.output import Column, Listing
 from llmtally.ledger.quarantine import list_quarantine, retry_quarantine
 
 
@@ -21,16 +21,22 @@ def list_(state: State, limit: int) -> None:
     """Show quarantined events, oldest first."""
     with state.database() as db:
         rows = list_quarantine(db, limit=limit)
-    if not rows:
-        console.print("the quarantine is empty")
-        return
-    table = Table(title="Quarantined usage events")
-    for col in ("id", "call id", "since (UTC)", "attempts", "bytes", "reason"):
-        table.add_column(col)
+    table = Listing(
+        "Quarantined usage events",
+        [
+            Column("id", "id"),
+            Column("call id", "id", drop=3),
+            Column("since (UTC)", drop=2),
+            Column("attempts", "number"),
+            Column("bytes", "number", drop=1),
+            Column("reason"),
+        ],
+        empty="the quarantine is empty",
+    )
     for r in rows:
         when = r.created_at.strftime("%Y-%m-%d %H:%M")
-        table.add_row(str(r.id), r.litellm_call_id or "", when, str(r.attempts), str(r.raw_bytes), r.reason)
-    console.print(table)
+        table.add_row(str(r.id), r.litellm_call_id or "", when, f"{r.attempts:,}", f"{r.raw_bytes:,}", r.reason)
+    table.print(console)
 
 
 @quarantine.command("retry")

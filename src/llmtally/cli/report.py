@@ -6,11 +6,10 @@ import datetime as dt
 import re
 
 import click
-from rich.table import Table
 
 from llmtally.analytics import Analytics
 from llmtally.cli.app import State, cli, console, pass_state
-from llmtally.cli.output import money
+from llmtally.cli.output import Column, Listing, money, plural
 from llmtally.errors import UserInputError
 
 
@@ -39,59 +38,105 @@ def report(state: State, user_id: str | None, month: str | None) -> None:
     label = since.strftime("%B %Y")
     with state.database() as db, Analytics(db) as analytics:
         if user_id:
-            a = analytics.user_analytics(user_id)
-            console.print(f"[bold]{a.full_name or a.user_id}[/] ({a.user_id}, {a.email or 'no email'})")
-            console.print(
-                f"lifetime: {a.requests.total:,} requests ({a.requests.failure} failed, {a.requests.cancelled}"
-                f" cancelled), {a.tokens.total:,} tokens, {money(a.cost)}"
-            )
-            breakdown = analytics.user_token_breakdown(user_id, since, until)
-            table = Table(title=f"{label} by model")
-            for col in ("model", "provider", "requests", "tokens", "cost"):
-                table.add_column(col)
-            for m in breakdown.by_model:
-                table.add_row(
-                    m.model,
-                    m.provider,
-                    str(m.requests),
-                    f"{m.total_tokens:,}",
-                    money(m.cost) + (" (+unpriced)" if m.unpriced_requests else ""),
-                )
-            console.print(table)
-            history = analytics.user_request_history(user_id, limit=10)
-            recent = Table(title="Last requests")
-            for col in ("when (UTC)", "model", "status", "tokens", "cost"):
-                recent.add_column(col)
-            for r in history.items:
-                recent.add_row(
-                    r.created_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
-                    r.model,
-                    r.status + (f" ({', '.join(r.notes)})" if r.notes else ""),
-                    str(r.tokens_used),
-                    money(r.total_cost),
-                )
-            console.print(recent)
-            return
-        models = analytics.totals_by_model(since, until)
-        table = Table(title=f"{label}: usage by model")
-        for col in ("model", "provider", "requests", "failures", "retries", "cache hits", "tokens", "cost"):
-            table.add_column(col)
-        for m in models:
-            estimated = f" ({money(m.estimated_cost)} estimated)" if m.estimated_requests else ""
-            table.add_row(
-                m.model,
-                m.provider,
-                f"{m.requests:,}",
-                f"{m.failures:,}",
-                f"{m.retries:,}",
-                f"{m.cache_hits:,}" + (f" (saved {money(m.saved_cost)})" if m.saved_cost else ""),
-                f"{m.total_tokens:,}",
-                money(m.cost) + estimated + (f" (+{m.unpriced_requests} unpriced)" if m.unpriced_requests else ""),
-            )
-        console.print(table)
-        top = Table(title=f"{label}: top users by cost")
-        for col in ("user id", "email", "requests", "tokens", "cost"):
-            top.add_column(col)
-        for u in analytics.top_users(since, until, limit=10):
-            top.add_row(u.user_id, u.email or "", f"{u.requests:,}", f"{u.total_tokens:,}", money(u.cost))
-        console.print(top)
+            _user_report(analytics, user_id, since, until, label)
+        else:
+            _month_report(analytics, since, until, label)
+
+
+def _user_report(analytics: Analytics, user_id: str, since: dt.date, until: dt.date, label: str) -> None:
+    a = analytics.user_analytics(user_id)
+    console.print(f"[bold]{a.full_name or a.user_id}[/] ({a.user_id}, {a.email or 'no email'})")
+    console.print(
+        f"lifetime: {plural(a.requests.total, 'request')} ({a.requests.failure:,} failed,"
+        f" {a.requests.cancelled:,} cancelled), {plural(a.tokens.total, 'token')}, {money(a.cost)}"
+    )
+    breakdown = analytics.user_token_breakdown(user_id, since, until)
+    by_model = Listing(
+        f"{label} by model",
+        [
+            Column("model", "id"),
+            Column("provider", drop=1),
+            Column("requests", "number"),
+            Column("tokens", "number"),
+            Column("cost", "number"),
+        ],
+        empty=f"no requests by {user_id} in {label}",
+    )
+    for m in breakdown.by_model:
+        by_model.add_row(
+            m.model,
+            m.provider,
+            f"{m.requests:,}",
+            f"{m.total_tokens:,}",
+            money(m.cost) + (" (+unpriced)" if m.unpriced_requests else ""),
+        )
+    by_model.print(console)
+    history = analytics.user_request_history(user_id, limit=10)
+    recent = Listing(
+        "Last requests",
+        [
+            Column("when (UTC)", "id"),
+            Column("model", "id"),
+            Column("status"),
+            Column("tokens", "number"),
+            Column("cost", "number"),
+        ],
+        empty=f"no requests by {user_id} yet",
+    )
+    for r in history.items:
+        recent.add_row(
+            r.created_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            r.model,
+            r.status + (f" ({', '.join(r.notes)})" if r.notes else ""),
+            f"{r.tokens_used:,}",
+            money(r.total_cost),
+        )
+    recent.print(console)
+
+
+def _month_report(analytics: Analytics, since: dt.date, until: dt.date, label: str) -> None:
+    models = analytics.totals_by_model(since, until)
+    if not models:
+        console.print(f"no requests in {label}")
+        return
+    by_model = Listing(
+        f"{label}: usage by model",
+        [
+            Column("model", "id"),
+            Column("provider", drop=1),
+            Column("requests", "number"),
+            Column("failures", "number"),
+            Column("retries", "number", drop=3),
+            Column("cache hits", "number", drop=2),
+            Column("tokens", "number"),
+            Column("cost", "number"),
+        ],
+        empty=f"no requests in {label}",
+    )
+    for m in models:
+        estimated = f" ({money(m.estimated_cost)} estimated)" if m.estimated_requests else ""
+        by_model.add_row(
+            m.model,
+            m.provider,
+            f"{m.requests:,}",
+            f"{m.failures:,}",
+            f"{m.retries:,}",
+            f"{m.cache_hits:,}" + (f" (saved {money(m.saved_cost)})" if m.saved_cost else ""),
+            f"{m.total_tokens:,}",
+            money(m.cost) + estimated + (f" (+{m.unpriced_requests:,} unpriced)" if m.unpriced_requests else ""),
+        )
+    by_model.print(console)
+    top = Listing(
+        f"{label}: top users by cost",
+        [
+            Column("user id", "id"),
+            Column("email", drop=1),
+            Column("requests", "number"),
+            Column("tokens", "number", drop=2),
+            Column("cost", "number"),
+        ],
+        empty=f"no known user made a request in {label} (their calls are anonymous)",
+    )
+    for u in analytics.top_users(since, until, limit=10):
+        top.add_row(u.user_id, u.email or "", f"{u.requests:,}", f"{u.total_tokens:,}", money(u.cost))
+    top.print(console)

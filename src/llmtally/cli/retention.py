@@ -6,6 +6,7 @@ import click
 
 from llmtally import privacy
 from llmtally.cli.app import State, cli, console, pass_state
+from llmtally.cli.output import plural
 
 
 @cli.group()
@@ -22,6 +23,6 @@ def apply(state: State, content_days: int | None, rows_days: int | None) -> None
     with state.database() as db:
         report = privacy.apply_retention(db, content_days=content_days, rows_days=rows_days)
     console.print(
-        f"content cleared from {report.content_cleared} call(s); {report.rows_deleted} call(s) and"
-        f" {report.quarantine_deleted} quarantined event(s) deleted"
+        f"content cleared from {plural(report.content_cleared, 'call')}; {plural(report.rows_deleted, 'call')} and"
+        f" {plural(report.quarantine_deleted, 'quarantined event')} deleted"
     )

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from rich.table import Table
-
 from llmtally.cli.app import State, cli, console, pass_state
+from llmtally.cli.output import Column, Listing, plural
 from llmtally.ledger import spool as spool_api
 from llmtally.ledger.writer import LedgerWriter
 
@@ -23,14 +22,16 @@ def status(state: State) -> None:
     if not segments:
         console.print(f"the spool is empty ({directory})")
         return
-    table = Table(title=f"Spool {directory}")
-    for col in ("segment", "events", "bytes", "owner"):
-        table.add_column(col)
+    table = Listing(
+        f"Spool {directory}",
+        [Column("segment", "id"), Column("events", "number"), Column("bytes", "number"), Column("owner")],
+        empty=f"the spool is empty ({directory})",
+    )
     for s in segments:
-        table.add_row(s.path.name, str(s.events), str(s.bytes), "running process" if s.live else "gone: to replay")
-    console.print(table)
+        table.add_row(s.path.name, f"{s.events:,}", f"{s.bytes:,}", "running process" if s.live else "gone: to replay")
+    table.print(console)
     waiting = sum(s.events for s in segments if not s.live)
-    console.print(f"{waiting} events left by stopped processes (`llmtally spool replay` writes them)")
+    console.print(f"{plural(waiting, 'event')} left by stopped processes (`llmtally spool replay` writes them)")
 
 
 @spool.command("replay")
@@ -48,6 +49,6 @@ def replay(state: State) -> None:
         replayed = writer.replay_orphans()
     stats = writer.stats
     console.print(
-        f"replayed {replayed} events: {stats.written} new, {stats.duplicates} already recorded,"
+        f"replayed {plural(replayed, 'event')}: {stats.written} new, {stats.duplicates} already recorded,"
         f" {stats.quarantined} quarantined"
     )

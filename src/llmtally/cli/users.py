@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import click
-from rich.table import Table
 
 from llmtally import privacy
 from llmtally.analytics import Analytics
 from llmtally.cli.app import State, cli, console, pass_state
-from llmtally.cli.output import money
+from llmtally.cli.output import Column, Listing, money, plural
 from llmtally.web_sessions import revoke_user_sessions, revoke_user_tokens
 
 
@@ -26,20 +25,30 @@ def users(ctx: click.Context, limit: int) -> None:
 def list_users(state: State, limit: int) -> None:
     with state.database() as db, Analytics(db) as analytics:
         rows = analytics.users(limit)
-        table = Table(title=f"{len(rows)} user(s)")
-        for col in ("user id", "email", "name", "requests", "tokens", "cost", "last request"):
-            table.add_column(col)
-        for u in rows:
-            table.add_row(
-                u.user_id,
-                u.email or "",
-                u.full_name or "",
-                f"{u.request_count:,}",
-                f"{u.tokens_used:,}",
-                money(u.total_cost),
-                u.last_request_at.strftime("%Y-%m-%d %H:%M") if u.last_request_at else "",
-            )
-        console.print(table)
+    listing = Listing(
+        plural(len(rows), "user"),
+        [
+            Column("user id", "id"),
+            Column("email", drop=2),
+            Column("name", drop=1),
+            Column("requests", "number"),
+            Column("tokens", "number", drop=4),
+            Column("cost", "number"),
+            Column("last request", drop=3),
+        ],
+        empty="no users yet: a user appears with their first call or login",
+    )
+    for u in rows:
+        listing.add_row(
+            u.user_id,
+            u.email or "",
+            u.full_name or "",
+            f"{u.request_count:,}",
+            f"{u.tokens_used:,}",
+            money(u.total_cost),
+            u.last_request_at.strftime("%Y-%m-%d %H:%M") if u.last_request_at else "",
+        )
+    listing.print(console)
 
 
 @users.command("delete")
@@ -48,14 +57,15 @@ def list_users(state: State, limit: int) -> None:
 @pass_state
 def delete(state: State, user_id: str, yes: bool) -> None:
     """Delete USER_ID's profile, sessions, chat threads and content; their usage stays as anonymous totals."""
-    if not yes:
-        click.confirm(f"delete every personal record of {user_id}?", abort=True)
     with state.database() as db:
+        privacy.check_deletable(db, user_id)  # an unknown user is an error before any question
+        if not yes:
+            click.confirm(f"delete every personal record of {user_id}?", abort=True)
         report = privacy.delete_user(db, user_id)
     console.print(
-        f"deleted {user_id}: {report.calls_anonymised} call(s) kept as anonymous usage,"
-        f" {report.sessions_deleted} session(s), {report.threads_deleted} chat thread(s),"
-        f" {report.quarantined_deleted} quarantined event(s) removed"
+        f"deleted {user_id}: {plural(report.calls_anonymised, 'call')} kept as anonymous usage,"
+        f" {plural(report.sessions_deleted, 'session')}, {plural(report.threads_deleted, 'chat thread')},"
+        f" {plural(report.quarantined_deleted, 'quarantined event')} removed"
     )
 
 
@@ -71,10 +81,10 @@ def revoke_sessions(state: State, user_id: str, with_tokens: bool) -> None:
     with state.database() as db:
         ended = revoke_user_sessions(db, user_id)
         revoked = revoke_user_tokens(db, user_id) if with_tokens else None
-    console.print(f"ended {ended} login session(s) of {user_id}")
+    console.print(f"ended {plural(ended, 'login session')} of {user_id}")
     if revoked is None:
         console.print(
             f"API tokens of {user_id} still work: add --tokens, or see `llmtally tokens list --user {user_id}`"
         )
     else:
-        console.print(f"revoked {revoked} API token(s) of {user_id}")
+        console.print(f"revoked {plural(revoked, 'API token')} of {user_id}")
