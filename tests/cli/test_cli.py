@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,32 @@ def test_reprice_accepts_the_model_with_its_provider(db_url: str, db: Database) 
     assert set_price.returncode == 0 and "repriced" not in set_price.stdout
     result = llmtally("prices", "reprice", "--model", "openai/acme-internal-llm", database_url=db_url)
     assert "repriced 1 stored row\n" in result.stdout, result.stdout + result.stderr
+
+
+def test_up_reports_a_taken_port_before_loading_the_app() -> None:
+    """`llmtally up` on a taken port stops before LiteLLM, Chainlit or FastAPI are imported."""
+    import socket
+    import subprocess
+    import sys
+
+    program = (
+        "import sys\n"
+        "from llmtally.cli.app import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exit:\n"
+        "    print(exit.code, sorted(m for m in ('litellm', 'chainlit', 'fastapi') if m in sys.modules))\n"
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-c", program, "up", "--port", str(port)],
+            env={**os.environ, "DATABASE_URL": "postgresql://u@127.0.0.1:1/x", "COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr, done.stderr
+    assert done.stdout.strip() == "1 []", done.stdout + done.stderr
