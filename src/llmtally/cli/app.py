@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -86,6 +87,9 @@ pass_state = click.make_pass_decorator(State)
 @click.pass_context
 def cli(ctx: click.Context, database_url: str | None, verbose: int) -> None:
     """llmtally: know who spent what on LLMs."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit():  # this command's COLUMNS, not the one when the console was made (in-process runs)
+        console.width = int(columns)
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     ctx.obj = State(database_url)
