@@ -29,7 +29,7 @@ from bench.workload import Workload
 
 from llmtally import budgets as api
 from llmtally.db import Database
-from llmtally.ledger.writer import write_events
+from llmtally.ledger.postgres_sink import write_events
 
 BATCH = 500
 

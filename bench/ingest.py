@@ -96,10 +96,15 @@ def worker(url: str, users: int, seed: int, batch_size: int, content: str, path:
     import llmtally
     from llmtally import Ledger, Settings
 
-    if path == "python":
-        from llmtally.ledger import writer as writer_module
+    if path == "python":  # every batch takes the decoding path
+        try:
+            from llmtally.ledger import postgres_sink
+        except ImportError:  # a source tree from before the sinks, where the writer decided
+            from llmtally.ledger import writer as writer_module
 
-        writer_module._fast = lambda line: False  # every batch takes the decoding path
+            setattr(writer_module, "_fast", lambda line: False)  # noqa: B010
+        else:
+            postgres_sink.postgres_reads_as_is = lambda line: False
 
     workload = Workload(users=users, seed=seed)
     options: dict[str, Any] = {"batch_size": batch_size, "content": content}
@@ -203,7 +208,7 @@ class Writer:
 
 # -- the baselines ---------------------------------------------------------------------------------
 def build_rows(workload: Any, n: int, start: int, *, content: str = "full") -> list[tuple[Any, ...]]:
-    from llmtally.ledger.writer import event_row
+    from llmtally.ledger.rows import event_row
 
     return [event_row(0, workload.event(start + i), store_content=content == "full")[1:21] for i in range(n)]
 

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from llmtally.ledger.events import UsageEvent
+from llmtally.domain.events import UsageEvent
 from llmtally.ledger.spool import Spool, encode
 
 MESSAGES = [

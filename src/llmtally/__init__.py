@@ -22,12 +22,14 @@ from llmtally.analytics import (
     get_user_token_breakdown_async,
 )
 from llmtally.budgeted_calls import Budgets
+from llmtally.domain.events import UsageEvent
 from llmtally.errors import (
     BudgetExceeded,
     ConfigurationError,
     DatabaseAuthFailed,
     DatabaseError,
     DatabaseUnreachable,
+    DataRefused,
     InsufficientPrivilege,
     LlmtallyError,
     MissingExtra,
@@ -36,7 +38,6 @@ from llmtally.errors import (
     UnknownUser,
     UserInputError,
 )
-from llmtally.ledger.events import UsageEvent
 from llmtally.ledger.ledger import Ledger
 from llmtally.settings import Settings
 
@@ -47,6 +48,7 @@ __all__ = [
     "BudgetExceeded",
     "Budgets",
     "ConfigurationError",
+    "DataRefused",
     "DatabaseAuthFailed",
     "DatabaseError",
     "DatabaseUnreachable",

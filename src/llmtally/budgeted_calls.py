@@ -33,6 +33,7 @@ from llmtally.budgets import (
 )
 from llmtally.db.database import Database
 from llmtally.errors import UserInputError
+from llmtally.integrations.litellm import calls
 from llmtally.ledger.ledger import Ledger
 
 log = logging.getLogger("llmtally.budgets")
@@ -124,8 +125,6 @@ class Budgets:
         **kwargs: Any,
     ) -> Any:
         """``litellm.acompletion`` after a reservation; a stream comes back as a :class:`BudgetedStream`."""
-        import litellm
-
         call_id, est = await self.reserve(user_id, model, messages, max_tokens=max_tokens)
         meta = {**(metadata or {}), "user_profile_id": user_id}
         if session_id is not None:
@@ -139,7 +138,7 @@ class Budgets:
             self.ledger, self.db, model, list(messages), call_id, user_id, session_id, started, meta, stream
         )
         try:
-            response = await litellm.acompletion(
+            response = await calls.acompletion(
                 model=model,
                 messages=messages,
                 stream=stream,

@@ -26,8 +26,8 @@ from typing import Any
 from llmtally import metrics
 from llmtally.db.database import Database
 from llmtally.errors import BudgetExceeded, RateLimited, UnknownUser, UserInputError
-from llmtally.ledger.ledger import _count_tokens
-from llmtally.ledger.pricing import litellm_price
+from llmtally.integrations.litellm.models import count_tokens, max_output_tokens, split_provider
+from llmtally.integrations.litellm.prices import litellm_price
 
 log = logging.getLogger("llmtally.budgets")
 
@@ -343,35 +343,20 @@ def estimate(model: str, messages: Any, max_tokens: int | None, *, default_max_t
     The output limit is ``max_tokens``, else the model's maximum output from LiteLLM's map, else
     ``default_max_tokens`` (then sent as ``max_tokens`` so the estimate stays a bound).
     """
-    import litellm
-
-    try:
-        bare, provider = litellm.get_llm_provider(model)[:2]
-    except Exception:
-        bare, provider = model, "unknown"
-    prompt = _count_tokens(litellm, model, messages=messages) if messages else 0
+    bare, provider = split_provider(model)
+    prompt = count_tokens(model, messages=messages) if messages else 0
     send = None
     if max_tokens is not None:
         if max_tokens < 0:
             raise UserInputError(f"max_tokens must be zero or more (got {max_tokens})")
         completion = int(max_tokens)
     else:
-        known = _max_output(litellm, model, bare, f"{provider}/{bare}")
+        known = max_output_tokens(model, bare, f"{provider}/{bare}")
         completion = known or default_max_tokens
         send = None if known else default_max_tokens
     price = litellm_price(bare, provider)
     usd = None if price is None else prompt * price[0] + completion * price[1]
-    return Estimate(str(bare), str(provider), prompt, completion, usd, send)
-
-
-def _max_output(litellm: Any, *names: str) -> int | None:
-    for name in names:
-        entry = litellm.model_cost.get(name)
-        if isinstance(entry, dict):
-            value = entry.get("max_output_tokens") or entry.get("max_tokens")
-            if isinstance(value, int) and value > 0:
-                return value
-    return None
+    return Estimate(bare, provider, prompt, completion, usd, send)
 
 
 def reserve(

@@ -6,8 +6,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass
 
-import litellm
-
+from llmtally.integrations.litellm import calls
 from llmtally.ledger.ledger import Ledger
 
 UNPRICED_MODEL = "openai/acme-internal-llm"
@@ -56,11 +55,11 @@ async def _chat(ledger: Ledger, user: DemoUser, index: int, result: DemoResult) 
     for turn, prompt in enumerate(PROMPTS[: 2 + index % 3]):
         messages = [{"role": "user", "content": prompt}]
         # Non-streamed, attributed through metadata.
-        await litellm.acompletion(
+        await calls.acompletion(
             model="gpt-4o-mini", messages=messages, user=user.user_id, metadata=meta, mock_response=_reply(user, turn)
         )
         # Streamed, carrying only the session id: the session map attributes it.
-        stream = await litellm.acompletion(
+        stream = await calls.acompletion(
             model="anthropic/claude-haiku-4-5",
             messages=messages,
             user=session_id,
@@ -72,7 +71,7 @@ async def _chat(ledger: Ledger, user: DemoUser, index: int, result: DemoResult) 
             pass
         result.calls += 2
     # A model nobody has priced: recorded with cost NULL and status `unpriced`.
-    await litellm.acompletion(
+    await calls.acompletion(
         model=UNPRICED_MODEL,
         messages=[{"role": "user", "content": "hello"}],
         user=user.user_id,
@@ -82,20 +81,22 @@ async def _chat(ledger: Ledger, user: DemoUser, index: int, result: DemoResult) 
     result.calls += 1
     if index % 2 == 1:  # a provider error
         try:
-            await litellm.acompletion(
+            await calls.acompletion(
                 model="gpt-4o",
                 messages=[{"role": "user", "content": "too many"}],
                 user=user.user_id,
                 metadata=meta,
-                mock_response=litellm.RateLimitError("demo rate limit", llm_provider="openai", model="gpt-4o"),
+                mock_response=calls.rate_limit_error("demo rate limit", provider="openai", model="gpt-4o"),
             )
-        except litellm.RateLimitError:
+        except Exception as exc:
+            if calls.provider_error_kind(exc) != "rate_limit":
+                raise
             result.failures += 1
             result.calls += 1
     if index % 2 == 0:  # the user presses stop: LiteLLM records nothing, the app records it
         call_id = str(uuid.uuid4())
         messages = [{"role": "user", "content": "Tell me a very long story."}]
-        stream = await litellm.acompletion(
+        stream = await calls.acompletion(
             model="gpt-4o-mini",
             messages=messages,
             user=user.user_id,
@@ -123,7 +124,7 @@ async def _chat(ledger: Ledger, user: DemoUser, index: int, result: DemoResult) 
 
 async def run_demo(ledger: Ledger, users: int = len(DEMO_USERS)) -> DemoResult:
     """Simulate ``users`` people chatting; every call is recorded by ``ledger``."""
-    litellm.suppress_debug_info = True
+    calls.quiet()
     result = DemoResult()
     await asyncio.gather(*(_chat(ledger, u, i, result) for i, u in enumerate(DEMO_USERS[:users])))
     await ledger.flush()

@@ -7,7 +7,8 @@
     │   ├── DatabaseUnreachable     nothing answers at that address
     │   ├── DatabaseAuthFailed      wrong user or password
     │   ├── InsufficientPrivilege   the role may not do this
-    │   └── SchemaNotReady          migrations missing or behind
+    │   ├── SchemaNotReady          migrations missing or behind
+    │   └── DataRefused             the data itself was refused (SQLSTATE classes 22, 23, 54)
     ├── UnknownUser                 no such user_profiles row
     ├── UserInputError              a bad argument (month, limit, model, ...)
     ├── BudgetExceeded              a hard budget has no room for the call
@@ -59,6 +60,24 @@ class SchemaNotReady(DatabaseError):
         super().__init__(message)
         self.applied = applied
         self.expected = expected
+
+
+class DataRefused(DatabaseError):
+    """The database refused the data itself: a value out of range, a violated check, a row too big.
+
+    SQLSTATE classes 22 (data exception), 23 (integrity violation) and 54 (program limit exceeded),
+    or a value the driver could not send. Retrying the same data fails the same way, so the writer
+    isolates the event instead of retrying it. ``sqlstate`` is the server's code, or None when the
+    driver refused the value before sending it.
+    """
+
+    def __init__(self, message: str, *, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+# The SQLSTATE classes of DataRefused.
+DATA_REFUSED_CLASSES = ("22", "23", "54")
 
 
 class UnknownUser(LlmtallyError):

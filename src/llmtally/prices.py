@@ -13,8 +13,9 @@ from decimal import Decimal, InvalidOperation
 
 from llmtally.db.database import Database
 from llmtally.db.queries import query
+from llmtally.domain.cost import resolve_cost
 from llmtally.errors import UserInputError
-from llmtally.ledger.pricing import litellm_price, resolve_cost
+from llmtally.integrations.litellm.prices import LITELLM_PRICES, litellm_price
 
 MILLION = Decimal(1_000_000)
 
@@ -146,6 +147,7 @@ def _map_cost(model: str, provider: str, usage: dict[str, int]) -> Decimal | Non
         usage["prompt_tokens"],
         usage["completion_tokens"],
         None,
+        prices=LITELLM_PRICES,
         cached_tokens=usage["cached_tokens"],
         cache_creation_tokens=usage["cache_creation_tokens"],
         reasoning_tokens=usage["reasoning_tokens"],

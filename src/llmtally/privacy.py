@@ -20,9 +20,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from psycopg import sql
-
 from llmtally.db.database import Database
+from llmtally.db.sql_compose import sql
 from llmtally.errors import UnknownUser, UserInputError
 
 BATCH = 5000

@@ -18,8 +18,8 @@ from llmtally import UsageEvent
 from llmtally.budgets import Estimate, settle_failed
 from llmtally.budgets import reserve as reserve_call
 from llmtally.db import Database
+from llmtally.ledger.postgres_sink import write_events, write_lines
 from llmtally.ledger.spool import encode
-from llmtally.ledger.writer import write_events, write_lines
 from llmtally.prices import delete_price, reprice, set_price
 from tests.support.invariants import assert_counters_match_ledger
 

@@ -14,7 +14,7 @@ import pytest
 
 from llmtally import UsageEvent
 from llmtally.db import Database
-from llmtally.ledger.writer import write_events
+from llmtally.ledger.postgres_sink import write_events
 from llmtally.prices import delete_price, list_prices, reprice, set_price
 from tests.support.cli import llmtally
 from tests.support.invariants import assert_counters_match_ledger

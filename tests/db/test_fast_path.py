@@ -15,8 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from llmtally import Ledger, Settings, UsageEvent
 from llmtally.db import Database
 from llmtally.errors import LlmtallyError
+from llmtally.ledger.postgres_sink import PostgresSink, postgres_reads_as_is, write_events, write_lines
 from llmtally.ledger.spool import FAST_RECORD, decode, encode
-from llmtally.ledger.writer import LedgerWriter, _fast, write_events, write_lines
+from llmtally.ledger.writer import LedgerWriter
 from tests.support.fuzz_events import events
 from tests.support.invariants import assert_counters_match_ledger
 
@@ -71,7 +72,7 @@ def _both(db: Database, event: UsageEvent, *, content: str = "full", store_conte
     slow_line = encode(dataclasses.replace(event, litellm_call_id=f"S{n}"), content=content, max_content_bytes=4096)
     assert fast_line.startswith(FAST_RECORD)
     fast = slow = None
-    if _fast(fast_line):
+    if postgres_reads_as_is(fast_line):
         try:
             write_lines(db, [fast_line], store_content=store_content)
             fast = _row(db, f"F{n}")
@@ -135,8 +136,8 @@ def test_records_of_the_previous_format_are_still_written(db_url: str, db: Datab
     for key in ("v", "c", "cs"):
         record.pop(key)
     old = json.dumps(record).encode() + b"\n"
-    assert not _fast(old)
-    writer = LedgerWriter(db, spool=None)  # type: ignore[arg-type]  # only the storing half is needed
+    assert not postgres_reads_as_is(old)
+    writer = LedgerWriter(PostgresSink(db), spool=None)  # type: ignore[arg-type]  # only the storing half is needed
     assert writer._store_lines([old, line.replace(b"old-1", b"new-1")]) == (2, 0, 0)
     costs = {
         r["litellm_call_id"]: r

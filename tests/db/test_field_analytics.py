@@ -11,7 +11,7 @@ import pytest
 from llmtally import UsageEvent
 from llmtally.analytics.service import Analytics
 from llmtally.db import Database
-from llmtally.ledger.writer import write_events
+from llmtally.ledger.postgres_sink import write_events
 from tests.support.invariants import assert_counters_match_ledger
 
 pytestmark = pytest.mark.sql

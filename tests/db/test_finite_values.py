@@ -13,7 +13,7 @@ from llmtally import UsageEvent
 from llmtally.db import Database
 from llmtally.db.migrations import MIGRATIONS_TABLE, load_migrations, migrate
 from llmtally.errors import DatabaseError
-from llmtally.ledger.writer import write_events
+from llmtally.ledger.postgres_sink import write_events
 from tests.support.invariants import assert_counters_match_ledger, assert_counters_match_rollup
 
 pytestmark = pytest.mark.sql  # the subject is SQL: runs on every server (tests/conftest.py)

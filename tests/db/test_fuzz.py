@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from llmtally import Ledger, Settings, UsageEvent
 from llmtally.db import Database
+from llmtally.ledger.postgres_sink import write_events
 from llmtally.ledger.sanitize import clean_text
-from llmtally.ledger.writer import write_events
 from tests.support.fuzz_events import RANK, attempt_calls, events
 from tests.support.invariants import assert_counters_match_ledger
 from tests.support.reset import reset_ledger

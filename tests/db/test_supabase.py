@@ -21,7 +21,7 @@ from llmtally.db import Database
 from llmtally.db.migrations import ensure_current, load_migrations, migrate, status
 from llmtally.db.supabase import apply_auth_link, export_migrations
 from llmtally.errors import DatabaseError
-from llmtally.ledger.writer import write_events
+from llmtally.ledger.postgres_sink import write_events
 from tests.support.cluster import Cluster
 from tests.support.invariants import assert_counters_match_ledger
 from tests.support.lints import LINTS

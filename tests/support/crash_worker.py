@@ -13,7 +13,8 @@ import sys
 import time
 
 from llmtally.db import Database
-from llmtally.ledger.events import UsageEvent
+from llmtally.domain.events import UsageEvent
+from llmtally.ledger.postgres_sink import PostgresSink
 from llmtally.ledger.spool import Spool
 from llmtally.ledger.writer import LedgerWriter
 from llmtally.settings import Settings
@@ -22,7 +23,7 @@ from llmtally.settings import Settings
 def main(db_url: str, tag: str) -> None:
     settings = Settings()
     db = Database(db_url, max_size=2).open()
-    writer = LedgerWriter(db, spool=Spool(settings.home / "spool"), batch_size=50, flush_interval_ms=20)
+    writer = LedgerWriter(PostgresSink(db), spool=Spool(settings.home / "spool"), batch_size=50, flush_interval_ms=20)
     writer.start()
     print("ready", flush=True)
     i = 0

@@ -11,9 +11,10 @@ import litellm
 import pydantic
 import pytest
 
-from llmtally.ledger.callback import LedgerCallback, event_from_payload
-from llmtally.ledger.events import UsageEvent
-from llmtally.ledger.pricing import resolve_cost
+from llmtally.domain.cost import resolve_cost
+from llmtally.domain.events import UsageEvent
+from llmtally.integrations.litellm.callback import LedgerCallback, event_from_payload
+from llmtally.integrations.litellm.prices import LITELLM_PRICES
 from llmtally.ledger.sanitize import clean_text, to_json
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -64,7 +65,10 @@ async def test_failure_payload_carries_error_class_and_no_tokens() -> None:
 async def test_unmapped_model_reports_no_cost() -> None:
     [event] = await capture(model="openai/not-a-real-model", mock_response="x")
     assert event.model == "not-a-real-model" and not event.reported_cost
-    assert resolve_cost(event.model, event.provider, 10, 20, event.reported_cost) == (None, "unpriced")
+    assert resolve_cost(event.model, event.provider, 10, 20, event.reported_cost, prices=LITELLM_PRICES) == (
+        None,
+        "unpriced",
+    )
 
 
 def test_a_broken_payload_is_reported_not_raised(caplog: pytest.LogCaptureFixture) -> None:
@@ -92,18 +96,21 @@ def test_event_from_a_minimal_payload_has_safe_defaults() -> None:
     ],
 )
 def test_resolve_cost(reported: float | None, model: str, expected: tuple[Decimal | None, str]) -> None:
-    assert resolve_cost(model, "openai", 1000, 500, reported) == expected
+    assert resolve_cost(model, "openai", 1000, 500, reported, prices=LITELLM_PRICES) == expected
 
 
 def test_zero_tokens_on_a_priced_model_is_a_priced_zero() -> None:
-    assert resolve_cost("gpt-4o-mini", "openai", 0, 0, 0.0) == (Decimal(0), "priced")
+    assert resolve_cost("gpt-4o-mini", "openai", 0, 0, 0.0, prices=LITELLM_PRICES) == (Decimal(0), "priced")
 
 
 @pytest.mark.parametrize("reported", [0.0, None])
 def test_a_call_without_tokens_on_an_unmapped_model_cost_nothing(reported: float | None) -> None:
     """A failure refused before any token was used is $0, not an unknown cost."""
-    assert resolve_cost("acme-internal", "acme", 0, 0, reported) == (Decimal(0), "priced")
-    assert resolve_cost("acme-internal", "acme", 0, 0, reported, cached_tokens=5) == (None, "unpriced")
+    assert resolve_cost("acme-internal", "acme", 0, 0, reported, prices=LITELLM_PRICES) == (Decimal(0), "priced")
+    assert resolve_cost("acme-internal", "acme", 0, 0, reported, cached_tokens=5, prices=LITELLM_PRICES) == (
+        None,
+        "unpriced",
+    )
 
 
 def test_to_json_accepts_what_postgres_would_reject() -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from llmtally.proxy import HEALTH_CHECK, proxy_event
+from llmtally.integrations.litellm.proxy import HEALTH_CHECK, proxy_event
 from llmtally.settings import Settings
 
 

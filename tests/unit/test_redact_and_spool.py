@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from llmtally.ledger.events import UsageEvent
+from llmtally.domain.events import UsageEvent
 from llmtally.ledger.redact import redact_text, redact_value
 from llmtally.ledger.spool import Spool, decode, encode
 

@@ -13,7 +13,6 @@ import uuid
 from typing import Any
 
 import chainlit as cl
-import litellm
 from chainlit.input_widget import InputWidget, Select
 from chainlit.oauth_providers import get_configured_oauth_providers
 from chainlit.types import CommandDict, ThreadDict
@@ -21,13 +20,14 @@ from fastapi import Request, Response
 
 from llmtally.analytics.service import Analytics
 from llmtally.app.datalayer import ChatDataLayer
-from llmtally.app.demo_model import DEMO_MODEL
 from llmtally.app.identity import Identity, oauth_identity, password_identity
 from llmtally.app.runtime import get_runtime
 from llmtally.app.usage import budget_markdown, usage_markdown
 from llmtally.app.web.auth import cookie_token, session_of
 from llmtally.budgeted_calls import BudgetedStream, Budgets
 from llmtally.errors import BudgetExceeded, LlmtallyError, RateLimited
+from llmtally.integrations.litellm.calls import provider_error_kind
+from llmtally.integrations.litellm.demo_provider import DEMO_MODEL
 from llmtally.web_sessions import create_session, revoke_session
 
 log = logging.getLogger("llmtally.app")
@@ -213,13 +213,14 @@ def refusal_message(exc: BudgetExceeded | RateLimited) -> str:
 
 def friendly_error(exc: Exception, model: str) -> str:
     """One short sentence for the person chatting; the full error is in the ledger."""
-    if isinstance(exc, litellm.AuthenticationError):
+    kind = provider_error_kind(exc)
+    if kind == "authentication":
         return f"The provider rejected the API key for {model}. Ask your administrator to check it."
-    if isinstance(exc, litellm.RateLimitError):
+    if kind == "rate_limit":
         return f"{model} is rate limited right now. Please try again in a minute."
-    if isinstance(exc, litellm.Timeout):
+    if kind == "timeout":
         return f"{model} took too long to answer. Please try again."
-    if isinstance(exc, litellm.NotFoundError | litellm.BadRequestError):
+    if kind == "bad_request":
         return f"{model} could not take this request ({type(exc).__name__})."
     return f"{model} is unavailable right now ({type(exc).__name__}). Please try again later."
 

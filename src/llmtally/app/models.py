@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from llmtally.app.demo_model import DEMO_MODEL
+from llmtally.integrations.litellm.demo_provider import DEMO_MODEL
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from llmtally.app.config import LOCAL_USER, AppSettings, auth_secret, password_logins
-from llmtally.app.demo_model import register_demo_model
 from llmtally.app.identity import password_identity
 from llmtally.app.models import available_models
 from llmtally.app.runtime import Runtime, get_runtime, set_runtime
@@ -27,6 +26,7 @@ from llmtally.app.web.origin import origin_of
 from llmtally.app.web.session_check import SessionCheck
 from llmtally.db.database import Database
 from llmtally.errors import ConfigurationError, LlmtallyError
+from llmtally.integrations.litellm.demo_provider import register_demo_model
 from llmtally.ledger.ledger import Ledger
 from llmtally.settings import Settings
 from llmtally.web_sessions import revoke_removed_password_logins

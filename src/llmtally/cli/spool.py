@@ -5,6 +5,7 @@ from __future__ import annotations
 from llmtally.cli.app import State, cli, console, pass_state
 from llmtally.cli.output import Column, Listing, plural
 from llmtally.ledger import spool as spool_api
+from llmtally.ledger.postgres_sink import PostgresSink
 from llmtally.ledger.writer import LedgerWriter
 
 
@@ -41,9 +42,8 @@ def replay(state: State) -> None:
     settings = state.settings
     with state.database() as db:
         writer = LedgerWriter(
-            db,
+            PostgresSink(db, store_content=settings.content != "none"),
             spool=spool_api.Spool(settings.home / "spool"),
-            store_content=settings.content != "none",
             content=settings.content,
         )
         replayed = writer.replay_orphans()

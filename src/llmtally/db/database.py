@@ -20,10 +20,12 @@ from psycopg_pool import ConnectionPool
 
 from llmtally.db.embedded import EmbeddedServer
 from llmtally.errors import (
+    DATA_REFUSED_CLASSES,
     ConfigurationError,
     DatabaseAuthFailed,
     DatabaseError,
     DatabaseUnreachable,
+    DataRefused,
     InsufficientPrivilege,
     LlmtallyError,
     SchemaNotReady,
@@ -103,6 +105,12 @@ def translate(exc: BaseException, url: str = "") -> LlmtallyError:
         return exc
     where = _where(url) if url else "the database"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, psycopg.Error) and (
+        # A DataError without a SQLSTATE is a value the driver refused before sending it (a NUL in text).
+        isinstance(exc, psycopg.DataError | psycopg.IntegrityError)
+        or (exc.sqlstate is not None and exc.sqlstate[:2] in DATA_REFUSED_CLASSES)
+    ):
+        return DataRefused(text, sqlstate=exc.sqlstate)
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):
         return InsufficientPrivilege(f"permission denied: {text}")
     if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedFunction):
@@ -332,8 +340,3 @@ class Database:
         with self.transaction() as conn:
             cur = conn.execute(sql, params)
             return cur.rowcount
-
-
-def is_data_error(exc: BaseException) -> bool:
-    """A value the driver or the server refused as data (for the writer's isolation of a bad event)."""
-    return isinstance(exc, psycopg.DataError)

@@ -12,13 +12,15 @@ from typing import TYPE_CHECKING, Any
 from llmtally.db.database import Database
 from llmtally.db.migrations import ensure_current, migrate
 from llmtally.db.queries import query
+from llmtally.domain.events import UsageEvent
 from llmtally.errors import UserInputError
-from llmtally.ledger.events import UsageEvent
+from llmtally.integrations.litellm.models import count_tokens, split_provider
+from llmtally.ledger.postgres_sink import PostgresSink
 from llmtally.ledger.spool import Spool
-from llmtally.ledger.writer import LedgerWriter, WriterStats
+from llmtally.ledger.writer import BatchSink, LedgerWriter, WriterStats
 
 if TYPE_CHECKING:
-    from llmtally.ledger.callback import LedgerCallback
+    from llmtally.integrations.litellm.callback import LedgerCallback
     from llmtally.ledger.supabase_api import SupabaseApiSink
 from llmtally.settings import Settings
 
@@ -63,12 +65,12 @@ class Ledger:
         """Blocking twin of :meth:`start`."""
         if self._writer is not None:
             return self
-        target: Database | SupabaseApiSink
+        sink: BatchSink
         api = self.settings.supabase_api()
         if api is not None:  # only a Supabase URL and a server key: write through its API
             from llmtally.ledger.supabase_api import SupabaseApiSink
 
-            target = self._api = SupabaseApiSink(*api, store_content=self.settings.content != "none").open()
+            sink = self._api = SupabaseApiSink(*api, store_content=self.settings.content != "none").open()
         else:
             db = Database.from_settings(self.settings, max_size=4).open()
             try:
@@ -79,9 +81,10 @@ class Ledger:
             except BaseException:
                 db.close()
                 raise
-            target = self.db = db
+            self.db = db
+            sink = PostgresSink(db, store_content=self.settings.content != "none")
         self._writer = LedgerWriter(
-            target,
+            sink,
             spool=Spool(
                 self.settings.home / "spool",
                 max_bytes=self.settings.spool_max_bytes,
@@ -89,7 +92,6 @@ class Ledger:
             ),
             batch_size=self.settings.batch_size,
             flush_interval_ms=self.settings.flush_interval_ms,
-            store_content=self.settings.content != "none",
             content=self.settings.content,
             max_content_bytes=self.settings.max_content_bytes,
         )
@@ -99,13 +101,11 @@ class Ledger:
             self._retention = threading.Thread(target=self._retention_loop, name="llmtally-retention", daemon=True)
             self._retention.start()
         if self._litellm_callback:
-            import litellm
-
-            from llmtally.ledger.callback import LedgerCallback
+            from llmtally.integrations.litellm.callback import LedgerCallback, register
 
             self._callback = LedgerCallback(self._writer.submit)
-            litellm.callbacks.append(self._callback)
-        log.info("llmtally ledger recording to %s", target.where)
+            register(self._callback)
+        log.info("llmtally ledger recording to %s", sink.where)
         return self
 
     async def start(self) -> Ledger:
@@ -119,7 +119,7 @@ class Ledger:
         waited for first.
         """
         writer = self._require_writer()
-        from llmtally.ledger.callback import wait_for_litellm_logging_threads
+        from llmtally.integrations.litellm.callback import wait_for_litellm_logging_threads
 
         threads_idle = wait_for_litellm_logging_threads(timeout)
         return writer.flush(timeout) and threads_idle
@@ -130,7 +130,7 @@ class Ledger:
         LiteLLM runs async callbacks from its own logging queue after the call returns; that
         queue is drained first, so a call awaited before ``flush()`` is recorded when it returns.
         """
-        from llmtally.ledger.callback import drain_litellm_async_logging
+        from llmtally.integrations.litellm.callback import drain_litellm_async_logging
 
         self._require_writer()
         await drain_litellm_async_logging(timeout)
@@ -144,13 +144,10 @@ class Ledger:
             timeout = self.settings.shutdown_timeout_s
         drained = True
         if self._callback is not None:
-            from llmtally.ledger.callback import wait_for_litellm_logging_threads
+            from llmtally.integrations.litellm.callback import unregister, wait_for_litellm_logging_threads
 
             drained = wait_for_litellm_logging_threads(timeout)
-            import litellm
-
-            # LiteLLM copies callbacks into several internal lists on first use: leave none behind.
-            litellm.logging_callback_manager.remove_callback_from_all_lists(self._callback)
+            unregister(self._callback)
             self._callback = None
         if self._retention is not None:
             self._retention_stop.set()
@@ -172,7 +169,7 @@ class Ledger:
         if timeout is None:
             timeout = self.settings.shutdown_timeout_s
         if self._callback is not None:
-            from llmtally.ledger.callback import drain_litellm_async_logging
+            from llmtally.integrations.litellm.callback import drain_litellm_async_logging
 
             await drain_litellm_async_logging(timeout)
         return await asyncio.to_thread(self.close_sync, timeout)
@@ -247,20 +244,15 @@ class Ledger:
         Tokens not given are counted with LiteLLM's tokenizer: the prompt from ``messages``, the
         completion from ``partial_response`` (what was streamed before the stop).
         """
-        import litellm
-
         if provider is None:
             # Store the model as LiteLLM's own events do ("claude-x", not "anthropic/claude-x").
-            try:
-                model, provider = litellm.get_llm_provider(model)[:2]
-            except Exception:
-                provider = "unknown"
+            model, provider = split_provider(model)
         # Counted here, the tokens are LiteLLM's tokenizer's estimate, not what the provider billed.
         estimated = prompt_tokens is None or completion_tokens is None
         if prompt_tokens is None:
-            prompt_tokens = _count_tokens(litellm, model, messages=messages) if messages else 0
+            prompt_tokens = count_tokens(model, messages=messages) if messages else 0
         if completion_tokens is None:
-            completion_tokens = _count_tokens(litellm, model, text=partial_response) if partial_response else 0
+            completion_tokens = count_tokens(model, text=partial_response) if partial_response else 0
         now = dt.datetime.now(dt.UTC)
         start = started_at or now
         event = UsageEvent(
@@ -313,11 +305,3 @@ class Ledger:
     async def link_session(self, session_id: str, user_id: str) -> None:
         """Map a session id to a user, so calls that carry only the session are still attributed."""
         await asyncio.to_thread(self.link_session_sync, session_id, user_id)
-
-
-def _count_tokens(litellm: Any, model: str, **what: Any) -> int:
-    try:
-        return int(litellm.token_counter(model=model, **what))
-    except Exception:
-        text = what.get("text") or str(what.get("messages") or "")
-        return max(1, len(text) // 4)

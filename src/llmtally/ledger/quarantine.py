@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from llmtally.db.database import Database
 from llmtally.errors import DatabaseError
+from llmtally.ledger.postgres_sink import write_events
 from llmtally.ledger.spool import decode
-from llmtally.ledger.writer import write_events
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ import math
 from decimal import Decimal
 from typing import Any
 
-from llmtally.ledger.events import UsageEvent
-from llmtally.ledger.pricing import COST_QUANTUM, event_cost
+from llmtally.domain.cost import COST_QUANTUM, event_cost
+from llmtally.domain.events import UsageEvent
+from llmtally.integrations.litellm.prices import LITELLM_PRICES
 from llmtally.ledger.sanitize import clean_text, to_json
 
 # The fields of a stage row, in the order of ``event_row`` (and of the type public.llmtally_event).
@@ -52,7 +53,7 @@ EVENT_FIELDS = (
 def event_row(seq: int, event: UsageEvent, *, store_content: bool = True) -> tuple[Any, ...]:
     """The stage row for one event (column order of ``copy_stage``)."""
     # Negative token counts are stored as 0: price the same numbers, so a cost is never negative.
-    cost, cost_status = event_cost(event)
+    cost, cost_status = event_cost(event, LITELLM_PRICES)
     return (
         seq,
         clean_text(event.user_profile_id) or None,

@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Any, cast
 
 from llmtally import metrics
+from llmtally.domain.cost import event_cost
+from llmtally.domain.events import Status, UsageEvent, UsageSource
 from llmtally.errors import SpoolFull
-from llmtally.ledger.events import Status, UsageEvent, UsageSource
-from llmtally.ledger.pricing import event_cost
+from llmtally.integrations.litellm.prices import LITELLM_PRICES
 from llmtally.ledger.redact import redact_value
 from llmtally.ledger.sanitize import _default, clean_text
 
@@ -92,7 +93,7 @@ def encode(event: UsageEvent, *, content: str = "full", max_content_bytes: int =
         error = redact_value(error)
     # The cost is resolved here, from LiteLLM's price map, so that the writer can hand the line to
     # PostgreSQL as it is (see FAST_RECORD and writer.write_lines).
-    cost, cost_status = event_cost(event)
+    cost, cost_status = event_cost(event, LITELLM_PRICES)
     record: dict[str, Any] = {
         "v": 2,
         "id": event.litellm_call_id or f"llmtally-{uuid.uuid4()}",

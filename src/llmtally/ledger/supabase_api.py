@@ -23,16 +23,18 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from llmtally import extras
+from llmtally.domain.events import UsageEvent
 from llmtally.errors import (
+    DATA_REFUSED_CLASSES,
     ConfigurationError,
     DatabaseAuthFailed,
     DatabaseError,
     DatabaseUnreachable,
+    DataRefused,
     InsufficientPrivilege,
     LlmtallyError,
     SchemaNotReady,
 )
-from llmtally.ledger.events import UsageEvent
 from llmtally.ledger.rows import EVENT_FIELDS, event_row
 
 if TYPE_CHECKING:
@@ -125,12 +127,16 @@ def translate(exc: BaseException, where: str) -> LlmtallyError:
                 applied=0,
                 expected=0,
             )
+        if len(code) == 5 and code[:2] in DATA_REFUSED_CLASSES:
+            return DataRefused(f"{where} refused the data: {message}", sqlstate=code)
         if code.startswith("PGRST3") or code in {"401", "403"} or "api key" in message.lower():
             return DatabaseAuthFailed(f"{where} rejected the key: {message}")
         return DatabaseError(f"{where} answered {code or 'an error'}: {message}")
     if isinstance(exc, httpx.HTTPError):
         detail = " ".join(str(exc).split()) or type(exc).__name__
         return DatabaseUnreachable(f"cannot reach {where}: {detail}")
+    if isinstance(exc, ValueError | TypeError | OverflowError | RecursionError):
+        return DataRefused(f"{where}: a value could not be sent: {type(exc).__name__}: {exc}")
     return DatabaseError(f"{where}: {type(exc).__name__}: {exc}")
 
 
@@ -178,6 +184,10 @@ class SupabaseApiSink:
         """One ``llmtally_ingest`` call for the batch; how many rows were new (replays count 0)."""
         payload = [event_payload(e, store_content=self.store_content) for e in events]
         return int(self._call("llmtally_ingest", {"events": payload}))
+
+    def write_lines(self, lines: Sequence[bytes]) -> int | None:
+        """None: the API takes events, not spool records (the writer decodes them and calls ``write``)."""
+        return None
 
     def quarantine(self, rows: Sequence[tuple[str | None, str, str]]) -> int:
         """Keep events the database refused (``llmtally_quarantine``, migration 0007)."""

@@ -1,16 +1,18 @@
-"""The background writer: a journal (the spool) drained in batches by one thread, COPY into PostgreSQL.
+"""The background writer: a journal (the spool) drained in batches by one thread into a sink.
 
 The caller's path appends the serialised event to this process's spool segment (one OS write, no
 network). The writer thread reads the journal back in order, up to ``batch_size`` events (waiting at
-most ``flush_interval_ms`` for a batch to fill), stages them with COPY and records them with one call
-of llmtally_insert_events (migration 0009): each event is an attempt of a logical call in request_logs
-(a replayed attempt changes nothing), and statement-level triggers update counters and rollups in the
-same transaction; then it drops them from the journal.
+most ``flush_interval_ms`` for a batch to fill), and hands them to its sink (``BatchSink``): the
+PostgreSQL sink (ledger/postgres_sink.py) COPYs them into a stage and records them with one call of
+llmtally_insert_events (migration 0009), the Supabase API sink calls llmtally_ingest. Either way each
+event is an attempt of a logical call in request_logs (a replayed attempt changes nothing), and
+statement-level triggers update counters and rollups in the same transaction; then the writer drops
+them from the journal. The writer knows nothing of the database but that protocol.
 
 A batch that fails because the database is unreachable (or the schema is missing, or a privilege)
 is retried with backoff, never dropped; the journal holds everything meanwhile, so memory stays
-bounded. A batch that the database refuses because of its data (SQLSTATE classes 22, 23, 54) is
-split until the bad event is alone; the others are written, the bad one is written again without its
+bounded. A batch that the sink refuses because of its data (``DataRefused``: SQLSTATE classes 22,
+23, 54) is split until the bad event is alone; the others are written, the bad one is written again without its
 content (usage and cost still count) and, if even that fails, kept in the quarantine table with the
 reason and the raw record. Segments of dead processes are replayed at start and every
 ``rescan_s`` seconds. Errors are logged loudly because LiteLLM would swallow them.
@@ -22,32 +24,48 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol, TypeVar
 
 from llmtally import metrics
-from llmtally.db.database import Database, is_data_error
-from llmtally.db.queries import query
-from llmtally.ledger.events import UsageEvent
-from llmtally.ledger.rows import event_row
+from llmtally.domain.events import UsageEvent
+from llmtally.errors import DataRefused
 from llmtally.ledger.sanitize import clean_text
-from llmtally.ledger.spool import FAST_RECORD, Chunk, Segment, Spool, decode, encode, read_lines
+from llmtally.ledger.spool import Chunk, Segment, Spool, decode, encode, read_lines
 
 log = logging.getLogger("llmtally.writer")
 
 MAX_BACKOFF_S = 5.0
+T = TypeVar("T")
 
 
 class BatchSink(Protocol):
-    """Somewhere other than a database connection that takes a batch (the Supabase API path)."""
+    """Where the writer puts its batches: the only thing it knows of the database.
+
+    Implemented by ``PostgresSink`` (ledger/postgres_sink.py) and ``SupabaseApiSink``
+    (ledger/supabase_api.py). Writes are idempotent on the attempt's key: each returns how many rows
+    were new, and a replayed event counts 0. A batch refused for its data raises ``DataRefused`` (or
+    the ``ValueError``/``TypeError`` of a value that cannot be encoded): the writer then splits it
+    until the bad event is alone. Any other error is retried with backoff.
+    """
 
     @property
-    def where(self) -> str: ...
+    def where(self) -> str:
+        """Where the events go, for messages (no secret in it)."""
+        ...
 
-    def write(self, events: Sequence[UsageEvent]) -> int: ...
+    def write(self, events: Sequence[UsageEvent]) -> int:
+        """Write decoded events in one transaction."""
+        ...
 
-    def quarantine(self, rows: Sequence[tuple[str | None, str, str]]) -> int: ...
+    def write_lines(self, lines: Sequence[bytes]) -> int | None:
+        """Write spool records as they are, or return None if this sink cannot (the writer then decodes them)."""
+        ...
+
+    def quarantine(self, rows: Sequence[tuple[str | None, str, str]]) -> int:
+        """Keep events refused even without their content: (litellm_call_id, reason, raw record)."""
+        ...
 
 
 @dataclass
@@ -62,67 +80,17 @@ class WriterStats:
     last_error: str | None = None
 
 
-def write_events(db: Database, events: Sequence[UsageEvent], *, store_content: bool = True) -> int:
-    """Write a batch in one transaction; return how many rows were new (replays count 0)."""
-    rows = [event_row(i, e, store_content=store_content) for i, e in enumerate(events)]
-    with db.transaction() as conn:
-        conn.execute(query("create_stage"))
-        with conn.cursor().copy(query("copy_stage")) as copy:
-            for row in rows:
-                copy.write_row(row)
-        # llmtally_insert_events (migration 0002) returns how many rows were new.
-        inserted = conn.execute(query("insert_from_stage")).fetchone()
-        return int(inserted[0]) if inserted else 0
-
-
-def write_lines(db: Database, lines: Sequence[bytes], *, store_content: bool = True) -> int:
-    """Write spool records as they are (each starts with FAST_RECORD): PostgreSQL reads their fields.
-
-    The same rows as ``write_events`` over the decoded records, without decoding and re-encoding
-    them in this process. Raises what the database raises; the caller falls back to write_events.
-    """
-    # COPY's text format: a record is one line of ASCII JSON (no tab, no newline); only backslashes
-    # need doubling.
-    data = b"".join(line.replace(b"\\", b"\\\\") for line in lines)
-    with db.transaction() as conn:
-        conn.execute(query("create_line_stage"))
-        conn.execute(query("line_stage_storage"))
-        with conn.cursor().copy(query("copy_line_stage")) as copy:
-            copy.write(data)
-        inserted = conn.execute(query("insert_from_line_stage"), {"store_content": store_content}).fetchone()
-        return int(inserted[0]) if inserted else 0
-
-
-def quarantine_rows(db: Database, rows: Sequence[tuple[str | None, str, str]]) -> int:
-    """Keep events the database refused: (litellm_call_id, reason, raw record)."""
-    with db.transaction() as conn, conn.cursor() as cur:
-        cur.executemany(query("quarantine_insert"), [(c, r, raw, len(raw.encode())) for c, r, raw in rows])
-    return len(rows)
-
-
-POISON_CLASSES = ("22", "23", "54")  # data exception, integrity violation, program limit exceeded
-
-
 def is_poison(exc: BaseException) -> bool:
-    """True if the database refused the data itself (not a connection, schema or privilege problem)."""
+    """True if the sink refused the data itself (not a connection, schema or privilege problem)."""
     seen: BaseException | None = exc
     depth = 0
     while seen is not None and depth < 8:
-        code = getattr(seen, "sqlstate", None) or getattr(seen, "code", None)
-        if isinstance(code, str) and len(code) == 5:
-            return code[:2] in POISON_CLASSES
-        # Refused while the batch was built or sent (e.g. by psycopg's COPY, with no SQLSTATE yet).
-        if isinstance(seen, ValueError | TypeError | OverflowError | RecursionError) or is_data_error(seen):
+        # Refused by the database, or while the batch was built (a value Python cannot encode).
+        if isinstance(seen, DataRefused | ValueError | TypeError | OverflowError | RecursionError):
             return True
         seen = seen.__cause__ or seen.__context__
         depth += 1
     return False
-
-
-def _fast(line: bytes) -> bool:
-    """A record PostgreSQL can read as it is: written by this version, and without the NUL escape
-    that jsonb refuses (decoding replaces it)."""
-    return line.startswith(FAST_RECORD) and b"\\u0000" not in line
 
 
 class _Stopping(Exception):
@@ -140,22 +108,20 @@ class LedgerWriter:
 
     def __init__(
         self,
-        target: Database | BatchSink,
+        sink: BatchSink,
         *,
         spool: Spool,
         batch_size: int = 500,
         flush_interval_ms: int = 200,
-        store_content: bool = True,
         content: str = "full",
         max_content_bytes: int = 4 << 20,
         batch_max_bytes: int = 32 << 20,
         rescan_s: float = 30.0,
     ) -> None:
-        self.target = target
+        self.sink = sink
         self.spool = spool
         self.batch_size = batch_size
         self.flush_interval = flush_interval_ms / 1000
-        self.store_content = store_content
         self.content = content
         self.max_content_bytes = max_content_bytes
         self.batch_max_bytes = max(batch_max_bytes, 2 * max_content_bytes)
@@ -322,12 +288,12 @@ class LedgerWriter:
     def _store_lines(self, lines: Sequence[bytes]) -> tuple[int, int, int]:
         """Write journal lines; return (new rows, duplicates, kept only in quarantine)."""
         complete = [line for line in lines if line.endswith(b"\n")]
-        if complete and isinstance(self.target, Database) and all(_fast(line) for line in complete):
+        if complete:
             try:
                 written = self._retrying(lambda: self._write_lines(complete), len(complete))
             except _Poison:
-                pass  # some record is not plain jsonb or refused: decode the batch and isolate it below
-            else:
+                written = None  # some record is not plain jsonb or refused: decode the batch and isolate it below
+            if written is not None:
                 return written, len(complete) - written, 0
         items: list[tuple[UsageEvent, bytes]] = []
         bad: list[tuple[str | None, str, str]] = []
@@ -375,12 +341,7 @@ class LedgerWriter:
     def _quarantine(self, rows: list[tuple[str | None, str, str]]) -> None:
         cleaned = [(c and clean_text(c), clean_text(r) or "", clean_text(raw) or "") for c, r, raw in rows]
         try:
-            if isinstance(self.target, Database):
-                db = self.target
-                self._retrying(lambda: quarantine_rows(db, cleaned), len(rows))
-            else:
-                sink = self.target
-                self._retrying(lambda: sink.quarantine(cleaned), len(rows))
+            self._retrying(lambda: self.sink.quarantine(cleaned), len(rows))
         except _Poison as exc:  # should not happen: the raw record is plain text
             log.critical("llmtally could not quarantine %d events: %s; they are logged here: %r", len(rows), exc, rows)
             return
@@ -388,14 +349,17 @@ class LedgerWriter:
         with self._done:
             self.stats.quarantined += len(rows)
 
-    def _retrying(self, attempt: Any, size: int) -> int:
-        """Run ``attempt`` until it succeeds; back off on failures that are not the data's fault."""
+    def _retrying(self, attempt: Callable[[], T], size: int) -> T:
+        """Run ``attempt`` until it succeeds; back off on failures that are not the data's fault.
+
+        A result of None (the sink did not take the batch that way) is not counted as a write.
+        """
         backoff = 0.1
         failed_before = False
         while True:
             started = time.perf_counter()
             try:
-                result = int(attempt())
+                result = attempt()
             except Exception as exc:
                 if is_poison(exc):
                     raise _Poison(exc) from exc
@@ -410,24 +374,23 @@ class LedgerWriter:
                     raise _Stopping() from exc
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
+            if result is None:
+                return result
             metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
             metrics.BATCH_SIZE.observe(size)
             if failed_before:
                 metrics.EVENTS_RETRIED.inc(size)
             return result
 
-    def _write_lines(self, lines: list[bytes]) -> int:
-        assert isinstance(self.target, Database)
-        inserted = write_lines(self.target, lines, store_content=self.store_content)
-        metrics.EVENTS_WRITTEN.inc(inserted)
-        metrics.EVENTS_DUPLICATE.inc(len(lines) - inserted)
+    def _write_lines(self, lines: list[bytes]) -> int | None:
+        inserted = self.sink.write_lines(lines)
+        if inserted is not None:
+            metrics.EVENTS_WRITTEN.inc(inserted)
+            metrics.EVENTS_DUPLICATE.inc(len(lines) - inserted)
         return inserted
 
     def _write(self, batch: list[UsageEvent]) -> int:
-        if isinstance(self.target, Database):
-            inserted = write_events(self.target, batch, store_content=self.store_content)
-        else:
-            inserted = self.target.write(batch)
+        inserted = self.sink.write(batch)
         metrics.EVENTS_WRITTEN.inc(inserted)
         metrics.EVENTS_DUPLICATE.inc(len(batch) - inserted)
         return inserted

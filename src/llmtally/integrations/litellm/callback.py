@@ -1,4 +1,4 @@
-"""The LiteLLM adapter: a CustomLogger that turns each payload into a UsageEvent and queues it.
+"""The SDK callback: a CustomLogger that turns each payload into a UsageEvent and queues it.
 
 No SQL and no I/O here: the handlers run on LiteLLM's path (the caller's event loop, or its
 logging thread for synchronous calls). LiteLLM swallows exceptions raised by callbacks, so every
@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from llmtally.ledger.events import Status, UsageEvent
+from llmtally.domain.events import Status, UsageEvent
 
 log = logging.getLogger("llmtally.callback")
 
@@ -247,6 +247,20 @@ class LedgerCallback(CustomLogger):  # type: ignore[misc]
 
     def log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
         self._record(kwargs, response_obj, start_time, end_time, "failure")
+
+
+def register(callback: LedgerCallback) -> None:
+    """Add the callback to LiteLLM's callbacks: every call of the process is reported to it."""
+    import litellm
+
+    litellm.callbacks.append(callback)
+
+
+def unregister(callback: LedgerCallback) -> None:
+    """Remove the callback; LiteLLM copies callbacks into several internal lists on first use: leave none behind."""
+    import litellm
+
+    litellm.logging_callback_manager.remove_callback_from_all_lists(callback)
 
 
 async def drain_litellm_async_logging(timeout: float | None) -> None:

@@ -1,0 +1,1 @@
+"""Integrations with the libraries llmtally plugs into."""
