@@ -21,10 +21,11 @@ def demo(state: State, n_users: int) -> None:
     # Importing LiteLLM takes seconds: a spinner in a terminal, a line otherwise, never silence.
     if console.is_terminal:
         with console.status(LOADING):
-            from llmtally.demo import run_demo
+            _load_litellm()
     else:
         console.print(f"{LOADING}...")
-        from llmtally.demo import run_demo
+        _load_litellm()
+    from llmtally.demo import run_demo
     from llmtally.ledger.ledger import Ledger
 
     async def go() -> tuple[int, int, int]:
@@ -68,3 +69,8 @@ def demo(state: State, n_users: int) -> None:
         "Next: [bold]llmtally report --user github_583231[/], [bold]llmtally users[/], "
         "[bold]llmtally prices set openai/acme-internal-llm --input 1 --output 2[/]"
     )
+
+
+def _load_litellm() -> None:
+    """Import LiteLLM now (the ledger's callback needs it), rather than silently inside the first call."""
+    import llmtally.integrations.litellm.callback  # noqa: F401
