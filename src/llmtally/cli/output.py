@@ -75,8 +75,12 @@ class Listing:
         if not self.rows:
             console.print(self.empty)
             return
-        naturals = [self._natural_width(i) for i in range(len(self.columns))]
-        floors = [naturals[i] if c.kind == "id" else self._min_width(i) for i, c in enumerate(self.columns)]
+        lines = [self._lines(i) for i in range(len(self.columns))]
+        naturals = [_longest(column_lines) for column_lines in lines]
+        floors = [
+            naturals[i] if c.kind == "id" else _longest([w for line in lines[i] for w in line.split()])
+            for i, c in enumerate(self.columns)
+        ]
         shown = _columns_that_fit(self.columns, floors, console.width)
         widths = _widths(
             [naturals[i] for i in shown],
@@ -104,13 +108,10 @@ class Listing:
         cells = [self.columns[index].header, *(row[index] for row in self.rows)]
         return [line for cell in cells for line in Text.from_markup(cell).plain.splitlines()]
 
-    def _natural_width(self, index: int) -> int:
-        """The width of the column's longest line: what it takes unwrapped."""
-        return max((cell_len(line) for line in self._lines(index)), default=1)
 
-    def _min_width(self, index: int) -> int:
-        """The narrowest a column that wraps can be without cutting a word."""
-        return max((cell_len(word) for line in self._lines(index) for word in line.split()), default=1)
+def _longest(pieces: Sequence[str]) -> int:
+    """The width of the widest piece (a line, or a word), at least 1."""
+    return max((cell_len(p) for p in pieces), default=1)
 
 
 def _table_width(content_widths: Sequence[int]) -> int:
