@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from llmtally.db.database import Database
 from llmtally.db.queries import query
-from llmtally.errors import UserInputError
+from llmtally.errors import UnknownUser, UserInputError
 
 Format = Literal["csv", "jsonl"]
 FORMATS: tuple[Format, ...] = ("csv", "jsonl")
@@ -106,6 +106,12 @@ def _json_fragment(column: str, value: Any) -> str:
 
 def _jsonl_line(row: dict[str, Any]) -> str:
     return "{" + ",".join(f'"{c}":{_json_fragment(c, row[c])}' for c in COLUMNS) + "}\n"
+
+
+def check_filter(db: Database, where: ExportFilter) -> None:
+    """Raise UnknownUser if the filter names a user who has no profile (an export of nobody is a typo)."""
+    if where.user_id is not None and not db.fetch_all(query("user_exists"), {"user_id": where.user_id}):
+        raise UnknownUser(where.user_id)
 
 
 def count_rows(db: Database, where: ExportFilter) -> int:

@@ -86,8 +86,8 @@ _USER_ROLLUPS = (
 )
 
 
-def delete_user(db: Database, user_id: str, *, batch: int = BATCH) -> DeletionReport:
-    """Remove a user's profile, content and personal data; keep their usage as anonymous totals."""
+def check_deletable(db: Database, user_id: str) -> None:
+    """Raise UnknownUser unless there is something of USER_ID to delete (a profile, a chat login or thread)."""
     if not user_id:
         raise UserInputError("the user id must not be empty")
     known = db.fetch_one(
@@ -98,6 +98,11 @@ def delete_user(db: Database, user_id: str, *, batch: int = BATCH) -> DeletionRe
     )
     if not known or not known["n"]:
         raise UnknownUser(user_id)
+
+
+def delete_user(db: Database, user_id: str, *, batch: int = BATCH) -> DeletionReport:
+    """Remove a user's profile, content and personal data; keep their usage as anonymous totals."""
+    check_deletable(db, user_id)
     report = DeletionReport(user_id)
     while True:  # one short transaction per batch; the trigger moves the usage to anonymous
         n = db.execute(

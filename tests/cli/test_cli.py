@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,7 @@ def test_prices_set_reprices_stored_rows(db_url: str, db: Database) -> None:
     before = db.fetch_one("select total_cost, unpriced_count from user_profiles")
     result = llmtally("prices", "set", "openai/acme-internal-llm", "--input", "1", "--output", "2", database_url=db_url)
     assert result.returncode == 0, result.stderr
-    assert "repriced 1 stored row(s)" in result.stdout
+    assert "repriced 1 stored row\n" in result.stdout
     after = db.fetch_one("select total_cost, unpriced_count from user_profiles")
     assert after["unpriced_count"] == before["unpriced_count"] - 1 == 0
     assert after["total_cost"] > before["total_cost"]
@@ -84,7 +85,7 @@ def test_unreachable_database_is_one_line_without_the_password() -> None:
 
 def test_malformed_url_is_one_line() -> None:
     result = llmtally_process("users", database_url="mysql://root@localhost/db")
-    assert_one_line_error(result, "must start with postgresql://")
+    assert_one_line_error(result, "llmtally needs a PostgreSQL URL (postgresql://...), got mysql://root@localhost/db")
 
 
 def test_missing_database_is_one_line(cluster_admin_url: str) -> None:
@@ -136,11 +137,17 @@ def test_wrong_password_is_one_line(embedded_cluster: Cluster) -> None:
             admin.execute("select pg_reload_conf()")
             url = psycopg.conninfo.make_conninfo(embedded_cluster.admin_url, user="llmtally_pw", password="wrong-one")
             result = llmtally("users", database_url=url)
+            # As with localhost (::1, then 127.0.0.1): the refusal at one address, then another that does not answer.
+            socket_dir = psycopg.conninfo.conninfo_to_dict(url)["host"]
+            two_hosts = psycopg.conninfo.make_conninfo(url, host=f"{socket_dir},{socket_dir}/no-such-dir")
+            second = llmtally("users", database_url=two_hosts)
         finally:
             hba.write_text(original)
             admin.execute("select pg_reload_conf()")
     assert_one_line_error(result, "rejected the login", "user and password")
     assert "wrong-one" not in result.stderr
+    assert_one_line_error(second, "rejected the login", "user and password")
+    assert "cannot reach" not in second.stderr and "wrong-one" not in second.stderr
 
 
 def test_reprice_accepts_the_model_with_its_provider(db_url: str, db: Database) -> None:
@@ -158,4 +165,33 @@ def test_reprice_accepts_the_model_with_its_provider(db_url: str, db: Database) 
     )
     assert set_price.returncode == 0 and "repriced" not in set_price.stdout
     result = llmtally("prices", "reprice", "--model", "openai/acme-internal-llm", database_url=db_url)
-    assert "repriced 1 stored row(s)" in result.stdout, result.stdout + result.stderr
+    assert "repriced 1 stored row\n" in result.stdout, result.stdout + result.stderr
+
+
+def test_up_reports_a_taken_port_before_loading_the_app() -> None:
+    """`llmtally up` on a taken port stops before LiteLLM, Chainlit or FastAPI are imported."""
+    import socket
+    import subprocess
+    import sys
+
+    program = (
+        "import sys\n"
+        "from llmtally.cli.app import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exit:\n"
+        "    print(exit.code, sorted(m for m in ('litellm', 'chainlit', 'fastapi') if m in sys.modules))\n"
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-c", program, "up", "--port", str(port)],
+            env={**os.environ, "DATABASE_URL": "postgresql://u@127.0.0.1:1/x", "COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr, done.stderr
+    assert done.stdout.strip() == "1 []", done.stdout + done.stderr

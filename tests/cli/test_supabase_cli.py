@@ -81,7 +81,7 @@ def test_link_auth_prints_or_applies_the_sql(supabase_db_url: str, db_url: str) 
         db.execute("insert into auth.users (id, email) values ('0b5e7c4e-8f4e-4c38-9d7a-3f1f6f1c2a10', 'a@b.c')")
     applied = llmtally("supabase", "link-auth", database_url=supabase_db_url)
     assert applied.returncode == 0, applied.stderr
-    assert "1 Supabase user(s)" in applied.stdout
+    assert "1 Supabase user\n" in applied.stdout
     with Database(supabase_db_url) as db:
         assert db.fetch_all("select user_id, email from user_profiles") == [
             {"user_id": "0b5e7c4e-8f4e-4c38-9d7a-3f1f6f1c2a10", "email": "a@b.c"}

@@ -13,6 +13,10 @@ def test_the_generated_local_login_administers_when_no_admins_are_configured(db_
     home = tmp_path / "home"
     with run_server(db_url, home, env={"LLMTALLY_USERS": ""}) as server:
         password = (home / "app" / "local-password").read_text().strip()
+        banner = server.output()
+        for page in ("/ (chat)", "/usage (your usage)", "/admin (dashboard)"):
+            assert f"{server.url}{page}" in banner, banner
+        assert f"kept in {(home / 'app' / 'local-password').resolve()};" in banner, banner
         cookie = login_cookie(server, "admin", password)
         response = httpx.get(f"{server.url}/admin", headers={"Cookie": cookie}, timeout=10)
         assert response.status_code == 200, response.text[:300]

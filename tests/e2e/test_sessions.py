@@ -76,7 +76,7 @@ async def test_an_administrators_revoke_closes_an_open_chat_on_its_next_event(
         await client.reply("Before the revoke.")
         result = llmtally("users", "revoke-sessions", "password_alice", database_url=db_url)
         assert result.returncode == 0, result.stderr
-        assert "ended 1 login session(s) of password_alice" in result.stdout
+        assert "ended 1 login session of password_alice" in result.stdout
         assert "API tokens of password_alice still work" in result.stdout
         await client.send("After the revoke.")
         await client.wait_for(lambda: not client.sio.connected, "the server to close the socket", timeout=10)

@@ -32,10 +32,10 @@ class CliResult:
     stderr: str
 
 
-def _environment(database_url: str | None, home: Path | None) -> dict[str, str | None]:
+def _environment(database_url: str | None, home: Path | None, columns: int = 200) -> dict[str, str | None]:
     """The variables a user's shell would pass: no LLMTALLY_* of the test process, the URL and home given."""
     unset: dict[str, str | None] = {k: None for k in os.environ if k.startswith("LLMTALLY_") or k == "DATABASE_URL"}
-    env = {**unset, "COLUMNS": "200"}
+    env = {**unset, "COLUMNS": str(columns)}
     if database_url:
         env["DATABASE_URL"] = database_url
     # Without a home of its own the command uses the test's (tests/conftest.py sets one per test).
@@ -44,11 +44,15 @@ def _environment(database_url: str | None, home: Path | None) -> dict[str, str |
 
 
 def llmtally(
-    *args: str, database_url: str | None = None, home: Path | None = None, input: str | None = None
+    *args: str,
+    database_url: str | None = None,
+    home: Path | None = None,
+    input: str | None = None,
+    columns: int = 200,
 ) -> CliResult:
-    """Run ``llmtally ARGS`` in this process."""
+    """Run ``llmtally ARGS`` in this process, in a terminal COLUMNS wide."""
     result = CliRunner().invoke(
-        load_commands(), list(args), env=_environment(database_url, home), input=input, prog_name="llmtally"
+        load_commands(), list(args), env=_environment(database_url, home, columns), input=input, prog_name="llmtally"
     )
     stderr = result.stderr
     if result.exception is not None and not isinstance(result.exception, SystemExit):

@@ -11,6 +11,7 @@ import datetime as dt
 import hmac
 import os
 import secrets
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,5 +109,22 @@ def password_logins(settings: AppSettings, home: Path) -> PasswordLogins:
                 raise ConfigurationError("LLMTALLY_USERS must look like 'alice:password,bob:password'")
             credentials[name] = password
         return PasswordLogins(credentials, generated=False)
-    password = _secret_file(home / "app" / "local-password", secrets.token_urlsafe(12))
+    password = _secret_file(local_password_file(home), secrets.token_urlsafe(12))
     return PasswordLogins({LOCAL_USER: password}, generated=True)
+
+
+def local_password_file(home: Path) -> Path:
+    """Where the generated login's password is kept (mode 0600), as an absolute path."""
+    return (home / "app" / "local-password").resolve()
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise ConfigurationError if HOST:PORT cannot be listened on (before the slow start of the app)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); choose another with --port or LLMTALLY_PORT"
+            ) from None

@@ -10,7 +10,6 @@ import contextlib
 import ipaddress
 import logging
 import os
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -126,17 +125,6 @@ def check_oauth_configuration() -> list[str]:
         if present:
             configured.append(str(provider.id))
     return configured
-
-
-def check_port_free(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise ConfigurationError(
-                f"cannot listen on {host}:{port} ({exc.strerror}); choose another with --port or LLMTALLY_PORT"
-            ) from None
 
 
 def start_runtime(settings: Settings, app_settings: AppSettings) -> Runtime:

@@ -6,10 +6,10 @@ import datetime as dt
 import re
 
 import click
-from rich.table import Table
 
 from llmtally import api_tokens as token_api
 from llmtally.cli.app import State, cli, console, pass_state
+from llmtally.cli.output import Column, Listing
 from llmtally.errors import UserInputError
 
 
@@ -57,15 +57,23 @@ def list_(state: State, user_id: str | None) -> None:
     """List tokens (never the tokens themselves: their first characters)."""
     with state.database() as db:
         rows = token_api.list_tokens(db, user_id)
-    if not rows:
-        console.print("no API tokens")
-        return
-    table = Table(title="API tokens")
-    for col in ("id", "prefix", "user", "name", "created (UTC)", "expires", "last used", "state"):
-        table.add_column(col)
+    listing = Listing(
+        "API tokens",
+        [
+            Column("id", "id"),
+            Column("prefix", "id"),
+            Column("user", "id"),
+            Column("name", drop=1),
+            Column("created (UTC)", drop=4),
+            Column("expires", drop=2),
+            Column("last used", drop=3),
+            Column("state"),
+        ],
+        empty=f"no API tokens of {user_id}" if user_id else "no API tokens",
+    )
     for t in rows:
         state_text = "revoked" if t.revoked_at else ("active" if t.active else "expired")
-        table.add_row(
+        listing.add_row(
             str(t.id),
             t.prefix,
             t.user_id,
@@ -75,7 +83,7 @@ def list_(state: State, user_id: str | None) -> None:
             f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "-",
             state_text,
         )
-    console.print(table)
+    listing.print(console)
 
 
 @tokens.command("revoke")

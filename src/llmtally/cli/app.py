@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,14 @@ from llmtally.errors import LlmtallyError
 from llmtally.settings import Settings
 
 console = Console()
+
+# The USER argument of `budgets` and `limits` that means "everyone without a row of their own".
+DEFAULT_USER = "default"
+
+
+def owner_of(user: str) -> str | None:
+    """The user id a budget or limit row belongs to: None for DEFAULT_USER."""
+    return None if user == DEFAULT_USER else user
 
 
 class Group(click.Group):
@@ -78,25 +87,35 @@ pass_state = click.make_pass_decorator(State)
 @click.pass_context
 def cli(ctx: click.Context, database_url: str | None, verbose: int) -> None:
     """llmtally: know who spent what on LLMs."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit():  # this command's COLUMNS, not the one when the console was made (in-process runs)
+        console.width = int(columns)
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     ctx.obj = State(database_url)
 
 
 def load_commands() -> click.Group:
-    """The CLI with every command registered (importing a command module registers it)."""
+    """The CLI with every command registered (importing a command module registers it).
+
+    One module per command, named after it (``tokens`` lives in ``api_tokens``: API tokens, not LLM tokens).
+    """
     from llmtally.cli import (  # noqa: F401
         api_tokens,
         budgets,
-        commands,
         db,
+        demo,
         export,
+        limits,
+        migrate,
         prices,
-        privacy,
-        sessions,
+        quarantine,
+        report,
+        retention,
         spool,
         supabase,
         up,
+        users,
     )
 
     return cli

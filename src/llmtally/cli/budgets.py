@@ -1,28 +1,12 @@
-"""budgets set|show|list|delete and limits set|show."""
+"""budgets set|show|list|delete: spend and token budgets per user and period."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import click
-from rich.table import Table
 
 from llmtally import budgets as api
-from llmtally.cli.app import State, cli, console, pass_state
-
-DEFAULT = "default"
-
-
-def _who(user: str) -> str | None:
-    return None if user == DEFAULT else user
-
-
-def _fmt(value: object, unit: str = "") -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, Decimal):
-        return f"${value.normalize():f}"
-    return f"{value:,}{unit}" if isinstance(value, int) else str(value)
+from llmtally.cli.app import DEFAULT_USER, State, cli, console, owner_of, pass_state
+from llmtally.cli.output import Column, Listing, amount
 
 
 @cli.group()
@@ -63,7 +47,7 @@ def set_(
     with state.database() as db:
         b = api.set_budget(
             db,
-            _who(user),
+            owner_of(user),
             period,
             limit_usd=limit_usd,
             limit_tokens=limit_tokens,
@@ -74,8 +58,8 @@ def set_(
     limits = " and ".join(
         x
         for x in (
-            _fmt(b.limit_usd) if b.limit_usd is not None else "",
-            _fmt(b.limit_tokens, " tokens") if b.limit_tokens is not None else "",
+            amount(b.limit_usd) if b.limit_usd is not None else "",
+            amount(b.limit_tokens, " tokens") if b.limit_tokens is not None else "",
         )
         if x
     )
@@ -91,12 +75,20 @@ def show(state: State, user: str) -> None:
     with state.database() as db:
         api.check_user(db, user)
         rows = api.budget_status(db, user)
-    if not rows:
-        console.print(f"no budget applies to {user}")
-        return
-    table = Table(title=f"Budgets of {user}")
-    for col in ("period", "from", "kind", "limit", "spent", "reserved", "remaining", "resets (UTC)"):
-        table.add_column(col)
+    table = Listing(
+        f"Budgets of {user}",
+        [
+            Column("period"),
+            Column("from", drop=2),
+            Column("kind", drop=1),
+            Column("limit", "number"),
+            Column("spent", "number"),
+            Column("reserved", "number"),
+            Column("remaining", "number"),
+            Column("resets (UTC)"),
+        ],
+        empty=f"no budget applies to {user}",
+    )
     for s in rows:
         for unit, limit, spent, reserved, remaining in (
             ("usd", s.limit_usd, s.spent_usd, s.reserved_usd, s.remaining_usd),
@@ -109,13 +101,13 @@ def show(state: State, user: str) -> None:
                 s.period,
                 "default" if s.owner is None else "user",
                 "hard" if s.hard else "soft",
-                _fmt(limit, "" if unit == "usd" else " tokens"),
-                _fmt(spent),
-                _fmt(reserved),
-                _fmt(remaining),
+                amount(limit, "" if unit == "usd" else " tokens"),
+                amount(spent),
+                amount(reserved),
+                amount(remaining),
                 resets,
             )
-    console.print(table)
+    table.print(console)
 
 
 @budgets.command("list")
@@ -124,23 +116,30 @@ def list_(state: State) -> None:
     """List every budget (the defaults first)."""
     with state.database() as db:
         rows = api.list_budgets(db)
-    if not rows:
-        console.print("no budgets set")
-        return
-    table = Table(title="Budgets")
-    for col in ("user", "period", "kind", "USD", "tokens", "timezone", "thresholds"):
-        table.add_column(col)
+    table = Listing(
+        "Budgets",
+        [
+            Column("user", "id"),
+            Column("period"),
+            Column("kind"),
+            Column("USD", "number"),
+            Column("tokens", "number"),
+            Column("timezone", drop=1),
+            Column("thresholds", drop=2),
+        ],
+        empty="no budgets set",
+    )
     for b in rows:
         table.add_row(
-            b.user_profile_id or DEFAULT,
+            b.user_profile_id or DEFAULT_USER,
             b.period,
             "hard" if b.hard else "soft",
-            _fmt(b.limit_usd),
-            _fmt(b.limit_tokens),
+            amount(b.limit_usd),
+            amount(b.limit_tokens),
             b.timezone,
             ",".join(f"{(t * 100).normalize():f}%" for t in b.thresholds),
         )
-    console.print(table)
+    table.print(console)
 
 
 @budgets.command("delete")
@@ -151,41 +150,6 @@ def delete(state: State, user: str, period: str) -> None:
     """Remove the budget of USER (or `default`) for PERIOD."""
     period = api.parse_period(period)
     with state.database() as db:
-        if not api.delete_budget(db, _who(user), period):
+        if not api.delete_budget(db, owner_of(user), period):
             raise click.ClickException(f"no {period} budget for {user} (see `llmtally budgets list`)")
     console.print(f"removed the {period} budget of {user}")
-
-
-@cli.group()
-def limits() -> None:
-    """Requests and tokens per minute per user (USER `default` applies to everyone)."""
-
-
-@limits.command("set")
-@click.argument("user")
-@click.option("--rpm", metavar="N", help="Requests per minute (omit: no limit).")
-@click.option("--tpm", metavar="N", help="Tokens per minute, by the worst-case estimate (omit: no limit).")
-@pass_state
-def limits_set(state: State, user: str, rpm: str | None, tpm: str | None) -> None:
-    """Set the rate limits of USER (or `default`); a user's own row replaces the default."""
-    rpm_n = api.parse_count(rpm, "--rpm")
-    tpm_n = api.parse_count(tpm, "--tpm")
-    with state.database() as db:
-        api.set_rate_limit(db, _who(user), rpm=rpm_n, tpm=tpm_n)
-    console.print(f"{user}: {_fmt(rpm_n)} requests and {_fmt(tpm_n)} tokens per minute")
-
-
-@limits.command("show")
-@click.argument("user", default=DEFAULT)
-@pass_state
-def limits_show(state: State, user: str) -> None:
-    """Show the rate limits in force for USER (default: the default limits)."""
-    with state.database() as db:
-        if user != DEFAULT:
-            api.check_user(db, user)
-        limit = api.get_rate_limit(db, _who(user))
-    if limit is None:
-        console.print(f"no rate limit applies to {user}")
-        return
-    source = "default" if limit.user_profile_id is None else "own"
-    console.print(f"{user}: {_fmt(limit.rpm)} requests and {_fmt(limit.tpm)} tokens per minute ({source})")

@@ -14,7 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from llmtally.analytics.service import as_date
 from llmtally.cli.app import State, cli, pass_state
-from llmtally.export import FORMATS, ExportFilter, count_rows, export_chunks
+from llmtally.cli.output import plural
+from llmtally.export import FORMATS, ExportFilter, check_filter, count_rows, export_chunks
 
 
 @cli.command()
@@ -41,6 +42,7 @@ def export(
     errors = Console(stderr=True)
     show = errors.is_terminal if progress is None else progress
     with state.database() as db, ExitStack() as stack:
+        check_filter(db, where)  # before the file is opened or a header written
         out: TextIO = stack.enter_context(output.open("w", encoding="utf-8", newline="")) if output else sys.stdout
         written = [0]
         bar: Progress | None = None
@@ -68,4 +70,4 @@ def export(
         if show or output:
             seconds = (dt.datetime.now(dt.UTC) - started).total_seconds()
             where_to = str(output) if output else "stdout"
-            errors.print(f"exported {written[0]} rows to {where_to} as {fmt} in {seconds:.1f}s")
+            errors.print(f"exported {plural(written[0], 'row')} to {where_to} as {fmt} in {seconds:.1f}s")

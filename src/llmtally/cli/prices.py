@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import click
-from rich.table import Table
 
 from llmtally import prices as price_api
 from llmtally.cli.app import State, cli, console, pass_state
+from llmtally.cli.output import Column, Listing, plural
 
 
 @cli.group()
@@ -20,12 +20,18 @@ def list_(state: State) -> None:
     """Show custom prices (USD per million tokens)."""
     with state.database() as db:
         rows = price_api.list_prices(db)
-    if not rows:
-        console.print("no custom prices; LiteLLM's price map applies")
-        return
-    table = Table(title="Custom prices, USD per million tokens")
-    for col in ("model", "input", "cached input", "cache write", "output", "updated (UTC)"):
-        table.add_column(col)
+    table = Listing(
+        "Custom prices, USD per million tokens",
+        [
+            Column("model", "id"),
+            Column("input", "number"),
+            Column("cached input", "number"),
+            Column("cache write", "number"),
+            Column("output", "number"),
+            Column("updated (UTC)", drop=1),
+        ],
+        empty="no custom prices; LiteLLM's price map applies",
+    )
     for p in rows:
         updated = p.updated_at.strftime("%Y-%m-%d %H:%M")
         table.add_row(
@@ -36,7 +42,7 @@ def list_(state: State) -> None:
             str(p.output_per_million),
             updated,
         )
-    console.print(table)
+    table.print(console)
 
 
 @prices.command("set")
@@ -73,7 +79,7 @@ def set_(
         cache_note = f", ${read} cached in / ${write} cache write"
         console.print(f"{model}: ${input_price} in / ${output_price} out{cache_note} per million tokens")
         if reprice:
-            console.print(f"repriced {price_api.reprice(db, model)} stored row(s)")
+            console.print(f"repriced {plural(price_api.reprice(db, model), 'stored row')}")
 
 
 @prices.command("delete")
@@ -94,4 +100,4 @@ def reprice(state: State, model: str | None) -> None:
     """Recompute stored costs from current prices; counters and rollups follow."""
     with state.database() as db:
         changed = price_api.reprice(db, model)
-    console.print(f"repriced {changed} stored row(s)")
+    console.print(f"repriced {plural(changed, 'stored row')}")

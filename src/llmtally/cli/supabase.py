@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from llmtally.cli.app import State, cli, console, pass_state
+from llmtally.cli.output import plural
 from llmtally.db.supabase import MIGRATIONS_DIR, apply_auth_link, auth_link_sql, export_migrations
 
 
@@ -34,7 +35,7 @@ def export(directory: Path, with_auth_link: bool) -> None:
     if result.differing:
         names = ", ".join(p.name for p in result.differing)
         raise click.ClickException(
-            f"left alone {len(result.differing)} file(s) that differ from this llmtally's migrations: {names}"
+            f"left alone {plural(len(result.differing), 'file')} that differ from this llmtally's migrations: {names}"
         )
     if not result.written:
         console.print(f"nothing to write: {directory / MIGRATIONS_DIR} has every llmtally migration")
@@ -58,5 +59,5 @@ def link_auth(state: State, print_only: bool) -> None:
         apply_auth_link(db)
         linked = db.fetch_one("select count(*) as n from public.user_profiles where auth_user_id is not null")
         console.print(
-            f"linked user_profiles to auth.users in {db.where}: {linked['n'] if linked else 0} Supabase user(s)"
+            f"linked user_profiles to auth.users in {db.where}: {plural(linked['n'] if linked else 0, 'Supabase user')}"
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import click
 
 from llmtally import extras
@@ -43,31 +45,34 @@ def up(state: State, host: str, port: int, public_url: str | None) -> None:
     GEMINI_API_KEY/GOOGLE_API_KEY is set, plus any LiteLLM model named in LLMTALLY_MODELS.
     """
     extras.require("app", "llmtally up")
-    import uvicorn
-
-    from llmtally.app.config import AppSettings
-    from llmtally.app.server import (
-        build_app,
-        check_oauth_configuration,
-        check_port_free,
-        prepare_environment,
-        start_runtime,
-        stop_runtime,
-    )
+    # Light imports first: a taken port or a bad setting is reported before LiteLLM and Chainlit load.
+    from llmtally.app.config import AppSettings, check_port_free, local_password_file
 
     settings = state.settings
     app_settings = AppSettings(host=host, port=port, public_url=public_url)
     check_port_free(host, port)
-    prepare_environment(settings, app_settings)
-    providers = check_oauth_configuration()
-    runtime = start_runtime(settings, app_settings)
-    try:
-        app = build_app()
-    except BaseException:
-        stop_runtime()
-        raise
+    with console.status("starting: loading LiteLLM and Chainlit") if console.is_terminal else nullcontext():
+        import uvicorn
+
+        from llmtally.app.server import (
+            build_app,
+            check_oauth_configuration,
+            prepare_environment,
+            start_runtime,
+            stop_runtime,
+        )
+
+        prepare_environment(settings, app_settings)
+        providers = check_oauth_configuration()
+        runtime = start_runtime(settings, app_settings)
+        try:
+            app = build_app()
+        except BaseException:
+            stop_runtime()
+            raise
     console.print(f"llmtally is recording to {runtime.ledger.db.where if runtime.ledger.db else '?'}")
-    console.print(f"Open [bold]{app_settings.url}[/]")
+    url = app_settings.url
+    console.print(f"Open [bold]{url}/[/] (chat), [bold]{url}/usage[/] (your usage), [bold]{url}/admin[/] (dashboard)")
     if providers:
         console.print(f"OAuth login: {', '.join(providers)}")
     logins = runtime.logins
@@ -75,7 +80,7 @@ def up(state: State, host: str, port: int, public_url: str | None) -> None:
         [(name, password)] = logins.credentials.items()
         console.print(
             f"Password login: user [bold]{name}[/], password [bold]{password}[/] "
-            "(kept in LLMTALLY_HOME/app/local-password; set LLMTALLY_USERS to choose your own)"
+            f"(kept in {local_password_file(settings.home)}; set LLMTALLY_USERS to choose your own)"
         )
     else:
         console.print(f"Password login for: {', '.join(sorted(logins.credentials))}")

@@ -68,6 +68,17 @@ def redact(url: str) -> str:
     return urlunsplit(parts)
 
 
+def _redact_any_url(url: str) -> str:
+    """A URL of any scheme with its password masked (for saying which URL was refused)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.split("://", 1)[0] + "://..."
+    if not parts.password:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
+
+
 def _where(url: str) -> str:
     try:
         parts = urlsplit(url)
@@ -81,6 +92,11 @@ def _where(url: str) -> str:
 # exceptions, operator intervention (shutdown, starting up, statement cancelled), insufficient resources
 # (too many connections, disk full).
 _UNREACHABLE = ("08", "57", "53")
+# What libpq says when the server answered but refused the login.
+_AUTH_FAILED = re.compile(
+    r"password authentication failed|no password supplied|authentication failed for user|"
+    r"role \"[^\"]*\" does not exist|server requested .*password"
+)
 
 
 def translate(exc: BaseException, url: str = "") -> LlmtallyError:
@@ -109,7 +125,10 @@ def translate(exc: BaseException, url: str = "") -> LlmtallyError:
         return DatabaseError(text)  # the server answered: e.g. an object in use, a statement cancelled
     if isinstance(exc, psycopg.OperationalError):
         low = text.lower()
-        if "password authentication failed" in low or "no password supplied" in low:
+        # Every line: libpq tries each address of a host (::1, then 127.0.0.1) and reports each attempt,
+        # so a refused login can follow a first line about an address that did not answer.
+        everything = str(exc).lower()
+        if _AUTH_FAILED.search(everything):
             return DatabaseAuthFailed(f"{where} rejected the login: check the user and password in DATABASE_URL")
         if "does not exist" in low and "database" in low:
             return DatabaseError(f"{text.split(':')[-1].strip()} on {where}")
@@ -135,8 +154,10 @@ def reader_url_for(url: str) -> str:
 
 
 def check_url(url: str) -> None:
-    if not re.match(r"^postgres(ql)?://", url) and "=" not in url:
-        raise ConfigurationError(f"DATABASE_URL must start with postgresql:// (got {redact(url)!r})")
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", url)
+    if (scheme and scheme.group(1).lower() not in ("postgres", "postgresql")) or (not scheme and "=" not in url):
+        shown = _redact_any_url(url) if scheme else "a value that is neither a URL nor key=value pairs"
+        raise ConfigurationError(f"llmtally needs a PostgreSQL URL (postgresql://...), got {shown}")
     try:
         psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:

@@ -33,6 +33,7 @@ from llmtally.analytics.models import (
     UserUsage,
 )
 from llmtally.analytics.service import Analytics
+from llmtally.app.web.api_docs import install_api_docs
 from llmtally.app.web.auth import NotAuthenticated, Viewer, identify
 from llmtally.app.web.state import WebState
 from llmtally.errors import DatabaseUnreachable, LlmtallyError, UnknownUser, UserInputError
@@ -124,6 +125,7 @@ def build_api(state: WebState) -> FastAPI:
         responses=ERRORS,
     )
     install_error_handlers(api)
+    install_api_docs(api)
 
     def viewer(request: Request, _: Annotated[object, Depends(_bearer)] = None) -> Viewer:
         return identify(state, request)
