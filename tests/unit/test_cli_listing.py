@@ -6,7 +6,8 @@ import io
 
 from rich.console import Console
 
-from llmtally.cli.output import Column, Listing, plural
+from llmtally.cli.output import Column, Listing
+from llmtally.wording import plural
 
 LONG_ID = "azure-ad_5f0c2a1e-33b8-4d7e-9b4c-8e2d6a7f1c90"
 

@@ -162,13 +162,13 @@ def end_removed_logins(runtime: Runtime) -> None:
         log.error("could not end the sessions of removed logins: %s", exc)
         return
     for user_id, count in sorted(removed.revoked_sessions.items()):
-        log.warning("%s is no longer a configured login: %d session(s) ended", user_id, count)
+        log.warning("%s is no longer a configured login: %s ended", user_id, plural(count, "session"))
     for user_id, count in sorted(removed.live_tokens.items()):
         log.warning(
-            "%s is no longer a configured login, but its %d API token(s) still work:"
+            "%s is no longer a configured login, but its %s still work:"
             " revoke them with `llmtally users revoke-sessions %s --tokens`",
             user_id,
-            count,
+            plural(count, "API token"),
             user_id,
         )
 

@@ -6,9 +6,9 @@ import datetime as dt
 from decimal import Decimal
 
 from llmtally.analytics.service import Analytics
-from llmtally.app.formats import count, priced_cost
 from llmtally.db.database import Database
 from llmtally.errors import UnknownUser
+from llmtally.wording import plural, priced_cost
 
 
 def usage_markdown(analytics: Analytics, user_id: str) -> str:
@@ -21,7 +21,7 @@ def usage_markdown(analytics: Analytics, user_id: str) -> str:
     m = months[0]
     lines = [
         f"### {m.month.strftime('%B %Y')}",
-        f"**{count(m.requests, 'request')}** ({m.failures} failed, {m.cancelled} cancelled)",
+        f"**{plural(m.requests, 'request')}** ({m.failures} failed, {m.cancelled} cancelled)",
         f"**{m.total_tokens:,}** tokens ({m.prompt_tokens:,} prompt, {m.completion_tokens:,} completion)",
         f"**{priced_cost(m.total_cost, m.requests, m.unpriced_requests)}** cost",
         "",

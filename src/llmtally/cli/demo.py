@@ -8,7 +8,8 @@ import click
 
 from llmtally.analytics import Analytics
 from llmtally.cli.app import State, cli, console, pass_state
-from llmtally.cli.output import Column, Listing, money, plural
+from llmtally.cli.output import Column, Listing
+from llmtally.wording import money, plural
 
 LOADING = "loading LiteLLM (it takes a few seconds)"
 

@@ -14,8 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from llmtally.analytics.service import as_date
 from llmtally.cli.app import State, cli, pass_state
-from llmtally.cli.output import plural
 from llmtally.export import FORMATS, ExportFilter, check_filter, count_rows, export_chunks
+from llmtally.wording import plural
 
 
 @cli.command()

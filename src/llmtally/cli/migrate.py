@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from llmtally.cli.app import State, cli, console, pass_state
-from llmtally.cli.output import plural
 from llmtally.db.migrations import migrate as run_migrations
 from llmtally.db.migrations import status as migration_status
+from llmtally.wording import plural
 
 
 @cli.command()

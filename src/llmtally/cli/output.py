@@ -27,15 +27,6 @@ _PADDING = 2
 _FOLDED_ID = 12
 
 
-def plural(n: int, word: str, many: str | None = None) -> str:
-    """``1 request``, ``5 requests``, ``1,200 users``: the count and its noun in the right number."""
-    return f"{n:,} {word if n == 1 else (many or word + 's')}"
-
-
-def money(value: Decimal | None) -> str:
-    return "unpriced" if value is None else f"${value:,.6f}"
-
-
 def amount(value: object, unit: str = "") -> str:
     """A limit or a spent amount: ``-`` for none, dollars as given, counts with thousands separators."""
     if value is None:

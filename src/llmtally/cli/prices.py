@@ -6,7 +6,8 @@ import click
 
 from llmtally import prices as price_api
 from llmtally.cli.app import State, cli, console, pass_state
-from llmtally.cli.output import Column, Listing, plural
+from llmtally.cli.output import Column, Listing
+from llmtally.wording import plural
 
 
 @cli.group()

@@ -9,8 +9,9 @@ import click
 
 from llmtally.analytics import Analytics
 from llmtally.cli.app import State, cli, console, pass_state
-from llmtally.cli.output import Column, Listing, money, plural
+from llmtally.cli.output import Column, Listing
 from llmtally.errors import UserInputError
+from llmtally.wording import money, plural
 
 
 def parse_month(value: str | None) -> tuple[dt.date, dt.date]:

@@ -6,7 +6,7 @@ import click
 
 from llmtally import privacy
 from llmtally.cli.app import State, cli, console, pass_state
-from llmtally.cli.output import plural
+from llmtally.wording import plural
 
 
 @cli.group()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from llmtally.cli.app import State, cli, console, pass_state
-from llmtally.cli.output import Column, Listing, plural
+from llmtally.cli.output import Column, Listing
 from llmtally.ledger import spool as spool_api
 from llmtally.ledger.postgres_sink import PostgresSink
 from llmtally.ledger.writer import LedgerWriter
+from llmtally.wording import plural
 
 
 @cli.group()

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from llmtally.cli.app import State, cli, console, pass_state
-from llmtally.cli.output import plural
 from llmtally.db.supabase import MIGRATIONS_DIR, apply_auth_link, auth_link_sql, export_migrations
+from llmtally.wording import plural
 
 
 @cli.group()

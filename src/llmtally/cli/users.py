@@ -7,8 +7,9 @@ import click
 from llmtally import privacy
 from llmtally.analytics import Analytics
 from llmtally.cli.app import State, cli, console, pass_state
-from llmtally.cli.output import Column, Listing, money, plural
+from llmtally.cli.output import Column, Listing
 from llmtally.web_sessions import revoke_user_sessions, revoke_user_tokens
+from llmtally.wording import money, plural
 
 
 @cli.group("users", invoke_without_command=True)

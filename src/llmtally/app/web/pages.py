@@ -19,10 +19,10 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from llmtally.analytics.models import MonthlyUsage, RecentRequest
 from llmtally.analytics.service import Analytics
-from llmtally.app.formats import money, priced_cost
 from llmtally.app.web.auth import NotAuthenticated, Viewer, identify
 from llmtally.app.web.state import WebState
 from llmtally.errors import UnknownUser
+from llmtally.wording import money, priced_cost
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 STATIC_PATH = "/llmtally-static"

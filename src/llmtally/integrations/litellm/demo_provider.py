@@ -41,8 +41,8 @@ def reply_for(messages: list[dict[str, Any]]) -> tuple[str, int]:
     turns = sum(1 for m in messages if m.get("role") == "user")
     cost = prompt_tokens * DEMO_INPUT_PER_TOKEN
     reply = (
-        f"This is the offline demo model. Your message has {words} word(s); with the "
-        f"{turns - 1} earlier turn(s) of this conversation the prompt is {prompt_tokens} tokens. "
+        f"This is the offline demo model. Your message has {plural(words, 'word')}; with the "
+        f"{plural(turns - 1, 'earlier turn')} of this conversation the prompt is {prompt_tokens} tokens. "
         f"llmtally records this call against your user id in request_logs: model {DEMO_MODEL}, "
         f"{prompt_tokens} prompt tokens, the completion tokens of this reply, and the cost at the demo price "
         f"($0.50 per million prompt tokens, $1.50 per million completion tokens; the prompt alone is "

@@ -1,4 +1,4 @@
-"""How the app's pages and the chat's panel write amounts: one place, so they agree."""
+"""How amounts and counts are written for people: the CLI, the pages and the chat's panel share it."""
 
 from __future__ import annotations
 
@@ -20,6 +20,6 @@ def priced_cost(cost: Any, requests: int, unpriced: int) -> str:
     return money(cost)
 
 
-def count(n: int, word: str) -> str:
-    """``1 request``, ``2 requests``: a count with its noun in the right number."""
-    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 request``, ``5 requests``, ``1,200 users``: the count and its noun in the right number."""
+    return f"{n:,} {word if n == 1 else (many or word + 's')}"
