@@ -25,6 +25,7 @@ from llmtally.db.queries import query
 from llmtally.errors import UserInputError
 
 PAGE_SIZE = 50
+DEFAULT_DAYS = 30  # without a start date: the last 30 days (the end date's included), so a sort stays bounded
 MAX_PAGE = 200
 MAX_OFFSET = PAGE_SIZE * (MAX_PAGE - 1)
 SORTS = ("time", "cost", "tokens", "latency")
@@ -199,6 +200,8 @@ class ExplorerFilter:
         if user is not None and not allow_user:
             raise UserInputError("user: only administrators filter by user")
         since, until = day("since"), day("until")
+        if since is None:
+            since = (until or dt.datetime.now(dt.UTC).date()) - dt.timedelta(days=DEFAULT_DAYS - 1)
         if since and until and until < since:
             raise UserInputError(f"until ({until}) must not be before since ({since})")
         page_text = text("page", 6) or "1"
@@ -274,30 +277,30 @@ class RequestExplorer:
             return self.db.fetch_all_as_user(self.viewer, sql, params)
         return self.db.fetch_all(sql, params)
 
-    def page(self, where: ExplorerFilter) -> ExplorerPage:
+    def query_params(self, where: ExplorerFilter) -> dict[str, Any]:
+        """The bound values of the list query for ``where`` (as the viewer, when there is one)."""
         if where.text is not None and not self.with_content:
             raise UserInputError("text search needs stored content (LLMTALLY_CONTENT=full)")
-        user = self.viewer if self.viewer is not None else where.user_id
         offset = (where.page - 1) * PAGE_SIZE
-        if offset > MAX_OFFSET:
-            raise UserInputError(f"page must be at most {MAX_PAGE}")
-        rows = self._rows(
-            ordered_query(where.sort, where.descending),
-            {
-                "user_id": user,
-                "model": where.model,
-                "provider": where.provider,
-                "status": where.status,
-                "cache_hit": where.cache_hit,
-                "estimated": where.estimated,
-                "since": _midnight(where.since),
-                "until": _midnight(where.until + dt.timedelta(days=1)) if where.until else None,
-                "text": _like(where.text) if where.text else None,
-                "with_content": self.with_content,
-                "limit": PAGE_SIZE + 1,
-                "offset": offset,
-            },
-        )
+        if not 0 <= offset <= MAX_OFFSET:
+            raise UserInputError(f"page must be a whole number from 1 to {MAX_PAGE}")
+        return {
+            "user_id": self.viewer if self.viewer is not None else where.user_id,
+            "model": where.model,
+            "provider": where.provider,
+            "status": where.status,
+            "cache_hit": where.cache_hit,
+            "estimated": where.estimated,
+            "since": _midnight(where.since),
+            "until": _midnight(where.until + dt.timedelta(days=1)) if where.until else None,
+            "text": _like(where.text) if where.text else None,
+            "with_content": self.with_content,
+            "limit": PAGE_SIZE + 1,
+            "offset": offset,
+        }
+
+    def page(self, where: ExplorerFilter) -> ExplorerPage:
+        rows = self._rows(ordered_query(where.sort, where.descending), self.query_params(where))
         return ExplorerPage(
             rows=[ExplorerRow.model_validate(r) for r in rows[:PAGE_SIZE]],
             page=where.page,

@@ -104,6 +104,7 @@ def install_explorer(app: FastAPI, state: WebState) -> None:
         except UserInputError as exc:
             return render("requests.html", status=400, error=str(exc), page=None, **context)
         params = where.params()
+        context["values"] = {**context["values"], "since": where.since.isoformat() if where.since else ""}
 
         def link(page_number: int) -> str:
             return base + "?" + urlencode({**params, "page": str(page_number)})
