@@ -93,7 +93,10 @@ def id_of(db: Database, call_id: str) -> int:
 
 def test_every_filter_narrows_the_list(db: Database) -> None:
     everyone = RequestExplorer(db, with_content=True)
-    ada = {name: id_of(db, name) for name in ("ada-retried", "ada-hit", "ada-estimated", "ada-cancelled", "ada-old", "ada-unpriced")}
+    ada = {
+        name: id_of(db, name)
+        for name in ("ada-retried", "ada-hit", "ada-estimated", "ada-cancelled", "ada-old", "ada-unpriced")
+    }
     assert set(calls(everyone, user=ADA, since="2000-01-01")) == set(ada.values())
     assert set(calls(everyone, user=ADA)) == set(ada.values()) - {ada["ada-old"]}  # by default the last 30 days
     assert calls(everyone, user=ADA, model="claude-haiku-4-5") == [ada["ada-estimated"], ada["ada-cancelled"]]
@@ -102,9 +105,9 @@ def test_every_filter_narrows_the_list(db: Database) -> None:
     assert calls(everyone, cache_hit="yes") == [ada["ada-hit"]]
     assert ada["ada-hit"] not in calls(everyone, user=ADA, cache_hit="no")
     assert calls(everyone, estimated="yes") == [ada["ada-estimated"]]
-    assert calls(everyone, user=ADA, since=str(TODAY - dt.timedelta(days=41)), until=str(TODAY - dt.timedelta(days=6))) == [
-        ada["ada-old"]
-    ]
+    assert calls(
+        everyone, user=ADA, since=str(TODAY - dt.timedelta(days=41)), until=str(TODAY - dt.timedelta(days=6))
+    ) == [ada["ada-old"]]
     # the end date is inclusive: a call of that day is in
     three_days_ago = str((NOW - dt.timedelta(days=3)).date())
     assert calls(everyone, user=ADA, since=three_days_ago, until=three_days_ago) == [ada["ada-cancelled"]]

@@ -100,7 +100,10 @@ def test_explorer_list_reads_an_index(big: Database, shape: str) -> None:
 def test_drill_down_and_latency_read_indexes(big: Database) -> None:
     row = big.fetch_one("select id, call_key from public.request_logs order by id desc limit 1")
     assert row is not None
-    assert _seq_scans(_plan(big, query("explorer_request"), {"id": row["id"], "user_id": None, "with_content": True})) == []
+    assert (
+        _seq_scans(_plan(big, query("explorer_request"), {"id": row["id"], "user_id": None, "with_content": True}))
+        == []
+    )
     assert _seq_scans(_plan(big, query("explorer_attempts"), {"call_key": row["call_key"], "user_id": None})) == []
     period = {"since": TODAY - dt.timedelta(days=6), "until": TODAY + dt.timedelta(days=1)}
     for name in ("latency_percentiles_by_model", "latency_percentiles_by_deployment"):

@@ -325,7 +325,5 @@ class RequestExplorer:
         sql = query("explorer_choices")
         if self.viewer is not None:  # usage_daily_totals is server-only; a user's own rows are usage_daily
             sql = sql.replace("public.usage_daily_totals", "public.usage_daily")
-        rows = self._rows(
-            sql, {"since": since or today - dt.timedelta(days=90), "until": today + dt.timedelta(days=1)}
-        )
+        rows = self._rows(sql, {"since": since or today - dt.timedelta(days=90), "until": today + dt.timedelta(days=1)})
         return [(r["model"], r["provider"]) for r in rows]

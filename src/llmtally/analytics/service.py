@@ -350,7 +350,10 @@ class Analytics:
         by_model = [ModelLatency.from_row(r) for r in self._rows("latency_percentiles_by_model", params)]
         by_deployment = [DeploymentLatency.from_row(r) for r in self._rows("latency_percentiles_by_deployment", params)]
         return LatencyPercentiles(
-            sample_limit=sample, sampled=sum(m.requests for m in by_model), by_model=by_model, by_deployment=by_deployment
+            sample_limit=sample,
+            sampled=sum(m.requests for m in by_model),
+            by_model=by_model,
+            by_deployment=by_deployment,
         )
 
     def user_recent_requests(self, user_id: str, limit: int = 20, *, with_content: bool) -> list[RecentRequest]:

@@ -130,10 +130,20 @@ def install_explorer(app: FastAPI, state: WebState) -> None:
 
     def drill_down(viewer: Viewer, admin: bool, request_id: str) -> Response:
         base = "/admin/requests" if admin else "/usage/requests"
-        detail = explorer_for(viewer, admin).detail(int(request_id)) if request_id.isascii() and request_id.isdigit() and len(request_id) <= 19 else None
+        detail = (
+            explorer_for(viewer, admin).detail(int(request_id))
+            if request_id.isascii() and request_id.isdigit() and len(request_id) <= 19
+            else None
+        )
         if detail is None:
             return render(
-                "request.html", status=404, viewer=viewer, admin_view=admin, title="No such request", base=base, call=None
+                "request.html",
+                status=404,
+                viewer=viewer,
+                admin_view=admin,
+                title="No such request",
+                base=base,
+                call=None,
             )
         return render(
             "request.html",
