@@ -42,7 +42,7 @@ DateLike = dt.date | dt.datetime | str | None
 # Latency histogram: bucket upper bounds (ms) over the most recent LATENCY_SAMPLE requests of a period.
 LATENCY_BOUNDS_MS = (100, 250, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000)
 LATENCY_SAMPLE = 10_000
-LATENCY_PERCENTILE_SAMPLE = 100_000  # latency percentiles: the period's most recent calls (and attempts)
+LATENCY_PERCENTILE_SAMPLE = 20_000  # latency percentiles: the period's most recent calls (and attempts)
 _OPEN_BOUND = 2_147_483_647
 
 

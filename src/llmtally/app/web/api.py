@@ -230,7 +230,7 @@ def build_api(state: WebState) -> FastAPI:
     @api.get("/admin/latency-percentiles", response_model=LatencyPercentiles, tags=["admin"])
     def admin_latency_percentiles(_: Admin, since: Since = None, until: Until = None) -> LatencyPercentiles:
         """p50/p95/p99 latency by model and by deployment, with cancelled and failed counts, over the period's
-        most recent calls and attempts (at most 100,000 of each)."""
+        most recent calls and attempts (at most 20,000 of each)."""
         return everyone().latency_percentiles(since, until)
 
     @api.get("/admin/failures", response_model=list[FailureRecord], tags=["admin"])
