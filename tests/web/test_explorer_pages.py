@@ -89,3 +89,29 @@ def test_latency_percentiles_in_the_api(api: Api) -> None:
     mini = models[("gpt-4o-mini", "openai")]
     assert (mini["requests"], mini["failures"], mini["p50_ms"], mini["p99_ms"]) == (4, 1, 120, 3000)
     assert api.get("/admin/latency-percentiles", ADA).status_code == 403  # type: ignore[attr-defined]
+
+
+def test_the_export_link_takes_the_day_after_the_last_one_shown(state: WebState) -> None:
+    with client(state) as web:
+        page = web.get(
+            "/admin/requests",
+            params={"since": "2026-01-01", "until": "2026-01-31", "user": ADA},
+            headers=bearer(state, ROOT),
+        ).text
+    assert (
+        'href="/api/v1/admin/export?since=2026-01-01&amp;until=2026-02-01&amp;user=password_ada&amp;format=csv"' in page
+    )
+
+
+def test_recorded_html_is_shown_as_text_in_the_drill_down(state: WebState) -> None:
+    from llmtally import Ledger, Settings
+    from tests.support.web_seed import event
+
+    with Ledger(state.db.url, settings=Settings(flush_interval_ms=20)) as ledger:
+        ledger.record(event("xss", ADA, messages=[{"role": "user", "content": "<script>alert(1)</script>"}]))
+        assert ledger.flush_sync()
+    with client(state) as web:
+        listed = web.get("/usage/requests", headers=bearer(state, ADA)).text
+        detail = web.get(f"/usage/requests/{request_id(state, 'xss')}", headers=bearer(state, ADA)).text
+    for page in (listed, detail):
+        assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
