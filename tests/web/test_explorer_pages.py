@@ -115,3 +115,16 @@ def test_recorded_html_is_shown_as_text_in_the_drill_down(state: WebState) -> No
         detail = web.get(f"/usage/requests/{request_id(state, 'xss')}", headers=bearer(state, ADA)).text
     for page in (listed, detail):
         assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_a_cancelled_reply_is_shown_as_text_marked_cancelled(state: WebState) -> None:
+    from llmtally import Ledger, Settings
+    from tests.support.web_seed import event
+
+    with Ledger(state.db.url, settings=Settings(flush_interval_ms=20)) as ledger:
+        ledger.record(event("stopped", ADA, status="cancelled", response={"partial": "Once upon a"}))
+        assert ledger.flush_sync()
+    with client(state) as web:
+        page = web.get(f"/usage/requests/{request_id(state, 'stopped')}", headers=bearer(state, ADA)).text
+    assert "Once upon a" in page and "partial" not in page
+    assert '<span class="note">cancelled</span>' in page
