@@ -19,7 +19,7 @@ if __package__ in (None, ""):
 
 from bench.common import Report, machine_description, server
 
-PARTS = ("ingest", "caller", "analytics", "app")
+PARTS = ("ingest", "caller", "analytics", "app", "explorer")
 
 
 def _sizes(text: str) -> list[int]:
@@ -45,6 +45,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=_sizes,
         default=[1_000_000, 3_000_000],
         help="analytics: request_logs sizes, comma-separated (default 1000000,3000000; add 10000000 for the full run)",
+    )
+    parser.add_argument(
+        "--explorer-rows",
+        type=_sizes,
+        default=[1_000_000],
+        help="explorer: request_logs sizes, comma-separated (default 1000000)",
     )
     parser.add_argument("--full", action="store_true", help="more events and repetitions (ingest and caller)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: only checks that everything still runs")
@@ -123,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
             from bench.app import run as run_app
 
             results["app"] = run_app(srv, report, AppConfig.smoke() if args.smoke else AppConfig())
+        if "explorer" in parts:
+            from bench.explorer import ExplorerConfig
+            from bench.explorer import run as run_explorer
+
+            explorer_cfg = ExplorerConfig.smoke() if args.smoke else ExplorerConfig(sizes=args.explorer_rows)
+            results["explorer"] = run_explorer(srv, report, explorer_cfg)
     elapsed = time.monotonic() - started
     report.line(f"\ntotal time {elapsed / 60:.1f} min")
     if args.json:

@@ -23,6 +23,7 @@ EXPECTED = {
     ],
     "caller": ["with/without", "callback time per event"],
     "analytics": ["user_monthly_usage — heaviest", "cost by model by day, 90 days", "answers agree"],
+    "explorer": ["heaviest user, own page (RLS)", "drill-down (one call and its attempts)", "latency percentiles"],
     "app": ["cold (new LLMTALLY_HOME)", "warm (initialised)", "replies/s", "rows in request_logs for these users"],
 }
 

@@ -307,6 +307,47 @@ class LatencyHistogram(_Result):
     buckets: list[LatencyBucket]
 
 
+class ModelLatency(_Result):
+    """Latency percentiles of one model's logical calls (``timed``: those with a latency)."""
+
+    model: str
+    provider: str
+    requests: int
+    timed: int
+    cancelled: int
+    failures: int
+    p50_ms: int | None
+    p95_ms: int | None
+    p99_ms: int | None
+
+
+class DeploymentLatency(_Result):
+    """Latency percentiles of the attempts sent to one deployment (model group, model, API host)."""
+
+    model_group: str
+    model: str
+    provider: str
+    api_base: str
+    attempts: int
+    timed: int
+    cancelled: int
+    failures: int
+    p50_ms: int | None
+    p95_ms: int | None
+    p99_ms: int | None
+
+
+class LatencyPercentiles(_Result):
+    """p50/p95/p99 of a period's most recent calls (at most ``sample_limit``; ``sampled`` were read)
+    by model, and of its most recent attempts by deployment. Budget refusals are not recorded (a refused
+    call never reaches LiteLLM), so they are not counted here."""
+
+    sample_limit: int
+    sampled: int
+    by_model: list[ModelLatency]
+    by_deployment: list[DeploymentLatency]
+
+
 class RecentRequest(RequestRecord):
     """A request with its content: ``messages`` and ``response`` are None when content is not shown."""
 

@@ -10,10 +10,13 @@ from llmtally.analytics.models import (
     DailyModelUsage,
     DailyTotals,
     DeploymentErrorRate,
+    DeploymentLatency,
     FailureRecord,
     LatencyBucket,
     LatencyHistogram,
+    LatencyPercentiles,
     ModelErrorRate,
+    ModelLatency,
     ModelUsage,
     MonthlyUsage,
     PeriodComparison,
@@ -39,6 +42,7 @@ DateLike = dt.date | dt.datetime | str | None
 # Latency histogram: bucket upper bounds (ms) over the most recent LATENCY_SAMPLE requests of a period.
 LATENCY_BOUNDS_MS = (100, 250, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000)
 LATENCY_SAMPLE = 10_000
+LATENCY_PERCENTILE_SAMPLE = 20_000  # latency percentiles: the period's most recent calls (and attempts)
 _OPEN_BOUND = 2_147_483_647
 
 
@@ -335,6 +339,22 @@ class Analytics:
             )
             lower = upper
         return LatencyHistogram(sample_limit=sample, sampled=sum(b.requests for b in buckets), buckets=buckets)
+
+    def latency_percentiles(
+        self, since: DateLike = None, until: DateLike = None, sample: int = LATENCY_PERCENTILE_SAMPLE
+    ) -> LatencyPercentiles:
+        """p50/p95/p99 latency by model (logical calls) and by deployment (attempts) over the period's most
+        recent ``sample`` rows of each, with their cancelled and failed counts."""
+        _check_limit(sample, 1_000_000)
+        params = {**self._period(since, until), "sample": sample}
+        by_model = [ModelLatency.from_row(r) for r in self._rows("latency_percentiles_by_model", params)]
+        by_deployment = [DeploymentLatency.from_row(r) for r in self._rows("latency_percentiles_by_deployment", params)]
+        return LatencyPercentiles(
+            sample_limit=sample,
+            sampled=sum(m.requests for m in by_model),
+            by_model=by_model,
+            by_deployment=by_deployment,
+        )
 
     def user_recent_requests(self, user_id: str, limit: int = 20, *, with_content: bool) -> list[RecentRequest]:
         """A user's newest requests, with their content when ``with_content`` (the content mode is full)."""

@@ -97,10 +97,10 @@
     }
     const error = document.getElementById("load-error");
     try {
-      const [summary, series, users, latency, failures, unpriced, models, deployments] = await Promise.all([
+      const [summary, series, users, latency, failures, unpriced, models, deployments, percentiles] = await Promise.all([
         get("/summary", params), get("/timeseries", params), get("/top-users", { ...params, limit: 10 }),
         get("/latency", params), get("/failures", { ...params, limit: 50 }), get("/unpriced", params),
-        get("/models", params), get("/deployments", params),
+        get("/models", params), get("/deployments", params), get("/latency-percentiles", params),
       ]);
       error.hidden = true;
 
@@ -194,6 +194,29 @@
         cell(tr, num(d.failed_attempts).toLocaleString(), "n");
         cell(tr, (num(d.error_rate) * 100).toFixed(2) + " %", "n");
         cell(tr, d.avg_latency_ms === null ? "–" : num(d.avg_latency_ms).toLocaleString() + " ms", "n");
+      });
+      const ms = (v) => (v === null || v === undefined ? "–" : num(v).toLocaleString() + " ms");
+      document.getElementById("percentile-note").textContent = percentiles.sampled.toLocaleString() + " read, at most " + percentiles.sample_limit.toLocaleString();
+      fill("latency-models", percentiles.by_model, (tr, m) => {
+        cell(tr, m.model);
+        cell(tr, m.provider);
+        cell(tr, num(m.requests).toLocaleString(), "n");
+        cell(tr, ms(m.p50_ms), "n");
+        cell(tr, ms(m.p95_ms), "n");
+        cell(tr, ms(m.p99_ms), "n");
+        cell(tr, num(m.failures).toLocaleString(), "n");
+        cell(tr, num(m.cancelled).toLocaleString(), "n");
+      });
+      fill("latency-deployments", percentiles.by_deployment, (tr, d) => {
+        cell(tr, d.model_group);
+        cell(tr, d.model);
+        cell(tr, d.api_base || "–");
+        cell(tr, num(d.attempts).toLocaleString(), "n");
+        cell(tr, ms(d.p50_ms), "n");
+        cell(tr, ms(d.p95_ms), "n");
+        cell(tr, ms(d.p99_ms), "n");
+        cell(tr, num(d.failures).toLocaleString(), "n");
+        cell(tr, num(d.cancelled).toLocaleString(), "n");
       });
       fill("unpriced", unpriced, (tr, m) => {
         cell(tr, m.model);

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 
 from llmtally import metrics
 from llmtally.app.web.api import build_api
+from llmtally.app.web.explorer import install_explorer
 from llmtally.app.web.guard import GuardPolicy, RequestGuard
 from llmtally.app.web.login_limit import LoginLimit, LoginLimits
 from llmtally.app.web.pages import install_pages
@@ -49,6 +50,7 @@ def install_web(app: FastAPI, state: WebState) -> None:
         return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
 
     install_pages(app, state)
+    install_explorer(app, state)
     app.mount("/api/v1", build_api(state), name="api")
 
 

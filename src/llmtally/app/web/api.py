@@ -22,6 +22,7 @@ from llmtally.analytics.models import (
     DeploymentErrorRate,
     FailureRecord,
     LatencyHistogram,
+    LatencyPercentiles,
     ModelUsage,
     MonthlyUsage,
     PeriodComparison,
@@ -227,6 +228,12 @@ def build_api(state: WebState) -> FastAPI:
     def admin_latency(_: Admin, since: Since = None, until: Until = None) -> LatencyHistogram:
         """Latency distribution of the period's most recent requests (at most 10,000)."""
         return everyone().latency_histogram(since, until)
+
+    @api.get("/admin/latency-percentiles", response_model=LatencyPercentiles, tags=["admin"])
+    def admin_latency_percentiles(_: Admin, since: Since = None, until: Until = None) -> LatencyPercentiles:
+        """p50/p95/p99 latency by model and by deployment, with cancelled and failed counts, over the period's
+        most recent calls and attempts (at most 20,000 of each)."""
+        return everyone().latency_percentiles(since, until)
 
     @api.get("/admin/failures", response_model=list[FailureRecord], tags=["admin"])
     def admin_failures(
