@@ -30,6 +30,7 @@ from llmtally.integrations.litellm.demo_provider import register_demo_model
 from llmtally.ledger.ledger import Ledger
 from llmtally.settings import Settings
 from llmtally.web_sessions import revoke_removed_password_logins
+from llmtally.wording import plural
 
 log = logging.getLogger("llmtally.app")
 

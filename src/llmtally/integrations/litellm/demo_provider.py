@@ -17,6 +17,8 @@ import litellm
 from litellm import CustomLLM
 from litellm.types.utils import GenericStreamingChunk
 
+from llmtally.wording import plural
+
 DEMO_MODEL = "llmtally/demo"
 DEMO_INPUT_PER_TOKEN = 0.5e-6
 DEMO_OUTPUT_PER_TOKEN = 1.5e-6
