@@ -31,7 +31,7 @@ def test_login_chat_and_usage_panel_in_chromium(server: Server, db: Database, ch
             page.keyboard.press("Enter")
             expect(page.get_by_text("This is the offline demo model", exact=False)).to_be_visible(timeout=30_000)
             expect(page.get_by_text("Type /usage to see", exact=False)).to_be_visible(timeout=30_000)
-            expect(page.get_by_text("1 requests", exact=False)).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("1 request (", exact=False)).to_be_visible(timeout=30_000)
             page.screenshot(path=str(ARTIFACTS / "chat.png"), full_page=True)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "chat-failure.png"), full_page=True)

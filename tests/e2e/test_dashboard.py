@@ -32,7 +32,7 @@ def login_and_chat(page: Any, server: Server, user: str, message: str) -> None:
     expect(page.get_by_text("No requests yet.")).to_be_visible(timeout=30_000)  # the chat session has started
     composer.fill(message)
     page.keyboard.press("Enter")
-    expect(page.get_by_text("1 requests", exact=False)).to_be_visible(timeout=30_000)  # recorded and rolled up
+    expect(page.get_by_text("1 request (", exact=False)).to_be_visible(timeout=30_000)  # recorded and rolled up
 
 
 def chart_totals(page: Any) -> dict[str, float]:
@@ -93,7 +93,8 @@ def test_admin_dashboard_non_admin_and_own_usage_in_chromium(
 
             # click through to a user's page
             alice.locator("#top-users a", has_text="password_bob").click()
-            expect(alice.locator("h1")).to_have_text("User password_bob")
+            expect(alice.locator("h1")).to_have_text("bob")  # titled by name; the id beside it
+            expect(alice.locator("#user-id")).to_have_text("password_bob")
             expect(alice.locator("#recent tbody tr")).to_have_count(1)
 
             # a non-admin is refused

@@ -98,7 +98,7 @@ def test_the_dashboard_shows_retries_cache_hits_and_estimates(
             expect(cells.nth(4)).to_have_text("1")  # retries
             expect(cells.nth(5)).to_have_text("1")  # cache hits
             expect(cells.nth(6)).to_have_text("$0.002")  # saved by the cache
-            expect(cells.nth(10)).to_have_text("$0.000036 (1 calls)")  # the estimated call's cost
+            expect(cells.nth(10)).to_have_text("$0.000036 (1 call)")  # the estimated call's cost
             deployments = page.locator("#deployments tbody tr")
             expect(deployments.filter(has_text="mini-a")).to_contain_text("100.00 %")
             expect(deployments.filter(has_text="mini-b")).to_contain_text("0.00 %")

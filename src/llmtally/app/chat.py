@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 import chainlit as cl
@@ -156,6 +157,17 @@ async def on_settings_update(settings: dict[str, Any]) -> None:
         cl.user_session.set("model", settings["model"])
 
 
+def _narrow_screen() -> bool:
+    """Whether the chat connected from a narrow screen (marked by static/chat.js in a cookie)."""
+    cookies = SimpleCookie()
+    try:
+        cookies.load(str(cl.context.session.environ.get("HTTP_COOKIE", "")))
+    except CookieError:
+        return False
+    mark = cookies.get("llmtally_narrow")
+    return mark is not None and mark.value == "1"
+
+
 async def _show_usage(send_message: bool = False) -> None:
     runtime = get_runtime()
     user_id = _user_id()
@@ -168,8 +180,11 @@ async def _show_usage(send_message: bool = False) -> None:
     except LlmtallyError as exc:
         log.error("usage panel: %s", exc)
         text = "Usage is unavailable right now."
-    await cl.ElementSidebar.set_title("Your usage")
-    await cl.ElementSidebar.set_elements([cl.Text(name="usage", content=text, display="side")], key=str(uuid.uuid4()))
+    if not _narrow_screen():  # on a phone the panel would cover the chat: /usage shows it instead
+        await cl.ElementSidebar.set_title("Your usage")
+        await cl.ElementSidebar.set_elements(
+            [cl.Text(name="usage", content=text, display="side")], key=str(uuid.uuid4())
+        )
     if send_message:
         await cl.Message(content=text, author="llmtally").send()
 
@@ -283,6 +298,8 @@ async def on_message(message: cl.Message) -> None:
         if produced:
             history.append({"role": "assistant", "content": "".join(produced)})
         cl.user_session.set("history", history)
+        _AFTER_STOP.add(task := asyncio.get_running_loop().create_task(_refresh_after_stop()))
+        task.add_done_callback(_AFTER_STOP.discard)
         raise
     except Exception as exc:  # a provider error: LiteLLM's failure event records it
         log.warning("chat call %s failed: %s", call_id, type(exc).__name__)
@@ -294,6 +311,18 @@ async def on_message(message: cl.Message) -> None:
     await runtime.ledger.flush(timeout=5)
     await _deliver_budget_alerts()
     await _show_usage()
+
+
+_AFTER_STOP: set[asyncio.Task[None]] = set()  # held until done (the loop keeps only weak references)
+
+
+async def _refresh_after_stop() -> None:
+    """After Stop, the panel shows the cancelled call too (once the ledger has written it)."""
+    try:
+        await get_runtime().ledger.flush(timeout=5)
+        await _show_usage()
+    except Exception as exc:  # the tab may be gone (a closed tab also cancels): nothing to refresh
+        log.info("usage panel not refreshed after a stop: %s", type(exc).__name__)
 
 
 async def _deliver_budget_alerts() -> None:

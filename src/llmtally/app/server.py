@@ -17,11 +17,13 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from llmtally.app.chat_theme import write_chat_files
 from llmtally.app.config import LOCAL_USER, AppSettings, auth_secret, password_logins
 from llmtally.app.identity import password_identity
 from llmtally.app.models import available_models
 from llmtally.app.runtime import Runtime, get_runtime, set_runtime
 from llmtally.app.web import GuardPolicy, WebState, install_guards, install_web
+from llmtally.app.web.chat_page import LocalAssetsOnly
 from llmtally.app.web.origin import origin_of
 from llmtally.app.web.session_check import SessionCheck
 from llmtally.db.database import Database
@@ -85,6 +87,8 @@ cot = "hidden"
 alert_style = "classic"
 logo_file_url = ""
 default_avatar_file_url = ""
+custom_css = "/llmtally-static/chat.css"
+custom_js = "/llmtally-static/chat.js"
 
 [meta]
 generated_by = "{version}"
@@ -108,6 +112,7 @@ def prepare_environment(settings: Settings, app_settings: AppSettings) -> None:
         ),
         encoding="utf-8",
     )
+    write_chat_files(root)
     os.environ["CHAINLIT_APP_ROOT"] = str(root)
     os.environ["CHAINLIT_AUTH_SECRET"] = auth_secret(Path(settings.home).expanduser())
     os.environ.setdefault("CHAINLIT_URL", app_settings.url)  # OAuth redirect URLs
@@ -237,6 +242,7 @@ def build_app() -> FastAPI:
     origin = origin_of(runtime.app.url)
     if origin is None:
         raise ConfigurationError(f"LLMTALLY_PUBLIC_URL must be an http(s) URL (got {runtime.app.url!r})")
+    app.add_middleware(LocalAssetsOnly)  # Chainlit's page without its CDN links
     app.add_middleware(SessionCheck, state=state)  # inside the guards: origins are checked first
     install_guards(app, GuardPolicy(origin=origin))
     return app

@@ -5,8 +5,7 @@
   const form = document.getElementById("period");
   const charts = {};
   window.llmtallyCharts = charts;
-  const palette = ["#2563eb", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#06b6d4", "#ec4899", "#84cc16", "#64748b", "#f97316"];
-  const color = (i) => palette[i % palette.length];
+  const { FAILURE, colorFor, valueAxis, tooltip } = window.llmtallyChart;
 
   const isoDay = (d) => d.toISOString().slice(0, 10);
   const addDays = (d, n) => new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + n));
@@ -31,8 +30,7 @@
     return body;
   }
 
-  const num = (v) => (v === null || v === undefined ? 0 : Number(v));
-  const money = (v) => "$" + num(v).toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 6 });
+  const { num, money } = window.llmtallyChart;
   const fmt = {
     requests: (v) => num(v).toLocaleString(),
     total_tokens: (v) => num(v).toLocaleString(),
@@ -40,6 +38,9 @@
     active_users: (v) => num(v).toLocaleString(),
     error_rate: (v) => (v === null ? "–" : (num(v) * 100).toFixed(2) + " %"),
   };
+
+  // A user is named the same way in the chart and in the table: e-mail when known, else the id.
+  const userLabel = (u) => u.email || u.user_id;
 
   function cell(row, text, cls) {
     const td = document.createElement("td");
@@ -70,10 +71,10 @@
   function stacked(rows, days, key, by) {
     const groups = [...new Set(rows.map((r) => r[by]))].sort();
     const index = new Map(days.map((d, i) => [d, i]));
-    return groups.map((g, i) => {
+    return groups.map((g) => {
       const data = days.map(() => 0);
       rows.filter((r) => r[by] === g).forEach((r) => { data[index.get(r.day)] += num(r[key]); });
-      return { label: g, data, backgroundColor: color(i), stack: "s" };
+      return { label: g, data, backgroundColor: colorFor(g), stack: "s" };
     });
   }
 
@@ -82,20 +83,34 @@
   function drawSeries() {
     if (!last) return;
     const { rows, days } = last;
-    const stackedOpts = { scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true } } };
-    draw("chart-cost", { type: "bar", data: { labels: days, datasets: stacked(rows, days, "cost", document.getElementById("cost-by").value) }, options: stackedOpts });
-    draw("chart-tokens", { type: "bar", data: { labels: days, datasets: stacked(rows, days, "total_tokens", document.getElementById("tokens-by").value) }, options: stackedOpts });
+    const stackedOpts = (kind) => ({ scales: { x: { stacked: true }, y: valueAxis(kind, { stacked: true }) }, plugins: { tooltip: tooltip(kind) } });
+    draw("chart-cost", { type: "bar", data: { labels: days, datasets: stacked(rows, days, "cost", document.getElementById("cost-by").value) }, options: stackedOpts("money") });
+    draw("chart-tokens", { type: "bar", data: { labels: days, datasets: stacked(rows, days, "total_tokens", document.getElementById("tokens-by").value) }, options: stackedOpts("count") });
+  }
+
+  // A custom range needs both days, the first not after the last: otherwise say so, load nothing.
+  function rangeProblem() {
+    if (form.preset.value !== "custom") return null;
+    if (!form.since.value || !form.until.value) return "Choose both the first and the last day of the custom range.";
+    if (form.since.value > form.until.value) return "The first day of the range is after the last one.";
+    return null;
   }
 
   async function load(event) {
     if (event) event.preventDefault();
+    const error = document.getElementById("load-error");
+    const problem = rangeProblem();
+    if (problem) {
+      error.textContent = problem;
+      error.hidden = false;
+      return;
+    }
     const [since, until] = period();
     const params = { since: isoDay(since), until: isoDay(until) };
     document.getElementById("period-label").textContent = params.since + " – " + isoDay(addDays(until, -1)) + " (UTC)";
     for (const f of ["csv", "jsonl"]) {
       document.getElementById("export-" + f).href = API + "/export?" + new URLSearchParams({ ...params, format: f });
     }
-    const error = document.getElementById("load-error");
     try {
       const [summary, series, users, latency, failures, unpriced, models, deployments, percentiles] = await Promise.all([
         get("/summary", params), get("/timeseries", params), get("/top-users", { ...params, limit: 10 }),
@@ -125,32 +140,35 @@
       drawSeries();
 
       const perDay = (key) => days.map((d) => series.filter((r) => r.day === d).reduce((s, r) => s + num(r[key]), 0));
+      // A line needs a few days to say anything: over one to three days, side-by-side bars.
+      const few = days.length <= 3;
       draw("chart-requests", {
-        type: "line",
+        type: few ? "bar" : "line",
         data: { labels: days, datasets: [
-          { label: "requests", data: perDay("requests"), borderColor: color(0), backgroundColor: color(0) },
-          { label: "failures", data: perDay("failures"), borderColor: "#ef4444", backgroundColor: "#ef4444" },
+          { label: "requests", data: perDay("requests"), borderColor: "#2563eb", backgroundColor: "#2563eb" },
+          { label: "failures", data: perDay("failures"), borderColor: FAILURE, backgroundColor: FAILURE },
         ] },
-        options: { scales: { y: { beginAtZero: true } } },
+        options: { scales: { y: valueAxis("count") }, plugins: { tooltip: tooltip("count") } },
       });
       draw("chart-users", {
         type: "bar",
-        data: { labels: users.map((u) => u.email || u.user_id), datasets: [{ label: "cost (USD)", data: users.map((u) => num(u.cost)), backgroundColor: color(0) }] },
-        options: { indexAxis: "y", plugins: { legend: { display: false } } },
+        data: { labels: users.map(userLabel), datasets: [{ label: "cost", data: users.map((u) => num(u.cost)), backgroundColor: users.map((u) => colorFor(u.user_id)) }] },
+        options: { indexAxis: "y", scales: { x: valueAxis("money") }, plugins: { legend: { display: false }, tooltip: tooltip("money") } },
       });
       const mix = new Map();
       series.forEach((r) => mix.set(r.model, (mix.get(r.model) || 0) + num(r.requests)));
       draw("chart-models", {
         type: "doughnut",
-        data: { labels: [...mix.keys()], datasets: [{ data: [...mix.values()], backgroundColor: [...mix.keys()].map((_, i) => color(i)) }] },
+        data: { labels: [...mix.keys()], datasets: [{ data: [...mix.values()], backgroundColor: [...mix.keys()].map(colorFor) }] },
+        options: { plugins: { tooltip: tooltip("count") } },
       });
       draw("chart-latency", {
         type: "bar",
         data: {
           labels: latency.buckets.map((b) => (b.upper_ms === null ? "> " + b.lower_ms + " ms" : "≤ " + b.upper_ms + " ms")),
-          datasets: [{ label: "requests", data: latency.buckets.map((b) => b.requests), backgroundColor: color(2) }],
+          datasets: [{ label: "requests", data: latency.buckets.map((b) => b.requests), backgroundColor: "#0d9488" }],
         },
-        options: { plugins: { legend: { display: false } } },
+        options: { scales: { y: valueAxis("count") }, plugins: { legend: { display: false }, tooltip: tooltip("count") } },
       });
       document.getElementById("latency-note").textContent = "(" + latency.sampled + " most recent requests, at most " + latency.sample_limit + ")";
 
@@ -158,10 +176,11 @@
         const td = document.createElement("td");
         const a = document.createElement("a");
         a.href = "/admin/users/" + encodeURIComponent(u.user_id);
-        a.textContent = u.user_id;
+        a.textContent = userLabel(u);
+        a.title = u.user_id;
         td.appendChild(a);
         tr.appendChild(td);
-        cell(tr, u.email);
+        cell(tr, u.user_id, "id");
         cell(tr, num(u.requests).toLocaleString(), "n");
         cell(tr, num(u.total_tokens).toLocaleString(), "n");
         cell(tr, num(u.failures).toLocaleString(), "n");
@@ -184,7 +203,7 @@
         cell(tr, num(m.total_tokens).toLocaleString(), "n");
         cell(tr, num(m.cached_tokens).toLocaleString(), "n");
         cell(tr, money(m.cost) + (m.unpriced_requests ? " (+" + m.unpriced_requests + " unpriced)" : ""), "n");
-        cell(tr, m.estimated_requests ? money(m.estimated_cost) + " (" + m.estimated_requests + " calls)" : "–", "n");
+        cell(tr, m.estimated_requests ? money(m.estimated_cost) + " (" + m.estimated_requests + (m.estimated_requests === 1 ? " call)" : " calls)") : "–", "n");
       });
       fill("deployments", deployments, (tr, d) => {
         cell(tr, d.model_group);

@@ -6,13 +6,17 @@
   window.llmtallyCharts = {};
   if (!source || !canvas) return;
   const data = JSON.parse(source.textContent);
-  const palette = ["#2563eb", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#06b6d4", "#ec4899", "#84cc16"];
+  const { colorFor, valueAxis, tooltip } = window.llmtallyChart;
   window.llmtallyCharts.monthly = new Chart(canvas, {
     type: "bar",
     data: {
       labels: data.labels,
-      datasets: data.series.map((s, i) => ({ label: s.label, data: s.cost.map(Number), backgroundColor: palette[i % palette.length], stack: "s" })),
+      datasets: data.series.map((s) => ({ label: s.label, data: s.cost.map(Number), backgroundColor: colorFor(s.label), stack: "s" })),
     },
-    options: { responsive: true, maintainAspectRatio: false, animation: false, scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true } } },
+    options: {
+      responsive: true, maintainAspectRatio: false, animation: false,
+      scales: { x: { stacked: true }, y: valueAxis("money", { stacked: true }) },
+      plugins: { tooltip: tooltip("money") },
+    },
   });
 })();

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from llmtally.analytics.models import MonthlyUsage, RecentRequest
+from llmtally.analytics.models import MonthlyUsage, RecentRequest, UserAnalytics
 from llmtally.analytics.service import Analytics
 from llmtally.app.web.auth import NotAuthenticated, Viewer, identify
 from llmtally.app.web.state import WebState
@@ -129,6 +129,16 @@ def _by_model_rows(months: list[MonthlyUsage]) -> list[dict[str, Any]]:
     return rows
 
 
+def _user_title(user: UserAnalytics) -> str:
+    """A user's page is titled with who they are: name and e-mail when known, the id otherwise."""
+    known = [part for part in (user.full_name, user.email) if part]
+    if not known:
+        return f"User {user.user_id}"
+    if len(known) == 2 and known[0] != known[1]:
+        return f"{known[0]} <{known[1]}>"
+    return known[0]
+
+
 def install_pages(app: FastAPI, state: WebState) -> None:
     """Register the pages and the static files on ``app`` (before Chainlit's catch-all mount)."""
     app.mount(STATIC_PATH, StaticFiles(directory=STATIC), name="llmtally-static")
@@ -196,7 +206,7 @@ def install_pages(app: FastAPI, state: WebState) -> None:
         return render(
             "usage.html",
             viewer=viewer,
-            title=f"User {user_id}",
+            title=_user_title(totals),
             subject=user_id,
             admin_view=True,
             totals=totals,
