@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from llmtally.cli.app import State, cli, console, pass_state
-from llmtally.db.supabase import MIGRATIONS_DIR, apply_auth_link, auth_link_sql, export_migrations
+from llmtally.db.supabase import MIGRATIONS_DIR, apply_auth_link, auth_link_sql, export_migrations, linked_profiles
 
 
 @cli.group()
@@ -56,7 +56,4 @@ def link_auth(state: State, print_only: bool) -> None:
         return
     with state.database() as db:
         apply_auth_link(db)
-        linked = db.fetch_one("select count(*) as n from public.user_profiles where auth_user_id is not null")
-        console.print(
-            f"linked user_profiles to auth.users in {db.where}: {linked['n'] if linked else 0} Supabase user(s)"
-        )
+        console.print(f"linked user_profiles to auth.users in {db.where}: {linked_profiles(db)} Supabase user(s)")

@@ -15,6 +15,7 @@ from llmtally.db.queries import query
 from llmtally.errors import UserInputError
 from llmtally.ledger.events import UsageEvent
 from llmtally.ledger.spool import Spool
+from llmtally.ledger.token_count import count_tokens
 from llmtally.ledger.writer import LedgerWriter, WriterStats
 
 if TYPE_CHECKING:
@@ -191,7 +192,7 @@ class Ledger:
 
     def _retention_loop(self) -> None:
         """Apply LLMTALLY_RETENTION_* at start, then once a day, while the ledger runs."""
-        from llmtally.privacy import apply_retention
+        from llmtally.ledger.retention import apply_retention
 
         db = self.db
         while db is not None and not self._retention_stop.is_set():
@@ -258,9 +259,9 @@ class Ledger:
         # Counted here, the tokens are LiteLLM's tokenizer's estimate, not what the provider billed.
         estimated = prompt_tokens is None or completion_tokens is None
         if prompt_tokens is None:
-            prompt_tokens = _count_tokens(litellm, model, messages=messages) if messages else 0
+            prompt_tokens = count_tokens(litellm, model, messages=messages) if messages else 0
         if completion_tokens is None:
-            completion_tokens = _count_tokens(litellm, model, text=partial_response) if partial_response else 0
+            completion_tokens = count_tokens(litellm, model, text=partial_response) if partial_response else 0
         now = dt.datetime.now(dt.UTC)
         start = started_at or now
         event = UsageEvent(
@@ -313,11 +314,3 @@ class Ledger:
     async def link_session(self, session_id: str, user_id: str) -> None:
         """Map a session id to a user, so calls that carry only the session are still attributed."""
         await asyncio.to_thread(self.link_session_sync, session_id, user_id)
-
-
-def _count_tokens(litellm: Any, model: str, **what: Any) -> int:
-    try:
-        return int(litellm.token_counter(model=model, **what))
-    except Exception:
-        text = what.get("text") or str(what.get("messages") or "")
-        return max(1, len(text) // 4)
