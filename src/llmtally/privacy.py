@@ -45,15 +45,6 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-# The rollups with a user column: each one's user rows merge into its anonymous rows (usage_daily_totals
-# has no user column and stays as it is).
-_MERGES_INTO_ANONYMOUS = (
-    "merge_usage_daily_into_anonymous",
-    "merge_usage_monthly_into_anonymous",
-    "merge_usage_monthly_users_into_anonymous",
-)
-
-
 def delete_user(db: Database, user_id: str, *, batch: int = BATCH) -> DeletionReport:
     """Remove a user's profile, content and personal data; keep their usage as anonymous totals."""
     if not user_id:
@@ -69,9 +60,9 @@ def delete_user(db: Database, user_id: str, *, batch: int = BATCH) -> DeletionRe
         if n == 0:
             break
     with db.transaction() as conn:
-        # Rollup rows left from calls that retention already removed: merged into the anonymous rows.
-        for merge in _MERGES_INTO_ANONYMOUS:
-            conn.execute(query(merge), {"u": user_id})
+        # Rollup rows left from calls that retention already removed: merged into the anonymous rows
+        # (usage_daily_totals has no user and is unchanged).
+        conn.execute(query("merge_into_anonymous"), {"u": user_id})
         # Budgets, limits and alerts go with the profile (cascade); calls in flight and the rate window
         # name the user without a foreign key.
         conn.execute(query("delete_user_reservations"), (user_id,))

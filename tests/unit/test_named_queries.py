@@ -57,9 +57,7 @@ def _literals(path: Path) -> Iterator[tuple[int, str]]:
     """The string literals of a module (f-strings with their holes as ``{}``), docstrings left out."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     skip = _docstrings(tree)
-    parts_of_fstrings = {
-        id(v) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for v in node.values
-    }
+    parts_of_fstrings = {id(v) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for v in node.values}
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             if id(node) not in skip and id(node) not in parts_of_fstrings:
@@ -158,3 +156,14 @@ def test_the_scan_leaves_prose_alone(text: str) -> None:
 def test_a_name_written_twice_is_refused() -> None:
     with pytest.raises(ValueError, match="written twice"):
         parse("-- one --\nselect 1\n\n-- one --\nselect 2\n", "twice.sql")
+
+
+def test_no_comment_of_a_named_query_holds_a_positional_placeholder() -> None:
+    """The driver counts a ``%s`` in a comment as a parameter: the query would then fail at run time."""
+    found = [
+        f"{name}: {line.strip()}"
+        for name, body in queries().items()
+        for line in body.splitlines()
+        if line.lstrip().startswith("--") and "%s" in line
+    ]
+    assert not found, found

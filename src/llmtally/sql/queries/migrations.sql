@@ -20,7 +20,7 @@ select coalesce(has_table_privilege(t.oid, 'select'), false)
   from (select to_regclass('supabase_migrations.schema_migrations') as oid) t
 
 -- supabase_pushed_versions --
--- The versions of our migrations the Supabase CLI pushed (both %s: the pattern of their names).
+-- The versions of our migrations the Supabase CLI pushed (both parameters: the pattern of their names).
 select substring(name from %s) from supabase_migrations.schema_migrations where name ~ %s
 
 -- applied_migrations --
