@@ -69,7 +69,9 @@ CREATE TYPE public.llmtally_event AS (
 	cached_tokens integer,
 	cache_creation_tokens integer,
 	reasoning_tokens integer,
-	audio_tokens integer
+	audio_tokens integer,
+	content_truncated boolean,
+	content_original_bytes bigint
 );
 
 --
@@ -651,30 +653,6 @@ $$;
 COMMENT ON FUNCTION public.llmtally_combine(old_status text, new_status text, old_value anycompatible, new_value anycompatible) IS 'A call''s measure combined with new attempts: the better status''s value, or the sum of equal ones.';
 
 --
--- Name: llmtally_content_flag(); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.llmtally_content_flag() RETURNS trigger
-    LANGUAGE plpgsql
-    SET search_path TO ''
-    AS $$
-declare
-    flag jsonb := new.metadata -> '_llmtally_content';
-begin
-    new.content_truncated := coalesce((flag ->> 'truncated')::boolean, false);
-    new.content_original_bytes := greatest(0, (flag ->> 'original_bytes')::bigint);
-    new.metadata := new.metadata - '_llmtally_content';
-    return new;
-end
-$$;
-
---
--- Name: FUNCTION llmtally_content_flag(); Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON FUNCTION public.llmtally_content_flag() IS 'Moves the writers'' _llmtally_content metadata key into content_truncated / content_original_bytes.';
-
---
 -- Name: llmtally_counter_set(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1180,17 +1158,26 @@ begin
             trace_id, model, provider, model_group, prompt_tokens, completion_tokens, tokens_used, cached_tokens,
             cache_creation_tokens, reasoning_tokens, audio_tokens, total_cost, cost_status, cache_hit, saved_cost,
             usage_source, messages, response, status, error, error_type, latency_ms, stream, metadata, created_at,
-            attempt_count, failed_attempts)
+            attempt_count, failed_attempts, content_truncated, content_original_bytes)
         select o.call_key, o.user_profile_id, o.end_user, o.session_id, o.litellm_call_id, o.trace_id, o.model,
                o.provider, o.model_group, o.sum_prompt, o.sum_completion, o.sum_tokens, o.sum_cached,
                o.sum_cache_creation, o.sum_reasoning, o.sum_audio, o.sum_cost,
                case when o.sum_cost is null then 'unpriced' else o.cost_status end,
                o.all_cache_hits, o.sum_saved,
                case when o.any_estimated then 'estimated' else 'provider' end,
-               c.messages, c.response, o.status, o.error, o.error_type, o.max_latency, o.stream, o.metadata,
-               o.first_at, o.n_attempts, o.n_failed
+               c.messages, c.response, o.status, o.error, o.error_type, o.max_latency, o.stream,
+               case when legacy.flag is null then o.metadata else o.metadata - '_llmtally_content' end,
+               o.first_at, o.n_attempts, o.n_failed,
+               coalesce(c.content_truncated, (legacy.flag ->> 'truncated')::boolean, false),
+               case when c.content_truncated then greatest(0, c.content_original_bytes)
+                    when c.content_truncated is null and legacy.flag is not null
+                    then greatest(0, (legacy.flag ->> 'original_bytes')::bigint) end
           from outcome o
           join pg_catalog.unnest(events) with ordinality c on c.ordinality = o.ord
+          -- a writer of an earlier version passes the flag in metadata (0007): read here and removed
+         cross join lateral (
+                select case when pg_catalog.jsonb_typeof(o.metadata) = 'object'
+                            then o.metadata -> '_llmtally_content' end as flag) legacy
          where o.pick = 1
          order by o.call_key
         on conflict (call_key) do update set
@@ -3165,12 +3152,6 @@ CREATE INDEX web_sessions_expires_at_idx ON public.web_sessions USING btree (exp
 CREATE INDEX web_sessions_user_id_idx ON public.web_sessions USING btree (user_id) WHERE (revoked_at IS NULL);
 
 --
--- Name: request_logs request_logs_content_flag; Type: TRIGGER; Schema: public; Owner: -
---
-
-CREATE TRIGGER request_logs_content_flag BEFORE INSERT ON public.request_logs FOR EACH ROW WHEN (((jsonb_typeof(new.metadata) = 'object'::text) AND (new.metadata ? '_llmtally_content'::text))) EXECUTE FUNCTION public.llmtally_content_flag();
-
---
 -- Name: request_logs request_logs_default_call_key; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -3635,12 +3616,6 @@ GRANT ALL ON FUNCTION public.llmtally_budget_usage(p_user text, p_at timestamp w
 
 REVOKE ALL ON FUNCTION public.llmtally_combine(old_status text, new_status text, old_value anycompatible, new_value anycompatible) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.llmtally_combine(old_status text, new_status text, old_value anycompatible, new_value anycompatible) TO service_role;
-
---
--- Name: FUNCTION llmtally_content_flag(); Type: ACL; Schema: public; Owner: -
---
-
-REVOKE ALL ON FUNCTION public.llmtally_content_flag() FROM PUBLIC;
 
 --
 -- Name: FUNCTION llmtally_counter_set(); Type: ACL; Schema: public; Owner: -

@@ -10,7 +10,7 @@ copy llmtally_stage (seq, user_profile_id, end_user, session_id, litellm_call_id
     prompt_tokens, completion_tokens, tokens_used, total_cost, cost_status, messages, response, status,
     error, error_type, latency_ms, stream, metadata, created_at, call_key, attempt_key, trace_id, model_group,
     model_id, api_base, cache_hit, saved_cost, usage_source, cached_tokens, cache_creation_tokens,
-    reasoning_tokens, audio_tokens) from stdin
+    reasoning_tokens, audio_tokens, content_truncated, content_original_bytes) from stdin
 
 -- insert_from_stage --
 -- The insert itself (user from the session map, custom prices, on conflict do nothing) is the
@@ -56,11 +56,7 @@ select public.llmtally_insert_events(array(
                coalesce((s.r ->> 'stream')::boolean, false),
                case when jsonb_typeof(s.r -> 'meta') = 'object' then s.r -> 'meta'
                     when coalesce(jsonb_typeof(s.r -> 'meta'), 'null') = 'null' then '{}'::jsonb
-                    else jsonb_build_object('value', s.r -> 'meta') end
-               || case when coalesce((s.r ->> 'trunc')::boolean, false)
-                       then jsonb_build_object('_llmtally_content',
-                                jsonb_build_object('truncated', true, 'original_bytes', s.r -> 'orig'))
-                       else '{}'::jsonb end,
+                    else jsonb_build_object('value', s.r -> 'meta') end,
                case when s.r ->> 'at' ~ '([+-][0-9]{2}(:?[0-9]{2})?|Z)$' then (s.r ->> 'at')::timestamptz
                     else (s.r ->> 'at')::timestamp at time zone 'UTC' end,
                -- migration 0009; a record written before it has none of these: the defaults apply
@@ -77,7 +73,11 @@ select public.llmtally_insert_events(array(
                greatest(0, coalesce((s.r ->> 'cat')::integer, 0)),
                greatest(0, coalesce((s.r ->> 'ccr')::integer, 0)),
                greatest(0, coalesce((s.r ->> 'rt')::integer, 0)),
-               greatest(0, coalesce((s.r ->> 'aud')::integer, 0))
+               greatest(0, coalesce((s.r ->> 'aud')::integer, 0)),
+               -- migration 0015: the truncated-content flag as fields, not a key in metadata
+               coalesce((s.r ->> 'trunc')::boolean, false),
+               case when coalesce((s.r ->> 'trunc')::boolean, false)
+                    then greatest(0, (s.r ->> 'orig')::bigint) end
            )::public.llmtally_event
       from llmtally_line_stage s
      cross join lateral (select coalesce((s.r ->> 'pt')::integer, 0) as pt,
