@@ -25,6 +25,7 @@ from typing import Any
 
 from llmtally import metrics
 from llmtally.db.database import Database
+from llmtally.db.queries import query
 from llmtally.errors import BudgetExceeded, RateLimited, UnknownUser, UserInputError
 from llmtally.integrations.litellm.models import count_tokens, max_output_tokens, split_provider
 from llmtally.integrations.litellm.prices import litellm_price
@@ -181,10 +182,7 @@ def check_timezone(value: str) -> str:
 
 def check_user(db: Database, user_id: str | None) -> None:
     """Raise UnknownUser unless user_id (None: the default) has a profile."""
-    if (
-        user_id is not None
-        and db.fetch_one("select 1 as one from user_profiles where user_id = %s", (user_id,)) is None
-    ):
+    if user_id is not None and db.fetch_one(query("profile_exists"), (user_id,)) is None:
         raise UnknownUser(user_id)
 
 
@@ -210,12 +208,7 @@ def set_budget(
     levels = parse_thresholds(list(thresholds) if thresholds is not None else None)
     check_user(db, user_id)
     row = db.fetch_all(
-        "insert into budgets as b (user_profile_id, period, limit_usd, limit_tokens, hard, thresholds, timezone)"
-        " values (%(user)s, %(period)s, %(usd)s, %(tokens)s, %(hard)s, %(thresholds)s, %(tz)s)"
-        " on conflict on constraint budgets_user_period_key do update set limit_usd = excluded.limit_usd,"
-        " limit_tokens = excluded.limit_tokens, hard = excluded.hard, thresholds = excluded.thresholds,"
-        " timezone = excluded.timezone, updated_at = now()"
-        " returning id, user_profile_id, period, limit_usd, limit_tokens, hard, thresholds, timezone, updated_at",
+        query("set_budget"),
         {
             "user": user_id,
             "period": period,
@@ -231,34 +224,27 @@ def set_budget(
 
 def delete_budget(db: Database, user_id: str | None, period: str) -> bool:
     period = parse_period(period)
-    return (
-        db.execute(
-            "delete from budgets where user_profile_id is not distinct from %s and period = %s", (user_id, period)
-        )
-        > 0
-    )
+    return db.execute(query("delete_budget"), (user_id, period)) > 0
 
 
 def list_budgets(db: Database, user_id: str | None = None) -> list[Budget]:
     """Every budget, or those of one user (with the defaults that apply to them)."""
-    rows = db.fetch_all(
-        "select id, user_profile_id, period, limit_usd, limit_tokens, hard, thresholds, timezone, updated_at"
-        " from budgets where %(user)s::text is null or user_profile_id = %(user)s or user_profile_id is null"
-        " order by user_profile_id nulls first, array_position(array['daily','weekly','monthly','lifetime'], period)",
-        {"user": user_id},
-    )
+    rows = db.fetch_all(query("list_budgets"), {"user": user_id})
     return [Budget(**r) for r in rows]
 
 
 def budget_status(db: Database, user_id: str, at: dt.datetime | None = None) -> list[BudgetStatus]:
     """The budgets in force for ``user_id`` at ``at`` (now), with spent and reserved amounts."""
-    rows = db.fetch_all(
-        "select budget_id, owner, period, limit_usd, limit_tokens, hard, timezone, period_start, period_end,"
-        " spent_usd, spent_tokens, reserved_usd, reserved_tokens"
-        " from llmtally_budget_usage(%s, coalesce(%s, now()))",
-        (user_id, at),
-    )
+    rows = db.fetch_all(query("budget_status"), (user_id, at))
     return [BudgetStatus(**r) for r in rows]
+
+
+def budgets_in_force(db: Database, user_id: str, *, as_user: bool) -> list[dict[str, Any]]:
+    """The user's budgets in force with what remains (``user_budget_status``), read as the user
+    (row-level security: the chat's panel and /usage) or as the server (the admin's page of a user)."""
+    if as_user:
+        return db.fetch_all_as_user(user_id, query("budgets_in_force"), {"user": user_id})
+    return db.fetch_all(query("budgets_in_force"), {"user": user_id})
 
 
 def set_rate_limit(db: Database, user_id: str | None, *, rpm: int | None, tpm: int | None) -> RateLimit:
@@ -266,36 +252,22 @@ def set_rate_limit(db: Database, user_id: str | None, *, rpm: int | None, tpm: i
     rpm = parse_count(rpm, "--rpm")
     tpm = parse_count(tpm, "--tpm")
     check_user(db, user_id)
-    db.execute(
-        "insert into rate_limits as r (user_profile_id, rpm, tpm) values (%s, %s, %s)"
-        " on conflict on constraint rate_limits_user_key do update set rpm = excluded.rpm, tpm = excluded.tpm,"
-        " updated_at = now()",
-        (user_id, rpm, tpm),
-    )
+    db.execute(query("set_rate_limit"), (user_id, rpm, tpm))
     return RateLimit(user_id, rpm, tpm)
 
 
 def get_rate_limit(db: Database, user_id: str | None) -> RateLimit | None:
     """The limits in force for ``user_id`` (their own row, else the default), or None."""
-    row = db.fetch_one(
-        "select user_profile_id, rpm, tpm from rate_limits"
-        " where user_profile_id = %(user)s or user_profile_id is null order by user_profile_id nulls last limit 1",
-        {"user": user_id},
-    )
+    row = db.fetch_one(query("rate_limit_in_force"), {"user": user_id})
     return None if row is None else RateLimit(**row)
 
 
 def delete_rate_limit(db: Database, user_id: str | None) -> bool:
-    return db.execute("delete from rate_limits where user_profile_id is not distinct from %s", (user_id,)) > 0
+    return db.execute(query("delete_rate_limit"), (user_id,)) > 0
 
 
 def alerts(db: Database, user_id: str | None = None) -> list[Alert]:
-    rows = db.fetch_all(
-        "select id, user_id, budget_id, period, period_start, threshold, limit_usd, limit_tokens, spent_usd,"
-        " spent_tokens, hard, created_at from budget_alerts where %(user)s::text is null or user_id = %(user)s"
-        " order by id",
-        {"user": user_id},
-    )
+    rows = db.fetch_all(query("list_alerts"), {"user": user_id})
     return [Alert(**r) for r in rows]
 
 
@@ -306,11 +278,7 @@ def deliver_alerts(db: Database, hook: Callable[[Alert], None]) -> int:
     """
     delivered = 0
     with db.transaction() as conn:
-        cur = conn.execute(
-            "select id, user_id, budget_id, period, period_start, threshold, limit_usd, limit_tokens, spent_usd,"
-            " spent_tokens, hard, created_at from budget_alerts where notified_at is null"
-            " order by id limit 100 for update skip locked"
-        )
+        cur = conn.execute(query("alerts_to_deliver"))
         names = [c.name for c in cur.description or []]
         for values in cur.fetchall():
             alert = Alert(**dict(zip(names, values, strict=True)))
@@ -319,7 +287,7 @@ def deliver_alerts(db: Database, hook: Callable[[Alert], None]) -> int:
             except Exception:
                 log.exception("budget alert hook failed for alert %s", alert.id)
                 continue
-            conn.execute("update budget_alerts set notified_at = now() where id = %s", (alert.id,))
+            conn.execute(query("mark_alert_notified"), (alert.id,))
             delivered += 1
     return delivered
 
@@ -372,7 +340,7 @@ def reserve(
     if not user_id:
         raise UserInputError("user_id must not be empty")
     row = db.fetch_all(
-        "select * from llmtally_reserve(%s, %s, %s, %s, %s, %s, %s, %s, coalesce(%s, now()))",
+        query("reserve"),
         (user_id, call_id, est.model, est.provider, est.prompt_tokens, est.completion_tokens, est.usd, ttl_s, at),
     )[0]
     if row["allowed"]:
@@ -408,7 +376,7 @@ def _shown(value: Any, unit: str) -> Any:
 
 def release(db: Database, call_id: str) -> bool:
     """Drop the reservation of a call that never reached the provider (and its rate-limit entry)."""
-    row = db.fetch_one("select llmtally_release(%s) as released", (call_id,))
+    row = db.fetch_one(query("release_reservation"), (call_id,))
     return bool(row and row["released"])
 
 
@@ -418,5 +386,5 @@ def settle_failed(db: Database, call_id: str) -> bool:
     A failed attempt does not settle a reservation: a retry or a fallback of the same call may
     still be billed, and the reservation holds its headroom until then.
     """
-    row = db.fetch_one("select llmtally_settle_failed(%s) as settled", (call_id,))
+    row = db.fetch_one(query("settle_failed_reservation"), (call_id,))
     return bool(row and row["settled"])

@@ -131,6 +131,17 @@ def _check_limit(limit: int, most: int = 1000) -> None:
         raise UserInputError(f"limit must be between 1 and {most} (got {limit})")
 
 
+# The queries that read usage_daily_totals, and their versions for one user (sql/queries/analytics.sql).
+_AS_USER = {
+    "totals_by_model": "totals_by_model_as_user",
+    "totals_by_day": "totals_by_day_as_user",
+    "error_rate_by_model": "error_rate_by_model_as_user",
+    "period_totals": "period_totals_as_user",
+    "daily_by_model": "daily_by_model_as_user",
+    "unpriced_models": "unpriced_models_as_user",
+}
+
+
 class Analytics:
     """The analytics API over one database. Use as a context manager for many calls."""
 
@@ -147,10 +158,9 @@ class Analytics:
 
     def _rows(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         if self.viewer is not None:
-            # usage_daily_totals is server-only; a user's own totals are their usage_daily rows, which
-            # have the same columns (one user per day x model x provider under RLS).
-            sql = query(name).replace("public.usage_daily_totals", "public.usage_daily")
-            return self.db.fetch_all_as_user(self.viewer, sql, params)
+            # usage_daily_totals is server-only: a query that reads it has a version that reads the
+            # user's usage_daily rows instead (the same columns under row-level security).
+            return self.db.fetch_all_as_user(self.viewer, query(_AS_USER.get(name, name)), params)
         return self.db.fetch_all(query(name), params)
 
     @classmethod

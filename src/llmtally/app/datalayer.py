@@ -129,7 +129,7 @@ class ChatDataLayer(BaseDataLayer):
 
     # -- users -------------------------------------------------------------------------------------
     async def get_user(self, identifier: str) -> PersistedUser | None:
-        row = await self._one("select * from chat.users where identifier = %(i)s", {"i": identifier})
+        row = await self._one(query("chat_user"), {"i": identifier})
         if row is None:
             return None
         return PersistedUser(
@@ -141,8 +141,7 @@ class ChatDataLayer(BaseDataLayer):
 
     async def create_user(self, user: User) -> PersistedUser | None:
         row = await self._one(
-            "insert into chat.users (identifier, metadata) values (%(i)s, %(m)s::jsonb)"
-            " on conflict (identifier) do update set metadata = excluded.metadata returning *",
+            query("chat_upsert_user"),
             # not the login's session id (web_sessions.py): it belongs to one cookie, not to the user
             {"i": user.identifier, "m": to_json({k: v for k, v in (user.metadata or {}).items() if k != "session"})},
         )
@@ -181,7 +180,7 @@ class ChatDataLayer(BaseDataLayer):
             log.warning("chat: %s may not change thread %s (not theirs)", me, thread_id)
 
     async def get_thread_author(self, thread_id: str) -> str:
-        row = await self._one("select user_identifier from chat.threads where id = %(id)s", {"id": thread_id})
+        row = await self._one(query("chat_thread_author"), {"id": thread_id})
         if row is None or row["user_identifier"] is None:
             raise ValueError(f"thread {thread_id} not found")
         return str(row["user_identifier"])
@@ -195,15 +194,7 @@ class ChatDataLayer(BaseDataLayer):
         if not filters.userId:  # never list everyone's threads
             return PaginatedResponse(pageInfo=PageInfo(False, None, None), data=[])
         rows = await self._all(
-            """
-            select t.* from chat.threads t
-             where t.user_id = %(user)s::uuid
-               and (%(search)s::text is null or t.name ilike '%%' || %(search)s || '%%')
-               and (%(cursor)s::text is null
-                    or t.updated_at < (select updated_at from chat.threads where id = %(cursor)s))
-             order by t.updated_at desc
-             limit %(limit)s
-            """,
+            query("chat_list_threads"),
             {
                 "user": filters.userId,
                 "search": filters.search,
@@ -223,16 +214,11 @@ class ChatDataLayer(BaseDataLayer):
         )
 
     async def get_thread(self, thread_id: str) -> ThreadDict | None:
-        thread = await self._one("select * from chat.threads where id = %(id)s", {"id": thread_id})
+        thread = await self._one(query("chat_thread"), {"id": thread_id})
         if thread is None:
             return None
         steps = await self._all(
-            """
-            select s.*, f.id as feedback_id, f.value as feedback_value, f.comment as feedback_comment
-              from chat.steps s left join chat.feedbacks f on f.step_id = s.id
-             where s.thread_id = %(id)s
-             order by s.start_time, s.id
-            """,
+            query("chat_thread_steps"),
             {"id": thread_id},
         )
         return self._thread_dict(thread, [_step_dict(s) for s in steps])
@@ -342,9 +328,7 @@ class ChatDataLayer(BaseDataLayer):
         )
 
     async def get_element(self, thread_id: str, element_id: str) -> ElementDict | None:
-        row = await self._one(
-            "select * from chat.elements where id = %(id)s and thread_id = %(t)s", {"id": element_id, "t": thread_id}
-        )
+        row = await self._one(query("chat_element"), {"id": element_id, "t": thread_id})
         if row is None:
             return None
         return {

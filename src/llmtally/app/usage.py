@@ -6,6 +6,7 @@ import datetime as dt
 from decimal import Decimal
 
 from llmtally.analytics.service import Analytics
+from llmtally.budgets import budgets_in_force
 from llmtally.db.database import Database
 from llmtally.errors import UnknownUser
 from llmtally.wording import plural, priced_cost
@@ -36,11 +37,7 @@ def usage_markdown(analytics: Analytics, user_id: str) -> str:
 
 def budget_markdown(db: Database, user_id: str) -> str:
     """The budgets in force for the user and what remains, read as the user (row-level security)."""
-    rows = db.fetch_all_as_user(
-        user_id,
-        "select period, hard, limit_usd, limit_tokens, spent_usd, spent_tokens, reserved_usd, reserved_tokens,"
-        " remaining_usd, remaining_tokens, period_end from user_budget_status order by period",
-    )
+    rows = budgets_in_force(db, user_id, as_user=True)
     if not rows:
         return ""
     lines = ["### Budget", "", "| period | limit | spent | remaining | resets |", "|---|---:|---:|---:|---|"]

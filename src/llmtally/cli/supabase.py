@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from llmtally.cli.app import State, cli, console, pass_state
-from llmtally.db.supabase import MIGRATIONS_DIR, apply_auth_link, auth_link_sql, export_migrations
+from llmtally.db.supabase import MIGRATIONS_DIR, apply_auth_link, auth_link_sql, export_migrations, linked_profiles
 from llmtally.wording import plural
 
 
@@ -57,7 +57,6 @@ def link_auth(state: State, print_only: bool) -> None:
         return
     with state.database() as db:
         apply_auth_link(db)
-        linked = db.fetch_one("select count(*) as n from public.user_profiles where auth_user_id is not null")
         console.print(
-            f"linked user_profiles to auth.users in {db.where}: {plural(linked['n'] if linked else 0, 'Supabase user')}"
+            f"linked user_profiles to auth.users in {db.where}: {plural(linked_profiles(db), 'Supabase user')}"
         )

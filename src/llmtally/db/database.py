@@ -19,6 +19,7 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
 from llmtally.db.embedded import EmbeddedServer
+from llmtally.db.queries import query
 from llmtally.errors import (
     DATA_REFUSED_CLASSES,
     ConfigurationError,
@@ -294,10 +295,7 @@ class Database:
         pool = self._open_reader()
         try:
             with pool.connection() as conn, conn.transaction():
-                conn.execute(
-                    "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
-                    (role, json.dumps(claims)),
-                )
+                conn.execute(query("act_as"), (role, json.dumps(claims)))
                 yield conn
         except psycopg.Error as exc:
             raise translate(exc, self.url) from exc
@@ -335,6 +333,10 @@ class Database:
     def fetch_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Row | None:
         rows = self.fetch_all(sql, params)
         return rows[0] if rows else None
+
+    def health_check(self) -> None:
+        """One trivial query: raises the translated error when the database does not answer."""
+        self.fetch_one(query("health_check"))
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
         with self.transaction() as conn:

@@ -176,12 +176,17 @@ class EmbeddedServer:
 
     def _ensure_database(self) -> None:
         import psycopg
+        from psycopg import sql
+
+        from llmtally.db.queries import query
 
         with psycopg.connect(self._server.get_uri("postgres"), autocommit=True) as conn:
-            exists = conn.execute("select 1 from pg_database where datname = %s", (DATABASE_NAME,)).fetchone()
+            exists = conn.execute(query("database_exists"), (DATABASE_NAME,)).fetchone()
             if not exists:
+                # A database's name is an identifier, which no statement takes as a parameter: composed.
+                create = sql.SQL(query("create_database")).format(name=sql.Identifier(DATABASE_NAME))
                 with contextlib.suppress(psycopg.errors.DuplicateDatabase):  # another process was first
-                    conn.execute(f'create database "{DATABASE_NAME}"')
+                    conn.execute(create)
 
     def stop(self) -> None:
         """Let go of the server; it stops when no other process of this home holds it."""

@@ -11,6 +11,7 @@ from importlib import resources
 import psycopg
 
 from llmtally.db.database import Database, translate
+from llmtally.db.queries import query
 from llmtally.errors import SchemaNotReady
 
 log = logging.getLogger(__name__)
@@ -19,16 +20,9 @@ log = logging.getLogger(__name__)
 ADVISORY_LOCK_KEY = 0x6C6C6D74  # "llmt"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
-MIGRATIONS_TABLE = """
-create table if not exists public.llmtally_migrations (
-    version    integer primary key,
-    name       text not null,
-    checksum   text not null,
-    applied_at timestamptz not null default now()
-);
-alter table public.llmtally_migrations enable row level security;
-revoke all on table public.llmtally_migrations from public;
-"""
+# The record of applied migrations, also exported for the Supabase CLI (llmtally.db.supabase): the text
+# ends as it always has, so a folder exported by an earlier version holds the same bytes.
+MIGRATIONS_TABLE = query("create_migrations_table") + ";\n"
 
 
 @dataclass(frozen=True)
@@ -81,20 +75,13 @@ _PUSHED_NAME = r"^llmtally_([0-9]{4})_[a-z0-9_]+$"
 def _applied(conn: psycopg.Connection) -> dict[int, str]:
     """Applied migrations and their checksums: our own records, and those pushed by the Supabase CLI."""
     applied: dict[int, str] = {}
-    pushed = conn.execute(
-        "select coalesce(has_table_privilege(t.oid, 'select'), false)"
-        "   and exists (select from pg_attribute where attrelid = t.oid and attname = 'name' and not attisdropped)"
-        "  from (select to_regclass('supabase_migrations.schema_migrations') as oid) t"
-    ).fetchone()
+    pushed = conn.execute(query("supabase_history_readable")).fetchone()
     if pushed and pushed[0]:
-        rows = conn.execute(
-            "select substring(name from %s) from supabase_migrations.schema_migrations where name ~ %s",
-            (_PUSHED_NAME,) * 2,
-        ).fetchall()
+        rows = conn.execute(query("supabase_pushed_versions"), (_PUSHED_NAME,) * 2).fetchall()
         applied |= {int(v): PUSHED for (v,) in rows}
-    exists = conn.execute("select to_regclass('public.llmtally_migrations') is not null").fetchone()
+    exists = conn.execute(query("migrations_table_exists")).fetchone()
     if exists and exists[0]:
-        rows = conn.execute("select version, checksum from public.llmtally_migrations").fetchall()
+        rows = conn.execute(query("applied_migrations")).fetchall()
         applied |= {int(v): str(c) for v, c in rows}
     return applied
 
@@ -123,12 +110,12 @@ def migrate(db: Database) -> list[Migration]:
         conn.autocommit = True
         try:
             with conn.transaction():
-                conn.execute("select pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+                conn.execute(query("migration_lock"), (ADVISORY_LOCK_KEY,))
                 # Foreign keys checked at each statement, not at commit: a migration that backfills a
                 # table with a deferred foreign key and then alters it (enables RLS) would otherwise
                 # fail with "pending trigger events" on a database that already holds usage.
-                conn.execute("set constraints all immediate")
-                exists = conn.execute("select to_regclass('public.llmtally_migrations') is not null").fetchone()
+                conn.execute(query("check_constraints_at_each_statement"))
+                exists = conn.execute(query("migrations_table_exists")).fetchone()
                 if not exists or not exists[0]:
                     conn.execute(MIGRATIONS_TABLE)
                 applied = _applied(conn)
@@ -139,10 +126,7 @@ def migrate(db: Database) -> list[Migration]:
                         continue
                     log.info("applying migration %s", migration.filename)
                     conn.execute(migration.sql.encode())
-                    conn.execute(
-                        "insert into public.llmtally_migrations (version, name, checksum) values (%s, %s, %s)",
-                        (migration.version, migration.name, migration.checksum),
-                    )
+                    conn.execute(query("record_migration"), (migration.version, migration.name, migration.checksum))
                     done.append(migration)
         except psycopg.Error as exc:
             raise translate(exc, db.url) from exc

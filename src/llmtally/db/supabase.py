@@ -19,6 +19,7 @@ from pathlib import Path
 
 from llmtally.db.database import Database
 from llmtally.db.migrations import MIGRATIONS_TABLE, load_migrations
+from llmtally.db.queries import query
 from llmtally.errors import UserInputError
 
 MIGRATIONS_DIR = Path("supabase") / "migrations"
@@ -47,6 +48,12 @@ def apply_auth_link(db: Database) -> None:
     """Link user_profiles to Supabase Auth in ``db`` (idempotent; needs auth.users and the migrations)."""
     with db.transaction() as conn:
         conn.execute(auth_link_sql().encode())
+
+
+def linked_profiles(db: Database) -> int:
+    """How many user_profiles are linked to a Supabase Auth user."""
+    row = db.fetch_one(query("auth_linked_profiles"))
+    return int(row["n"]) if row else 0
 
 
 def export_migrations(directory: Path, *, with_auth_link: bool = False, now: dt.datetime | None = None) -> ExportResult:

@@ -188,7 +188,7 @@ class Ledger:
 
     def _retention_loop(self) -> None:
         """Apply LLMTALLY_RETENTION_* at start, then once a day, while the ledger runs."""
-        from llmtally.privacy import apply_retention
+        from llmtally.ledger.retention import apply_retention
 
         db = self.db
         while db is not None and not self._retention_stop.is_set():

@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from llmtally.db.database import Database
+from llmtally.db.queries import query
 from llmtally.errors import DatabaseError
 from llmtally.ledger.postgres_sink import write_events
 from llmtally.ledger.spool import decode
@@ -23,8 +24,7 @@ class QuarantinedEvent:
 
 def list_quarantine(db: Database, *, limit: int = 100) -> list[QuarantinedEvent]:
     rows = db.fetch_all(
-        "select id, litellm_call_id, reason, raw_bytes, attempts, created_at from public.quarantine"
-        " order by id limit %s",
+        query("list_quarantine"),
         (limit,),
     )
     return [QuarantinedEvent(**r) for r in rows]
@@ -41,7 +41,7 @@ def retry_quarantine(db: Database, *, ids: list[int] | None = None, store_conten
     """Write quarantined events again (e.g. after a fix); those the database now accepts leave the quarantine."""
     result = RetryResult()
     rows = db.fetch_all(
-        "select id, raw_event from public.quarantine where %(ids)s::bigint[] is null or id = any(%(ids)s) order by id",
+        query("quarantined_events"),
         {"ids": ids},
     )
     for row in rows:
@@ -51,7 +51,7 @@ def retry_quarantine(db: Database, *, ids: list[int] | None = None, store_conten
         except (DatabaseError, ValueError, TypeError, KeyError) as exc:
             result.still_refused += 1
             db.execute(
-                "update public.quarantine set attempts = attempts + 1, retried_at = now(), reason = %s where id = %s",
+                query("quarantine_still_refused"),
                 (str(exc).splitlines()[0] if str(exc) else type(exc).__name__, row["id"]),
             )
             continue
@@ -59,5 +59,5 @@ def retry_quarantine(db: Database, *, ids: list[int] | None = None, store_conten
             result.written += 1
         else:
             result.already_recorded += 1
-        db.execute("delete from public.quarantine where id = %s", (row["id"],))
+        db.execute(query("quarantine_release"), (row["id"],))
     return result

@@ -47,6 +47,8 @@ EVENT_FIELDS = (
     "cache_creation_tokens",
     "reasoning_tokens",
     "audio_tokens",
+    "content_truncated",
+    "content_original_bytes",
 )
 
 
@@ -74,7 +76,7 @@ def event_row(seq: int, event: UsageEvent, *, store_content: bool = True) -> tup
         clean_text(event.error_type),
         None if event.latency_ms is None else max(0, event.latency_ms),
         event.stream,
-        to_json(_metadata(event)),
+        to_json(event.metadata or {}),
         event.created_at,
         clean_text(event.key),
         clean_text(event.attempt_key),
@@ -89,6 +91,8 @@ def event_row(seq: int, event: UsageEvent, *, store_content: bool = True) -> tup
         max(0, event.cache_creation_tokens),
         max(0, event.reasoning_tokens),
         max(0, event.audio_tokens),
+        event.content_truncated,
+        max(0, event.content_original_bytes or 0) if event.content_truncated else None,
     )
 
 
@@ -97,11 +101,3 @@ def _as_cost(value: Any) -> Decimal | None:
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
         return None
     return Decimal(str(value)).quantize(COST_QUANTUM).normalize()
-
-
-def _metadata(event: UsageEvent) -> Any:
-    if not event.content_truncated:
-        return event.metadata or {}
-    # Migration 0007 moves this key into request_logs.content_truncated / content_original_bytes.
-    flag = {"truncated": True, "original_bytes": event.content_original_bytes}
-    return {**(event.metadata if isinstance(event.metadata, dict) else {}), "_llmtally_content": flag}

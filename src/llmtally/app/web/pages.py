@@ -21,6 +21,7 @@ from llmtally.analytics.models import MonthlyUsage, RecentRequest, UserAnalytics
 from llmtally.analytics.service import Analytics
 from llmtally.app.web.auth import NotAuthenticated, Viewer, identify
 from llmtally.app.web.state import WebState
+from llmtally.budgets import budgets_in_force
 from llmtally.errors import UnknownUser
 from llmtally.wording import money, priced_cost
 
@@ -37,18 +38,10 @@ templates = Environment(
 )
 
 
-BUDGET_COLUMNS = (
-    "select period, hard, limit_usd, limit_tokens, spent_usd, spent_tokens, reserved_usd, reserved_tokens,"
-    " remaining_usd, remaining_tokens, period_end from public.user_budget_status"
-)
-
-
 def budget_rows(state: WebState, user_id: str, *, as_user: bool) -> list[dict[str, Any]]:
     """The budgets in force for the user: as the user (row-level security) on /usage, as the server on
     the admin's page of that user."""
-    if as_user:
-        return state.db.fetch_all_as_user(user_id, BUDGET_COLUMNS + " order by period")
-    return state.db.fetch_all(BUDGET_COLUMNS + " where user_id = %s order by period", (user_id,))
+    return budgets_in_force(state.db, user_id, as_user=as_user)
 
 
 def _text_of(value: Any) -> str:

@@ -1,0 +1,85 @@
+-- Budgets, rate limits, reservations and alerts (llmtally.budgets, the web pages and the chat's usage
+-- panel). A line "-- name --" starts a query.
+
+-- profile_exists --
+select 1 as one from public.user_profiles where user_id = %s
+
+-- set_budget --
+insert into public.budgets as b (user_profile_id, period, limit_usd, limit_tokens, hard, thresholds, timezone)
+values (%(user)s, %(period)s, %(usd)s, %(tokens)s, %(hard)s, %(thresholds)s, %(tz)s)
+on conflict on constraint budgets_user_period_key do update set
+    limit_usd = excluded.limit_usd,
+    limit_tokens = excluded.limit_tokens,
+    hard = excluded.hard,
+    thresholds = excluded.thresholds,
+    timezone = excluded.timezone,
+    updated_at = now()
+returning id, user_profile_id, period, limit_usd, limit_tokens, hard, thresholds, timezone, updated_at
+
+-- delete_budget --
+delete from public.budgets where user_profile_id is not distinct from %s and period = %s
+
+-- list_budgets --
+-- Every budget (%(user)s null), or one user's with the defaults that apply to them.
+select id, user_profile_id, period, limit_usd, limit_tokens, hard, thresholds, timezone, updated_at
+  from public.budgets
+ where %(user)s::text is null or user_profile_id = %(user)s or user_profile_id is null
+ order by user_profile_id nulls first, array_position(array['daily','weekly','monthly','lifetime'], period)
+
+-- budget_status --
+select budget_id, owner, period, limit_usd, limit_tokens, hard, timezone, period_start, period_end,
+       spent_usd, spent_tokens, reserved_usd, reserved_tokens
+  from public.llmtally_budget_usage(%s, coalesce(%s, now()))
+
+-- budgets_in_force --
+-- A user's budgets in force and what remains: read as the user (row-level security) by /usage and the
+-- chat's usage panel, as the server by the admin's page of that user.
+select period, hard, limit_usd, limit_tokens, spent_usd, spent_tokens, reserved_usd, reserved_tokens,
+       remaining_usd, remaining_tokens, period_end
+  from public.user_budget_status
+ where user_id = %(user)s
+ order by period
+
+-- set_rate_limit --
+insert into public.rate_limits as r (user_profile_id, rpm, tpm) values (%s, %s, %s)
+on conflict on constraint rate_limits_user_key do update set
+    rpm = excluded.rpm, tpm = excluded.tpm, updated_at = now()
+
+-- rate_limit_in_force --
+-- The user's own row, else the default (user_profile_id null).
+select user_profile_id, rpm, tpm from public.rate_limits
+ where user_profile_id = %(user)s or user_profile_id is null
+ order by user_profile_id nulls last
+ limit 1
+
+-- delete_rate_limit --
+delete from public.rate_limits where user_profile_id is not distinct from %s
+
+-- list_alerts --
+select id, user_id, budget_id, period, period_start, threshold, limit_usd, limit_tokens, spent_usd,
+       spent_tokens, hard, created_at
+  from public.budget_alerts
+ where %(user)s::text is null or user_id = %(user)s
+ order by id
+
+-- alerts_to_deliver --
+-- Locked until the delivering transaction ends; another process skips them.
+select id, user_id, budget_id, period, period_start, threshold, limit_usd, limit_tokens, spent_usd,
+       spent_tokens, hard, created_at
+  from public.budget_alerts
+ where notified_at is null
+ order by id
+ limit 100
+   for update skip locked
+
+-- mark_alert_notified --
+update public.budget_alerts set notified_at = now() where id = %s
+
+-- reserve --
+select * from public.llmtally_reserve(%s, %s, %s, %s, %s, %s, %s, %s, coalesce(%s, now()))
+
+-- release_reservation --
+select public.llmtally_release(%s) as released
+
+-- settle_failed_reservation --
+select public.llmtally_settle_failed(%s) as settled
