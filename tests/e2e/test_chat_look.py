@@ -97,3 +97,26 @@ def test_the_chat_loads_nothing_from_other_hosts_and_the_panel_stays_closed_on_a
             raise
         finally:
             page.context.browser.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_pages_and_the_chat_follow_the_system_s_light_or_dark_setting(
+    server: Server, chromium_path: str, scheme: str
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, args=FLAGS)
+        try:
+            page = browser.new_context(viewport={"width": 1400, "height": 900}, color_scheme=scheme).new_page()
+            page.goto(f"{server.url}/login")
+            sign_in(page, "alice", "alice-password")
+            expect(page.locator("#chat-input")).to_be_visible(timeout=30_000)
+            # Chainlit's own default is dark; the chat follows the system instead
+            expect(page.locator("html")).to_have_class(scheme, timeout=10_000)
+            page.goto(f"{server.url}/usage")
+            background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+            assert background == {"light": "rgb(248, 250, 252)", "dark": "rgb(15, 20, 27)"}[scheme]
+            page.screenshot(path=str(ARTIFACTS / f"usage-{scheme}.png"), full_page=True)
+        finally:
+            browser.close()
