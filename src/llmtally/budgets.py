@@ -207,7 +207,7 @@ def set_budget(
     timezone = check_timezone(timezone)
     levels = parse_thresholds(list(thresholds) if thresholds is not None else None)
     check_user(db, user_id)
-    row = db.fetch_all(
+    row = db.fetch_all_in_transaction(
         query("set_budget"),
         {
             "user": user_id,
@@ -260,6 +260,11 @@ def get_rate_limit(db: Database, user_id: str | None) -> RateLimit | None:
     """The limits in force for ``user_id`` (their own row, else the default), or None."""
     row = db.fetch_one(query("rate_limit_in_force"), {"user": user_id})
     return None if row is None else RateLimit(**row)
+
+
+def list_rate_limits(db: Database) -> list[RateLimit]:
+    """Every rate limit: the default (user None) first."""
+    return [RateLimit(**row) for row in db.fetch_all(query("list_rate_limits"))]
 
 
 def delete_rate_limit(db: Database, user_id: str | None) -> bool:

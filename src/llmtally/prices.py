@@ -126,6 +126,7 @@ def reprice(db: Database, model: str | None = None) -> int:
                 query("reprice_map"),
                 {**params, **{col: [u[col] for u in usages] for col in USAGE_COLUMNS}, "cost": costs},
             )
+    db.execute(query("audit_reprice"), {"model": model or "every model", "changed": changed})
     return changed
 
 

@@ -55,6 +55,7 @@ OWNER_COLUMN: dict[str, str | None] = {
     "quarantine": None,
     "request_attempts": "user_profile_id",
     "web_sessions": None,
+    "audit_log": None,
 }
 BUDGET_TABLES = ["budgets", "budget_reservations", "budget_alerts", "rate_limits", "rate_limit_log"]
 TABLES = [
@@ -71,6 +72,7 @@ TABLES = [
     "quarantine",
     "request_attempts",
     "web_sessions",
+    "audit_log",
     *BUDGET_TABLES,
 ]
 VIEWS = ["user_request_analytics", "monthly_token_usage", "user_recent_activity", "user_budget_status"]
@@ -230,6 +232,11 @@ SPECIFIC_WRITES = {  # forging usage for someone else, zeroing one's own counter
     ): "update public.request_attempts set status = 'success' where user_profile_id = %(me)s",
     ("quarantine", "insert"): "insert into public.quarantine (reason, raw_event) values ('forged', '{}')",
     ("quarantine", "update"): "update public.quarantine set reason = 'forged'",
+    (
+        "audit_log",
+        "insert",
+    ): "insert into public.audit_log (actor, action, object, subject) values ('me', 'delete', 'x', 'y')",
+    ("audit_log", "update"): "update public.audit_log set actor = 'someone else'",
 }
 GENERIC_WRITES = {
     "insert": "insert into public.{rel} default values",

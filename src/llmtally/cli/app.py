@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import logging
 import os
 import sys
@@ -13,7 +14,7 @@ import click
 from pydantic import ValidationError
 from rich.console import Console
 
-from llmtally.db.database import Database
+from llmtally.db.database import Database, acting_as
 from llmtally.db.migrations import ensure_current, migrate
 from llmtally.errors import LlmtallyError
 from llmtally.settings import Settings
@@ -22,6 +23,14 @@ console = Console()
 
 # The USER argument of `budgets` and `limits` that means "everyone without a row of their own".
 DEFAULT_USER = "default"
+
+
+def cli_actor() -> str:
+    """Who the audit log says made a command's changes: ``cli:`` and the operating system's user."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for this uid (some containers)
+        return f"cli:uid {os.getuid()}"
 
 
 def owner_of(user: str) -> str | None:
@@ -66,7 +75,8 @@ class State:
                     migrate(db)
                 else:
                     ensure_current(db)
-            yield db
+            with acting_as(cli_actor()):  # every change a command makes is in the audit log as this
+                yield db
         finally:
             db.close()
 
@@ -102,6 +112,7 @@ def load_commands() -> click.Group:
     """
     from llmtally.cli import (  # noqa: F401
         api_tokens,
+        audit,
         budgets,
         db,
         demo,

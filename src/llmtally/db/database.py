@@ -8,6 +8,7 @@ import logging
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -43,6 +44,18 @@ CONNECTION_KWARGS: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S, "prep
 Row = dict[str, Any]
 # json/jsonb numbers with a fraction become Decimal, so costs inside jsonb stay exact.
 _json_loads = functools.partial(json.loads, parse_float=Decimal)
+_actor: ContextVar[str | None] = ContextVar("llmtally_actor", default=None)
+
+
+@contextmanager
+def acting_as(actor: str) -> Iterator[None]:
+    """Name who the transactions opened inside act for (``web:USER``, ``cli:OS_USER``): the audit log's
+    triggers store it with every change of a budget, a limit, a price, a token or a user."""
+    token = _actor.set(actor)
+    try:
+        yield
+    finally:
+        _actor.reset(token)
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
@@ -278,7 +291,11 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection[Any]]:
+        """A transaction, committed on success; inside :func:`acting_as` it names its actor for the audit log."""
         with self.connection() as conn, conn.transaction():
+            actor = _actor.get()
+            if actor is not None:
+                conn.execute(query("set_actor"), (actor,))
             yield conn
 
     @contextmanager

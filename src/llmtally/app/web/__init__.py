@@ -17,6 +17,7 @@ from llmtally.app.web.api import build_api
 from llmtally.app.web.explorer import install_explorer
 from llmtally.app.web.guard import GuardPolicy, RequestGuard
 from llmtally.app.web.login_limit import LoginLimit, LoginLimits
+from llmtally.app.web.manage import install_manage
 from llmtally.app.web.pages import install_pages
 from llmtally.app.web.state import WebState
 
@@ -51,6 +52,7 @@ def install_web(app: FastAPI, state: WebState) -> None:
 
     install_pages(app, state)
     install_explorer(app, state)
+    install_manage(app, state)
     app.mount("/api/v1", build_api(state), name="api")
 
 

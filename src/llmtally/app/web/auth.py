@@ -9,12 +9,17 @@ Administrators are named by user id; an e-mail in LLMTALLY_ADMINS matches only t
 login's provider verified, which the chat puts in the signed session (``metadata.verified_email``).
 An API token carries no login, so a token is an administrator's only when its user id is listed.
 
+Forms of the pages carry a CSRF token bound to the login session (:attr:`Viewer.csrf_token`), on top
+of the origin check every state-changing request gets (``origin.py``).
+
 A session JWT counts only while its server-side session (``metadata.session``, table ``web_sessions``)
 is active: logout, ``llmtally users revoke-sessions`` and the removal of a password login end it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 from collections.abc import Mapping
@@ -34,7 +39,27 @@ log = logging.getLogger("llmtally.app")
 class Viewer:
     user_id: str
     is_admin: bool
-    via: Literal["cookie", "token"]
+    # cookie: the browser's session cookie, sent with any request to the app (forms need a CSRF token);
+    # token: an API token; bearer: a session JWT in the Authorization header (scripts, tests)
+    via: Literal["cookie", "token", "bearer"]
+    session_id: str | None = None
+
+    @property
+    def csrf_token(self) -> str:
+        """The token a form of the pages carries: bound to the login session, so a page of another site
+        cannot know it. Empty for a viewer with no session cookie (nothing ambient to forge)."""
+        secret = os.environ.get("CHAINLIT_AUTH_SECRET", "")
+        if self.via != "cookie" or self.session_id is None or not secret:
+            return ""
+        return hmac.new(secret.encode(), f"llmtally-csrf:{self.session_id}".encode(), hashlib.sha256).hexdigest()
+
+    def csrf_ok(self, given: str | None) -> bool:
+        """Whether a form's token is this viewer's: always for API tokens and bearer sessions, which a
+        browser never sends by itself."""
+        if self.via != "cookie":
+            return True
+        expected = self.csrf_token
+        return bool(expected) and given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
 class NotAuthenticated(Exception):
@@ -122,6 +147,7 @@ def identify(state: WebState, request: Request) -> Viewer:
     """The viewer of a request, or NotAuthenticated."""
     header = request.headers.get("authorization")
     session: Session | None
+    via: Literal["cookie", "bearer"] = "bearer" if header is not None else "cookie"
     if header is not None:
         scheme, _, credential = header.partition(" ")
         credential = credential.strip()
@@ -147,5 +173,8 @@ def identify(state: WebState, request: Request) -> Viewer:
     if not already and not session_active(state, session):
         raise NotAuthenticated("the session has ended: log in again")
     return Viewer(
-        user_id=session.user_id, is_admin=state.is_admin(session.user_id, session.verified_email), via="cookie"
+        user_id=session.user_id,
+        is_admin=state.is_admin(session.user_id, session.verified_email),
+        via=via,
+        session_id=session.session_id,
     )

@@ -83,3 +83,7 @@ select public.llmtally_release(%s) as released
 
 -- settle_failed_reservation --
 select public.llmtally_settle_failed(%s) as settled
+
+-- list_rate_limits --
+-- Every rate limit: the default (user_profile_id null) first, then users in id order.
+select user_profile_id, rpm, tpm from public.rate_limits order by user_profile_id nulls first

@@ -5,6 +5,10 @@
 -- What PostgREST does per request: the role and the JWT claims, for this transaction only.
 select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)
 
+-- set_actor --
+-- Who this transaction acts for (llmtally.db.acting_as): the audit log's triggers read it.
+select set_config('llmtally.actor', %s, true)
+
 -- database_exists --
 select 1 from pg_database where datname = %s
 

@@ -68,3 +68,8 @@ update public.request_logs r
 update public.request_logs r
    set total_cost = null, cost_status = 'unpriced'
  where r.model = %(model)s and r.provider = %(provider)s and r.cost_status = 'custom' and not r.cache_hit
+
+-- audit_reprice --
+-- A reprice changes stored costs, not a price: the audit log gets one row saying how many.
+insert into public.audit_log (actor, action, object, subject, after)
+values (public.llmtally_actor(), 'reprice', 'request_logs', %(model)s, jsonb_build_object('rows_changed', %(changed)s::bigint))
