@@ -111,6 +111,7 @@ def test_a_bad_form_says_what_is_wrong_keeps_the_values_and_stores_nothing(
 def test_rate_limits_for_the_default_and_a_user(seeded_db: Database, browser: TestClient) -> None:
     assert post(browser, "/admin/budgets", action="set_limit", user="", rpm="60")[0] == 200
     status, html = post(browser, "/admin/budgets", action="set_limit", user=BOB, rpm="5", tpm="1000")
+    assert status == 200
     assert notice(html) == f"Set the rate limit of {BOB}: 5 requests and 1,000 tokens per minute."
     assert [(r.user_profile_id, r.rpm, r.tpm) for r in budgets.list_rate_limits(seeded_db)] == [
         (None, 60, None),
