@@ -12,12 +12,11 @@ import pytest
 
 from llmtally import Ledger, Settings, UsageEvent
 from llmtally.db import Database
-from tests.support.browser import ARTIFACTS, FLAGS
+from tests.support.browser import FLAGS, WIDTHS, shot, sideways
 from tests.support.server import Server, login_cookie, run_server
 
 ALICE, BOB = "password_alice", "password_bob"
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
-WIDTHS = {"desktop": (1400, 1000), "phone": (390, 844)}
 PASSWORDS = {"alice": "alice-password", "bob": "bob-password"}
 
 
@@ -71,24 +70,6 @@ def open_page(playwright: Any, chromium: str, server: Server, width: str, login:
     cookies = [c.split("=", 1) for c in login_cookie(server, login, PASSWORDS[login]).split("; ")]
     context.add_cookies([{"name": n, "value": v, "url": server.url} for n, v in cookies])
     return context.new_page()
-
-
-def sideways(page: Any) -> list[str]:
-    """Elements that make the page scroll sideways (those inside a scrolling section do not)."""
-    return list(
-        page.evaluate(
-            """() => document.documentElement.scrollWidth <= window.innerWidth + 1 ? [] :
-                 [...document.querySelectorAll("body *")]
-                 .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
-                 .filter((e) => !e.closest("section") || getComputedStyle(e.closest("section")).overflowX === "visible")
-                 .slice(0, 5).map((e) => e.tagName + "#" + e.id + "." + e.className)"""
-        )
-    )
-
-
-def shot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 @pytest.mark.parametrize("width", sorted(WIDTHS))

@@ -10,12 +10,11 @@ from typing import Any
 import pytest
 
 from llmtally import Ledger, Settings, UsageEvent
-from tests.support.browser import ARTIFACTS, FLAGS
+from tests.support.browser import ARTIFACTS, FLAGS, WIDTHS, sideways
 from tests.support.server import Server, login_cookie, run_server
 
 ALICE = "password_alice"
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
-WIDTHS = {"desktop": (1400, 1000), "phone": (390, 844)}
 
 
 def call(call_id: str, status: str, **fields: Any) -> UsageEvent:
@@ -62,19 +61,6 @@ def browser_page(playwright: Any, chromium: str, server: Server, width: str) -> 
     cookies = [c.split("=", 1) for c in login_cookie(server, "alice", "alice-password").split("; ")]
     context.add_cookies([{"name": n, "value": v, "url": server.url} for n, v in cookies])
     return context.new_page()
-
-
-def sideways(page: Any) -> list[str]:
-    """Elements that make the page scroll sideways (those inside a scrolling section do not)."""
-    return list(
-        page.evaluate(
-            """() => document.documentElement.scrollWidth <= window.innerWidth + 1 ? [] :
-                 [...document.querySelectorAll("body *")]
-                 .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
-                 .filter((e) => !e.closest("section") || getComputedStyle(e.closest("section")).overflowX === "visible")
-                 .slice(0, 5).map((e) => e.tagName + "#" + e.id + "." + e.className)"""
-        )
-    )
 
 
 @pytest.mark.parametrize("width", sorted(WIDTHS))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,3 +30,25 @@ def chromium_or_skip() -> str:
             pytest.fail("chromium is required in CI (.ci/run installs it with apt-get)")
         pytest.skip("Chromium not installed: apt-get install chromium")
     return CHROMIUM
+
+
+WIDTHS = {"desktop": (1400, 1000), "phone": (390, 844)}
+
+
+def sideways(page: Any) -> list[str]:
+    """Elements that make the page scroll sideways (those inside a scrolling section do not)."""
+    return list(
+        page.evaluate(
+            """() => document.documentElement.scrollWidth <= window.innerWidth + 1 ? [] :
+                 [...document.querySelectorAll("body *")]
+                 .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
+                 .filter((e) => !e.closest("section") || getComputedStyle(e.closest("section")).overflowX === "visible")
+                 .slice(0, 5).map((e) => e.tagName + "#" + e.id + "." + e.className)"""
+        )
+    )
+
+
+def shot(page: Any, name: str) -> None:
+    """A full-page screenshot in test-artifacts/, to look at."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
