@@ -78,8 +78,8 @@ ADA, GITHUB_USER = "google_117195204714065447709", "github_583231"
     [
         (
             "README.md",
-            [f"{ADA}: 1 request(s), 30 tokens", f"1 request(s) recorded for {GITHUB_USER}"],
-            {(ADA, "success"): 1, (GITHUB_USER, "success"): 1},
+            [f"{ADA}: requests 1, tokens 30, cost $"],
+            {(ADA, "success"): 1},
         ),
         (
             "docs/integration.md",
