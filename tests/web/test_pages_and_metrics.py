@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from llmtally import Ledger, Settings
 from llmtally.api_tokens import create_token
 from llmtally.app.web import WebState, install_web
+from llmtally.budgets import budgets_in_force
 from tests.support.web_seed import ADA, BOB, ROOT, event
 
 
@@ -129,6 +130,9 @@ def test_usage_pages_show_the_budget_in_force_and_what_remains(state: WebState) 
     assert f"{1000 - spent:.2f}" in ada or f"{1000 - spent:.4f}" in ada  # what remains of the default
     assert 'id="budget"' in bob and "123,456" not in bob  # Bob has only the default
     assert "123,456 tokens" in admin
+    [daily] = [b for b in budgets_in_force(state.db, ADA, as_user=False) if b["period"] == "daily"]
+    width = round(daily["spent_tokens"] / 123456 * 100, 1)
+    assert daily["spent_tokens"] > 0 and f'class="spent" style="width: {width}%"' in ada  # the bar of the limit
 
 
 def test_metrics_without_a_token_are_refused_unless_the_server_listens_on_loopback(state: WebState) -> None:

@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from llmtally import api_tokens, budgets, prices, privacy
 from llmtally.analytics.service import Analytics
 from llmtally.app.web.auth import NotAuthenticated, Viewer, identify
-from llmtally.app.web.pages import LOGIN_PATH, render
+from llmtally.app.web.pages import LOGIN_PATH, budget_bar, render
 from llmtally.app.web.state import WebState
 from llmtally.audit import audit_entries
 from llmtally.db import acting_as
@@ -202,17 +202,6 @@ ACTIONS: dict[str, dict[str, Action]] = {
 
 
 # -- what each page shows --------------------------------------------------------------------------------
-def _bar(spent: Decimal | int, reserved: Decimal | int, limit: Decimal | int) -> dict[str, float]:
-    """Widths in percent of a bar of the limit: spent, then reserved, never past 100."""
-    if not limit:
-        return {"spent": 100.0 if spent else 0.0, "reserved": 0.0}
-    spent_pct = min(float(spent) / float(limit) * 100, 100.0)
-    return {
-        "spent": round(spent_pct, 1),
-        "reserved": round(min(float(reserved) / float(limit) * 100, 100 - spent_pct), 1),
-    }
-
-
 def budgets_context(state: WebState, _: Request) -> dict[str, Any]:
     rows = budgets.list_budgets(state.db)
     status: dict[int, budgets.BudgetStatus] = {}
@@ -225,9 +214,9 @@ def budgets_context(state: WebState, _: Request) -> dict[str, Any]:
         s = status.get(b.id)
         bars = []
         if s is not None and s.limit_usd is not None:
-            bars.append({"unit": "usd", **_bar(s.spent_usd, s.reserved_usd, s.limit_usd)})
+            bars.append({"unit": "usd", **budget_bar(s.spent_usd, s.reserved_usd, s.limit_usd)})
         if s is not None and s.limit_tokens is not None:
-            bars.append({"unit": "tokens", **_bar(s.spent_tokens, s.reserved_tokens, s.limit_tokens)})
+            bars.append({"unit": "tokens", **budget_bar(s.spent_tokens, s.reserved_tokens, s.limit_tokens)})
         shown.append({"budget": b, "status": s, "bars": bars})
     return {"budgets": shown, "limits": budgets.list_rate_limits(state.db), "periods": budgets.PERIODS}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +39,25 @@ templates = Environment(
 )
 
 
+def budget_bar(spent: Decimal | int, reserved: Decimal | int, limit: Decimal | int) -> dict[str, float]:
+    """Widths in percent of a bar of a budget's limit: spent, then reserved, never past 100 together."""
+    if not limit:
+        return {"spent": 100.0 if spent else 0.0, "reserved": 0.0}
+    spent_pct = min(float(spent) / float(limit) * 100, 100.0)
+    reserved_pct = min(float(reserved) / float(limit) * 100, 100.0 - spent_pct)
+    return {"spent": round(spent_pct, 1), "reserved": round(reserved_pct, 1)}
+
+
 def budget_rows(state: WebState, user_id: str, *, as_user: bool) -> list[dict[str, Any]]:
-    """The budgets in force for the user: as the user (row-level security) on /usage, as the server on
-    the admin's page of that user."""
-    return budgets_in_force(state.db, user_id, as_user=as_user)
+    """The budgets in force for the user, each with its bars: as the user (row-level security) on
+    /usage, as the server on the admin's page of that user."""
+    rows = budgets_in_force(state.db, user_id, as_user=as_user)
+    for row in rows:
+        if row["limit_usd"] is not None:
+            row["bar_usd"] = budget_bar(row["spent_usd"], row["reserved_usd"], row["limit_usd"])
+        if row["limit_tokens"] is not None:
+            row["bar_tokens"] = budget_bar(row["spent_tokens"], row["reserved_tokens"], row["limit_tokens"])
+    return rows
 
 
 def _text_of(value: Any) -> str:
