@@ -45,6 +45,11 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def shown_prefix(token: str) -> str:
+    """The start of a token kept to recognise it (``llmtally tokens list`` shows it): never enough to use it."""
+    return token[:_SHOWN]
+
+
 def looks_like_token(value: str) -> bool:
     return value.startswith(PREFIX) and 20 <= len(value) <= 200
 
@@ -64,7 +69,7 @@ def create_token(
             "user_id": user_id,
             "name": name,
             "token_hash": token_hash(token),
-            "prefix": token[:_SHOWN],
+            "prefix": shown_prefix(token),
             "expires_at": expires_at,
         },
     )[0]
