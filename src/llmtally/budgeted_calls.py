@@ -279,6 +279,7 @@ class BudgetedStream:
         self._finished = False
         self._recorded = False
         self.litellm_call_id = cancelled.call_id
+        self.cancel_reason = "cancelled"  # the reason recorded when the consumer's task is cancelled mid-read
 
     @property
     def text(self) -> str:
@@ -294,7 +295,7 @@ class BudgetedStream:
             self._finished = True
             raise
         except asyncio.CancelledError:
-            self.record_cancelled()
+            self.record_cancelled(self.cancel_reason)
             raise
         except Exception:
             self._finished = True  # a provider error: LiteLLM's failure event records the call

@@ -36,6 +36,7 @@ def chunk_data(chunk: Any, include_usage: bool) -> bytes | None:
 
 
 async def sse_events(stream: BudgetedStream, include_usage: bool) -> AsyncIterator[bytes]:
+    stream.cancel_reason = LEFT  # the response is cancelled when the client leaves
     try:
         try:
             async for chunk in stream:
