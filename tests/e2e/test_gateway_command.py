@@ -12,14 +12,14 @@ from pathlib import Path
 from llmtally.api_tokens import create_token
 from llmtally.db import Database
 from llmtally.db.queries import query
-from tests.support.cli import assert_one_line_error, llmtally_process
+from tests.support.cli import assert_one_line_error, llmtally
 from tests.support.server import ROOT, free_port, wait_until_answering
 
 
 def test_a_bad_config_file_is_one_line_at_start(tmp_path: Path) -> None:
     bad = tmp_path / "gateway.yaml"
     bad.write_text("model_list:\n  - model_name: gpt-4o-mini\n    litellm_params: {api_key: k}\n")
-    result = llmtally_process("gateway", "--port", str(free_port()), "--config", str(bad), home=tmp_path)
+    result = llmtally("gateway", "--port", str(free_port()), "--config", str(bad), home=tmp_path)  # in process
     assert_one_line_error(result, f"{bad}: model_list[0] (gpt-4o-mini) needs litellm_params.model")
 
 
