@@ -7,6 +7,7 @@
     400 invalid_request_error    malformed JSON, a missing or mistyped parameter, a request the provider refused
     404 / 405                    no such path or method under /v1
     502 upstream_failed          the provider failed after every retry and fallback
+    503 upstream_unavailable     every deployment of the model is cooling down; ``Retry-After`` says for how long
     504 upstream_timeout         the provider did not answer in time
     503 database_unavailable     the ledger's database could not answer (nothing was called)
 

@@ -19,6 +19,7 @@ Every mistake in the file is one :class:`ConfigurationError` line, raised when t
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -195,7 +196,14 @@ def upstream_failure(exc: BaseException) -> UpstreamFailure | None:
     """The client's view of a LiteLLM error raised after every retry and fallback; None for other errors."""
     import litellm
     import openai
+    from litellm.types.router import RouterRateLimitError, RouterRateLimitErrorBasic
 
+    if isinstance(exc, RouterRateLimitError | RouterRateLimitErrorBasic):
+        # Every deployment of the model is cooling down after failures (or at its own rpm/tpm).
+        wait = getattr(exc, "cooldown_time", None)
+        retry = str(max(1, math.ceil(wait))) if isinstance(wait, int | float) else None
+        message = "no deployment of the model is available now (they are cooling down after failures)"
+        return UpstreamFailure(503, "upstream_error", "upstream_unavailable", message, retry)
     if not isinstance(exc, openai.OpenAIError):
         return None
     detail = _first_line(exc)
