@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from decimal import Decimal
@@ -159,4 +160,41 @@ def test_a_client_that_leaves_mid_stream_is_recorded_as_cancelled_with_what_it_r
     time.sleep(0.5)
     [still] = gateway.wait_for_rows(caller.user_id, 1)
     assert still["status"] == "cancelled"
+    assert_counters_match_ledger(gateway.db)
+
+
+def test_a_stream_whose_upstream_fails_before_the_first_chunk_is_502_json(
+    gateway: RunningGateway, caller: Caller
+) -> None:
+    response = post(gateway, caller, {**CHAT, "model": "broken", "stream": True})
+    assert response.headers["content-type"].startswith("application/json")
+    assert error_of(response, 502)["code"] == "upstream_failed"
+    [row] = gateway.wait_for_rows(caller.user_id, 1, attempt_count=2)
+    assert row["status"] == "failure" and gateway.reservations(caller.user_id) == 0
+
+
+async def test_concurrent_requests_never_spend_past_the_budget(gateway: RunningGateway, caller: Caller) -> None:
+    # A prompt the tokenizer counts above the upstream's 47 tokens, and max_tokens equal to its 19: each
+    # reservation covers what the call is billed, so the budget is a bound on what is spent.
+    words = " ".join(f"word{i}" for i in range(60))
+    messages = [{"role": "user", "content": words}]
+    one = Decimal(str(47 * 0.15e-6 + 19 * 0.6e-6))  # gpt-4o-mini's price of one billed call
+    limit = (one * Decimal("5.5")).quantize(Decimal("0.000001"))
+    set_budget(gateway.db, caller.user_id, "monthly", limit_usd=limit)
+    async with openai.AsyncOpenAI(base_url=gateway.base_url, api_key=caller.token, max_retries=0) as client:
+
+        async def ask() -> str:
+            try:
+                await client.chat.completions.create(model="gpt-4o-mini", messages=messages, max_tokens=19)
+            except openai.RateLimitError as exc:
+                return str(exc.code)
+            return "ok"
+
+        outcomes = await asyncio.gather(*(ask() for _ in range(30)))
+    admitted = outcomes.count("ok")
+    assert 1 <= admitted <= 5 and outcomes.count("budget_exceeded") == 30 - admitted
+    rows = gateway.wait_for_rows(caller.user_id, admitted)
+    spent = sum(Decimal(str(r["total_cost"])) for r in rows)
+    assert all(r["status"] == "success" for r in rows) and spent <= limit
+    assert gateway.reservations(caller.user_id) == 0
     assert_counters_match_ledger(gateway.db)
