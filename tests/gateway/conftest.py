@@ -28,6 +28,8 @@ model_list:
     litellm_params: {{model: openai/gpt-4o-mini, api_base: "{slow}", api_key: test}}
   - model_name: broken
     litellm_params: {{model: openai/gpt-4o-mini, api_base: "{broken}", api_key: test}}
+  - model_name: midfail
+    litellm_params: {{model: openai/gpt-4o-mini, api_base: "{midfail}", api_key: test}}
   - model_name: flaky
     litellm_params: {{model: openai/gpt-4o-mini, api_base: "{flaky}", api_key: test}}
   - model_name: primary
@@ -55,6 +57,7 @@ def gateway(
     home = tmp_path_factory.mktemp("gateway")
     config = home / "gateway.yaml"
     behaviours = {"ok": "ok", "slow": "slow", "broken": "fail500", "primary": "fail500-p", "backup": "ok-backup"}
+    behaviours["midfail"] = "midfail"
     config.write_text(
         CONFIG.format(
             **{name: upstream.api_base(b) for name, b in behaviours.items()},

@@ -198,3 +198,18 @@ async def test_concurrent_requests_never_spend_past_the_budget(gateway: RunningG
     assert all(r["status"] == "success" for r in rows) and spent <= limit
     assert gateway.reservations(caller.user_id) == 0
     assert_counters_match_ledger(gateway.db)
+
+
+def test_an_upstream_failing_mid_stream_ends_the_stream_with_an_error_event(
+    gateway: RunningGateway, caller: Caller
+) -> None:
+    body = {"model": "midfail", "messages": MESSAGES, "stream": True}
+    with httpx.stream("POST", f"{gateway.base_url}/chat/completions", json=body, headers=caller.headers) as response:
+        assert response.status_code == 200
+        events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    *chunks, error = (json.loads(e) for e in events[:-1])
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == "the upstream"
+    assert set(error) == {"error"} and "mid-stream" in error["error"]["message"]
+    [row] = gateway.wait_for_rows(caller.user_id, 1)
+    assert row["status"] == "failure" and gateway.reservations(caller.user_id) == 0

@@ -10,6 +10,7 @@ name stays one LiteLLM prices:
     cached[-*]        a completion whose usage reports prompt_tokens_details.cached_tokens
     reasoning[-*]     a completion whose usage reports completion_tokens_details.reasoning_tokens
     slow[-*]          a completion; streamed, 24 chunks 0.2 s apart (for a client that leaves mid-stream)
+    midfail[-*]       streamed: two chunks, then an error event (a provider failing mid-stream); billed nothing
 
 A request to ``.../embeddings`` gets one embedding per input (``EMBEDDING_DIMENSIONS`` floats), billed
 ``PROMPT_TOKENS`` prompt tokens and no completion tokens (``Billed.endpoint`` is ``"embeddings"``).
@@ -124,8 +125,9 @@ class Upstream:
             reasoning_tokens=reasoning,
             stream=stream,
         )
-        with self._lock:
-            self.billed.append(bill)
+        if kind != "midfail":
+            with self._lock:
+                self.billed.append(bill)
         usage = _usage(bill)
         if not stream:
             message = {"role": "assistant", "content": REPLY}
@@ -158,6 +160,12 @@ class Upstream:
             if kind == "slow":
                 handler.wfile.flush()
                 time.sleep(0.2)
+            if kind == "midfail" and i == 1:
+                error = {"error": {"message": "the provider failed mid-stream", "type": "server_error", "code": None}}
+                handler.wfile.write(b"data: " + json.dumps(error).encode() + b"\n\n")
+                handler.wfile.flush()
+                handler.close_connection = True
+                return
         last = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
         handler.wfile.write(b"data: " + json.dumps(last).encode() + b"\n\n")
         if include_usage:
