@@ -151,3 +151,16 @@ def test_retries_and_fallbacks_are_attempts_of_one_call(
         assert billed(upstream, reply.id).behaviour == "ok-backup"  # the fallback answered
     assert gateway.reservations(caller.user_id) == 0
     assert_counters_match_ledger(gateway.db)
+
+
+def test_tags_from_metadata_and_the_header_are_stored_with_the_call(gateway: RunningGateway, caller: Caller) -> None:
+    with sdk(gateway, caller) as client:
+        client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=MESSAGES,
+            extra_body={"metadata": {"tags": ["nightly", "eu"], "user_profile_id": "someone-else"}},
+            extra_headers={"x-llmtally-tags": "reports, nightly"},
+        )
+    [row] = gateway.wait_for_rows(caller.user_id, 1)
+    assert row["metadata"]["tags"] == ["nightly", "eu", "reports"]
+    assert row["user_profile_id"] == caller.user_id and "someone-else" not in json.dumps(row["metadata"])

@@ -96,6 +96,8 @@ def test_a_rate_limit_is_429_with_retry_after(gateway: RunningGateway, caller: C
         ({**CHAT, "max_tokens": -1}, "max_tokens", "zero or more"),
         ({**CHAT, "stream": "yes"}, "stream", "true or false"),
         ({"model": "text-embedding-3-small", "input": []}, "input", "non-empty"),
+        ({**CHAT, "metadata": {"tags": "nightly"}}, "metadata.tags", "array of strings"),
+        ({**CHAT, "metadata": {"tags": ["x" * 65]}}, "metadata.tags", "at most 64 characters"),
     ],
 )
 def test_bad_input_is_400_naming_the_parameter(

@@ -18,12 +18,13 @@ from fastapi.responses import JSONResponse, Response
 
 from llmtally.api_tokens import PREFIX, shown_prefix, token_user
 from llmtally.app.gateway.errors import GatewayError, from_exception, install_error_handlers
-from llmtally.app.gateway.requests import chat_request, embedding_request, json_body
+from llmtally.app.gateway.requests import chat_request, embedding_request, json_body, request_tags
 from llmtally.app.gateway.streaming import EventStreamResponse, sse_events
 from llmtally.budgeted_calls import BudgetedStream, Budgets
 from llmtally.db.database import Database
 from llmtally.integrations.litellm.router import GatewayRouter
 
+TAGS_HEADER = "x-llmtally-tags"
 CREATED = 1_700_000_000  # the "created" time of every model in GET /v1/models (OpenAI's field; unknown here)
 
 
@@ -73,8 +74,11 @@ def _allowed_model(gateway: Gateway, model: str) -> None:
         )
 
 
-def _metadata(caller: Caller) -> dict[str, Any]:
-    return {"via": "gateway", "api_token": caller.token_prefix}
+def _metadata(caller: Caller, tags: list[str]) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"via": "gateway", "api_token": caller.token_prefix}
+    if tags:
+        metadata["tags"] = tags
+    return metadata
 
 
 def _model_entry(name: str) -> dict[str, Any]:
@@ -102,7 +106,9 @@ def build_gateway(gateway: Gateway) -> FastAPI:
     @api.post("/chat/completions")
     async def chat_completions(request: Request) -> Response:
         caller = await authenticate(gateway, request)
-        chat = chat_request(json_body(await request.body()))
+        body = json_body(await request.body())
+        chat = chat_request(body)
+        tags = request_tags(body, request.headers.get(TAGS_HEADER))
         _allowed_model(gateway, chat.model)
         passed: dict[str, Any] = dict(chat.parameters)
         if chat.stream:  # the upstream's own count of a stream, whatever the client asked
@@ -114,7 +120,7 @@ def build_gateway(gateway: Gateway) -> FastAPI:
                 messages=chat.messages,
                 max_tokens=chat.max_tokens,
                 stream=chat.stream,
-                metadata=_metadata(caller),
+                metadata=_metadata(caller, tags),
                 call=router.acompletion,
                 billed_models=router.deployment_models(chat.model),
                 **passed,
@@ -128,14 +134,16 @@ def build_gateway(gateway: Gateway) -> FastAPI:
     @api.post("/embeddings")
     async def embeddings(request: Request) -> Response:
         caller = await authenticate(gateway, request)
-        embedding = embedding_request(json_body(await request.body()))
+        body = json_body(await request.body())
+        embedding = embedding_request(body)
+        tags = request_tags(body, request.headers.get(TAGS_HEADER))
         _allowed_model(gateway, embedding.model)
         try:
             response = await gateway.budgets.aembedding(
                 user_id=caller.user_id,
                 model=embedding.model,
                 input=embedding.input,
-                metadata=_metadata(caller),
+                metadata=_metadata(caller, tags),
                 call=router.aembedding,
                 billed_models=router.deployment_models(embedding.model),
                 **embedding.parameters,

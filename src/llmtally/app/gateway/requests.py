@@ -3,6 +3,9 @@
 Only parameters of the OpenAI API are passed on to the router, so a client cannot set LiteLLM's own
 (``api_base``, ``api_key``, ``mock_response``, ``metadata``, ``litellm_call_id``, ...). ``user`` is not
 passed on either: the key's owner is the user billed. Other unknown parameters are ignored.
+
+Tags: ``metadata.tags`` (an array of strings) and the ``x-llmtally-tags`` header (comma-separated) are stored
+with the call (``request_logs.metadata.tags``); the rest of the client's ``metadata`` is not.
 """
 
 from __future__ import annotations
@@ -80,6 +83,26 @@ def _flag(body: dict[str, Any], name: str) -> bool:
     if not isinstance(value, bool):
         raise bad_request(f"{name} must be true or false (got {value!r})", name)
     return value
+
+
+MAX_TAGS = 20
+MAX_TAG_LENGTH = 64
+
+
+def request_tags(body: dict[str, Any], header: str | None) -> list[str]:
+    """The call's tags: ``metadata.tags`` then the ``x-llmtally-tags`` header's, each once, in order."""
+    metadata = body.get("metadata")
+    given = metadata.get("tags") if isinstance(metadata, dict) else None
+    if given is not None and (not isinstance(given, list) or not all(isinstance(t, str) for t in given)):
+        raise bad_request("metadata.tags must be an array of strings", "metadata.tags")
+    tags = [t.strip() for t in [*(given or []), *(header or "").split(",")] if t.strip()]
+    for tag in tags:
+        if len(tag) > MAX_TAG_LENGTH or "\x00" in tag:
+            raise bad_request(f"a tag must be at most {MAX_TAG_LENGTH} characters, without NUL", "metadata.tags")
+    unique = list(dict.fromkeys(tags))
+    if len(unique) > MAX_TAGS:
+        raise bad_request(f"at most {MAX_TAGS} tags per call (got {len(unique)})", "metadata.tags")
+    return unique
 
 
 @dataclass(frozen=True)
