@@ -38,6 +38,9 @@ def test_a_litellm_proxy_config_loads_with_the_demo_model_added(
     config = load_config(path)
     assert config.model_names == ("gpt-4o-mini", "claude", "llmtally/demo")
     assert config.deployment_models("gpt-4o-mini") == ("openai/gpt-4o-mini", "azure/gpt-4o-mini-eu")
+    # reserved at the dearest of these: a fallback may bill the call
+    assert config.billed_models("gpt-4o-mini")[-1] == "anthropic/claude-haiku-4-5"
+    assert config.billed_models("claude") == ("anthropic/claude-haiku-4-5",)
     assert config.model_list[0]["litellm_params"]["api_key"] == "sk-from-env"
     assert config.router_settings == {"num_retries": 2, "fallbacks": [{"gpt-4o-mini": ["claude"]}]}
     assert GatewayRouter(config).model_names == config.model_names

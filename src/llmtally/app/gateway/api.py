@@ -122,7 +122,7 @@ def build_gateway(gateway: Gateway) -> FastAPI:
                 stream=chat.stream,
                 metadata=_metadata(caller, tags),
                 call=router.acompletion,
-                billed_models=router.deployment_models(chat.model),
+                billed_models=router.billed_models(chat.model),
                 **passed,
             )
         except Exception as exc:
@@ -145,7 +145,7 @@ def build_gateway(gateway: Gateway) -> FastAPI:
                 input=embedding.input,
                 metadata=_metadata(caller, tags),
                 call=router.aembedding,
-                billed_models=router.deployment_models(embedding.model),
+                billed_models=router.billed_models(embedding.model),
                 **embedding.parameters,
             )
         except Exception as exc:

@@ -71,8 +71,20 @@ class GatewayConfig:
         return tuple(dict.fromkeys(str(d["model_name"]) for d in self.model_list))
 
     def deployment_models(self, model_name: str) -> tuple[str, ...]:
-        """The LiteLLM models behind ``model_name`` (what a call to it may be billed as)."""
+        """The LiteLLM models behind ``model_name``."""
         return tuple(str(d["litellm_params"]["model"]) for d in self.model_list if d["model_name"] == model_name)
+
+    def billed_models(self, model_name: str) -> tuple[str, ...]:
+        """What a call to ``model_name`` may be billed as: its deployments, then those of its fallbacks
+        (``fallbacks``, ``context_window_fallbacks``, ``content_policy_fallbacks``, ``default_fallbacks``)."""
+        names = [model_name]
+        for key in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+            for rule in self.router_settings.get(key) or []:
+                if isinstance(rule, Mapping) and isinstance(rule.get(model_name), list):
+                    names.extend(str(n) for n in rule[model_name])
+        names.extend(str(n) for n in self.router_settings.get("default_fallbacks") or [])
+        models = (m for name in dict.fromkeys(names) for m in self.deployment_models(name))
+        return tuple(dict.fromkeys(models))
 
 
 def _where(source: str, index: int | None = None) -> str:
@@ -170,8 +182,8 @@ class GatewayRouter:
     def model_names(self) -> tuple[str, ...]:
         return self.config.model_names
 
-    def deployment_models(self, model_name: str) -> tuple[str, ...]:
-        return self.config.deployment_models(model_name)
+    def billed_models(self, model_name: str) -> tuple[str, ...]:
+        return self.config.billed_models(model_name)
 
     async def acompletion(self, **kwargs: Any) -> Any:
         """``Router.acompletion``: the response, or the stream when ``stream=True``."""
