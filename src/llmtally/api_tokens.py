@@ -45,16 +45,34 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def shown_prefix(token: str) -> str:
+    """The start of a token kept to recognise it (``llmtally tokens list`` shows it): never enough to use it."""
+    return token[:_SHOWN]
+
+
 def looks_like_token(value: str) -> bool:
     return value.startswith(PREFIX) and 20 <= len(value) <= 200
 
 
 def create_token(
-    db: Database, user_id: str, *, name: str = "", expires_at: dt.datetime | None = None
+    db: Database,
+    user_id: str,
+    *,
+    name: str = "",
+    expires_at: dt.datetime | None = None,
+    create_user: bool = False,
 ) -> tuple[str, ApiToken]:
-    """A new token for ``user_id`` (who must exist): the token, to show once, and its stored record."""
+    """A new token for ``user_id``: the token, to show once, and its stored record.
+
+    The user must exist, unless ``create_user`` (a script or service that never logs in): then its profile is
+    created if it is missing.
+    """
     if expires_at is not None and expires_at <= dt.datetime.now(dt.UTC):
         raise UserInputError(f"the expiry {expires_at:%Y-%m-%d %H:%M} UTC is in the past")
+    if create_user:
+        if not user_id.strip():
+            raise UserInputError("the user id must not be empty")
+        db.execute(query("upsert_user"), {"user_id": user_id, "email": None, "full_name": None, "provider": None})
     if not db.fetch_all(query("user_exists"), {"user_id": user_id}):
         raise UnknownUser(user_id)
     token = PREFIX + secrets.token_urlsafe(32)
@@ -64,7 +82,7 @@ def create_token(
             "user_id": user_id,
             "name": name,
             "token_hash": token_hash(token),
-            "prefix": token[:_SHOWN],
+            "prefix": shown_prefix(token),
             "expires_at": expires_at,
         },
     )[0]

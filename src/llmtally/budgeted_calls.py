@@ -15,7 +15,7 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,11 +82,28 @@ class Budgets:
         return db
 
     async def reserve(
-        self, user_id: str, model: str, messages: Any, *, max_tokens: int | None = None, call_id: str | None = None
+        self,
+        user_id: str,
+        model: str,
+        messages: Any,
+        *,
+        max_tokens: int | None = None,
+        call_id: str | None = None,
+        billed_models: Sequence[str] = (),
     ) -> tuple[str, Estimate]:
-        """Reserve the worst case of a call; returns its litellm_call_id and the estimate."""
+        """Reserve the worst case of a call; returns its litellm_call_id and the estimate.
+
+        ``billed_models``: the LiteLLM models the call may be billed as (a router's deployments behind
+        ``model``, its fallbacks); the dearest of them is reserved. Empty: ``model`` itself.
+        """
         call_id = call_id or str(uuid.uuid4())
-        est = estimate(model, messages, max_tokens, default_max_tokens=self.default_max_tokens)
+        est = max(
+            (
+                estimate(m, messages, max_tokens, default_max_tokens=self.default_max_tokens)
+                for m in (billed_models or (model,))
+            ),
+            key=lambda e: (e.usd is not None, e.usd or 0),
+        )
         db = self.db
         pending = asyncio.ensure_future(asyncio.to_thread(reserve, db, user_id, call_id, est, ttl_s=self.ttl_s))
         try:
@@ -122,10 +139,16 @@ class Budgets:
         stream: bool = False,
         metadata: dict[str, Any] | None = None,
         session_id: str | None = None,
+        call: Callable[..., Awaitable[Any]] | None = None,
+        billed_models: Sequence[str] = (),
         **kwargs: Any,
     ) -> Any:
-        """``litellm.acompletion`` after a reservation; a stream comes back as a :class:`BudgetedStream`."""
-        call_id, est = await self.reserve(user_id, model, messages, max_tokens=max_tokens)
+        """``litellm.acompletion`` after a reservation; a stream comes back as a :class:`BudgetedStream`.
+
+        ``call`` makes the call instead of ``litellm.acompletion`` (a LiteLLM Router's ``acompletion``), with
+        the same arguments; ``billed_models`` are the models it may bill (see :meth:`reserve`).
+        """
+        call_id, est = await self.reserve(user_id, model, messages, max_tokens=max_tokens, billed_models=billed_models)
         meta = {**(metadata or {}), "user_profile_id": user_id}
         if session_id is not None:
             meta["session_id"] = session_id
@@ -134,11 +157,13 @@ class Budgets:
         elif max_tokens is not None:
             kwargs["max_tokens"] = max_tokens
         started = dt.datetime.now(dt.UTC)
+        # A call left before its end is recorded as the model it would have been billed as.
+        recorded_as = billed_models[0] if billed_models else model
         cancelled = _Cancelled(
-            self.ledger, self.db, model, list(messages), call_id, user_id, session_id, started, meta, stream
+            self.ledger, self.db, recorded_as, list(messages), call_id, user_id, session_id, started, meta, stream
         )
         try:
-            response = await calls.acompletion(
+            response = await (call or calls.acompletion)(
                 model=model,
                 messages=messages,
                 stream=stream,
@@ -158,6 +183,47 @@ class Budgets:
         if stream:
             return BudgetedStream(response, cancelled)
         return response
+
+    async def aembedding(
+        self,
+        *,
+        user_id: str,
+        model: str,
+        input: str | Sequence[Any],
+        metadata: dict[str, Any] | None = None,
+        call: Callable[..., Awaitable[Any]] | None = None,
+        billed_models: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> Any:
+        """``litellm.aembedding`` after a reservation of its input's tokens (an embedding has no output)."""
+        as_messages = [{"role": "user", "content": text} for text in embedding_texts(input)]
+        call_id, _ = await self.reserve(user_id, model, as_messages, max_tokens=0, billed_models=billed_models)
+        meta = {**(metadata or {}), "user_profile_id": user_id}
+        recorded_as = billed_models[0] if billed_models else model
+        started = dt.datetime.now(dt.UTC)
+        cancelled = _Cancelled(
+            self.ledger, self.db, recorded_as, as_messages, call_id, user_id, None, started, meta, False
+        )
+        try:
+            return await (call or calls.aembedding)(
+                model=model, input=input, user=user_id, metadata=meta, litellm_call_id=call_id, **kwargs
+            )
+        except asyncio.CancelledError:
+            cancelled.record("")
+            raise
+        except Exception:
+            await cancelled.failed()
+            raise
+
+
+def embedding_texts(value: str | Sequence[Any]) -> list[str]:
+    """The inputs of an embedding request as texts: strings as they are, token arrays as their numbers."""
+    if isinstance(value, str):
+        return [value]
+    items = list(value)
+    if items and all(isinstance(v, int) for v in items):
+        return [" ".join(str(v) for v in items)]
+    return [v if isinstance(v, str) else " ".join(str(t) for t in v) for v in items]
 
 
 @dataclass
@@ -213,6 +279,7 @@ class BudgetedStream:
         self._finished = False
         self._recorded = False
         self.litellm_call_id = cancelled.call_id
+        self.cancel_reason = "cancelled"  # the reason recorded when the consumer's task is cancelled mid-read
 
     @property
     def text(self) -> str:
@@ -228,7 +295,7 @@ class BudgetedStream:
             self._finished = True
             raise
         except asyncio.CancelledError:
-            self.record_cancelled()
+            self.record_cancelled(self.cancel_reason)
             raise
         except Exception:
             self._finished = True  # a provider error: LiteLLM's failure event records the call

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
+import openai
+import pytest
+
 from llmtally import budgets as api
+from llmtally.api_tokens import create_token
 from llmtally.db import Database
 from tests.support.invariants import assert_counters_match_ledger
 from tests.support.server import ChatClient, Server, login_cookie
@@ -62,3 +67,27 @@ async def test_a_rate_limit_says_when_to_retry(server: Server, db: Database) -> 
     finally:
         await client.close()
     assert db.fetch_one("select count(*) as n from request_logs")["n"] == 1
+
+
+def test_the_gateway_of_llmtally_up_bills_the_keys_user_under_the_chats_budgets(server: Server, db: Database) -> None:
+    login_cookie(server, "alice", "alice-password")  # her profile, as the chat makes it
+    token, _ = create_token(db, "password_alice", name="script")
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key=token, max_retries=0) as client:
+        assert "llmtally/demo" in [m.id for m in client.models.list()]
+        reply = client.chat.completions.create(model="llmtally/demo", messages=[{"role": "user", "content": "Hi"}])
+        assert "offline demo model" in (reply.choices[0].message.content or "")
+        api.set_budget(db, "password_alice", "daily", limit_usd=Decimal("0.0000001"))
+        with pytest.raises(openai.RateLimitError) as refused:
+            client.chat.completions.create(model="llmtally/demo", messages=[{"role": "user", "content": "Again"}])
+    assert refused.value.code == "budget_exceeded" and "daily budget exceeded" in refused.value.message
+    deadline = time.monotonic() + 10
+    while not (rows := db.fetch_all("select * from request_logs")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [row] = rows
+    assert (row["user_profile_id"], row["model"], row["status"]) == ("password_alice", "demo", "success")
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (
+        reply.usage.prompt_tokens,
+        reply.usage.completion_tokens,
+    )
+    assert db.fetch_one("select count(*) as n from budget_reservations")["n"] == 0
+    assert_counters_match_ledger(db)

@@ -10,7 +10,10 @@ name stays one LiteLLM prices:
     cached[-*]        a completion whose usage reports prompt_tokens_details.cached_tokens
     reasoning[-*]     a completion whose usage reports completion_tokens_details.reasoning_tokens
     slow[-*]          a completion; streamed, 24 chunks 0.2 s apart (for a client that leaves mid-stream)
+    midfail[-*]       streamed: two chunks, then an error event (a provider failing mid-stream); billed nothing
 
+A request to ``.../embeddings`` gets one embedding per input (``EMBEDDING_DIMENSIONS`` floats), billed
+``PROMPT_TOKENS`` prompt tokens and no completion tokens (``Billed.endpoint`` is ``"embeddings"``).
 A streamed request (``"stream": true``) gets server-sent events, with a final usage chunk only when
 ``stream_options.include_usage`` is true, as OpenAI does. Every response that carries a completion is
 billed: ``Upstream.billed`` lists them (model, prompt, completion, cached and reasoning tokens).
@@ -33,6 +36,7 @@ COMPLETION_TOKENS = 19
 CACHED_TOKENS = 32
 REASONING_TOKENS = 11
 REPLY = "the upstream replies with these words"
+EMBEDDING_DIMENSIONS = 8
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class Billed:
     cached_tokens: int
     reasoning_tokens: int
     stream: bool
+    endpoint: str = "chat"
 
 
 class Upstream:
@@ -66,7 +71,9 @@ class Upstream:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
-                upstream._handle(self, self.path.strip("/").split("/", 1)[0], body)
+                path = self.path.strip("/")
+                endpoint = "embeddings" if path.endswith("/embeddings") else "chat"
+                upstream._handle(self, path.split("/", 1)[0], body, endpoint)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -88,7 +95,9 @@ class Upstream:
             return [b for b in self.billed if b.behaviour == behaviour]
 
     # -- behaviour -----------------------------------------------------------------------------
-    def _handle(self, handler: BaseHTTPRequestHandler, behaviour: str, body: dict[str, Any]) -> None:
+    def _handle(
+        self, handler: BaseHTTPRequestHandler, behaviour: str, body: dict[str, Any], endpoint: str = "chat"
+    ) -> None:
         model = str(body.get("model", "unknown"))
         with self._lock:
             self.requests[behaviour] += 1
@@ -101,6 +110,8 @@ class Upstream:
         flaky = re.fullmatch(r"flaky(\d+)", kind)
         if flaky and seen <= int(flaky.group(1)):
             return _error(handler, 500, f"flaky upstream, attempt {seen}")
+        if endpoint == "embeddings":
+            return self._embeddings(handler, behaviour, model, body)
         cached = CACHED_TOKENS if kind == "cached" else 0
         reasoning = REASONING_TOKENS if kind == "reasoning" else 0
         stream = bool(body.get("stream"))
@@ -114,8 +125,9 @@ class Upstream:
             reasoning_tokens=reasoning,
             stream=stream,
         )
-        with self._lock:
-            self.billed.append(bill)
+        if kind != "midfail":
+            with self._lock:
+                self.billed.append(bill)
         usage = _usage(bill)
         if not stream:
             message = {"role": "assistant", "content": REPLY}
@@ -148,6 +160,12 @@ class Upstream:
             if kind == "slow":
                 handler.wfile.flush()
                 time.sleep(0.2)
+            if kind == "midfail" and i == 1:
+                error = {"error": {"message": "the provider failed mid-stream", "type": "server_error", "code": None}}
+                handler.wfile.write(b"data: " + json.dumps(error).encode() + b"\n\n")
+                handler.wfile.flush()
+                handler.close_connection = True
+                return
         last = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
         handler.wfile.write(b"data: " + json.dumps(last).encode() + b"\n\n")
         if include_usage:
@@ -155,6 +173,28 @@ class Upstream:
         handler.wfile.write(b"data: [DONE]\n\n")
         handler.wfile.flush()
         handler.close_connection = True
+
+    def _embeddings(self, handler: BaseHTTPRequestHandler, behaviour: str, model: str, body: dict[str, Any]) -> None:
+        inputs = body.get("input")
+        count = len(inputs) if isinstance(inputs, list) and not all(isinstance(t, int) for t in inputs) else 1
+        bill = Billed(f"emb-{next(self._ids)}", behaviour, model, PROMPT_TOKENS, 0, 0, 0, False, "embeddings")
+        with self._lock:
+            self.billed.append(bill)
+        data = [
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": [round(0.1 * (i + 1) * d, 3) for d in range(EMBEDDING_DIMENSIONS)],
+            }
+            for i in range(count)
+        ]
+        usage = {"prompt_tokens": PROMPT_TOKENS, "total_tokens": PROMPT_TOKENS}
+        payload = json.dumps({"object": "list", "data": data, "model": model, "usage": usage}).encode()
+        handler.send_response(200)
+        handler.send_header("content-type", "application/json")
+        handler.send_header("content-length", str(len(payload)))
+        handler.end_headers()
+        handler.wfile.write(payload)
 
 
 def _usage(bill: Billed) -> dict[str, Any]:

@@ -141,3 +141,13 @@ def test_tokens_create_list_revoke(seeded_url: str) -> None:
     assert_one_line_error(llmtally("tokens", "revoke", token[:10], database_url=seeded_url), "no active token")
     assert_one_line_error(llmtally("tokens", "create", "nobody", database_url=seeded_url), "unknown user")
     assert_one_line_error(llmtally("tokens", "create", ADA, "--expires", "soon", database_url=seeded_url), "--expires")
+
+
+def test_tokens_create_new_user_makes_the_profile_of_a_service(seeded_url: str) -> None:
+    created = llmtally("tokens", "create", "svc_nightly", "--new-user", "--name", "job", database_url=seeded_url)
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip().startswith("lt_")
+    listed = llmtally("users", database_url=seeded_url)
+    assert "svc_nightly" in listed.stdout
+    again = llmtally("tokens", "create", ADA, "--new-user", database_url=seeded_url)  # an existing user: kept
+    assert again.returncode == 0, again.stderr

@@ -49,6 +49,11 @@ class AppSettings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         default=None, description="Bearer token required by /metrics. Unset: /metrics answers only local clients."
     )
+    gateway_config: Path | None = Field(
+        default=None,
+        description="The gateway's router config (YAML: model_list, router_settings), as a LiteLLM Proxy's."
+        " Unset: the offline demo model alone.",
+    )
 
     @property
     def session_lifetime(self) -> dt.timedelta:

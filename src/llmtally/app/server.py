@@ -1,4 +1,4 @@
-"""One ASGI app: our FastAPI routes, with Chainlit mounted under them.
+"""One ASGI app: our FastAPI routes and the OpenAI-compatible gateway at /v1, with Chainlit mounted under them.
 
 Chainlit reads its configuration (app root, auth secret, OAuth providers) from the environment when
 it is imported, so :func:`prepare_environment` runs first and Chainlit is imported only after it.
@@ -19,6 +19,8 @@ from fastapi.responses import JSONResponse
 
 from llmtally.app.chat_theme import write_chat_files
 from llmtally.app.config import LOCAL_USER, AppSettings, auth_secret, password_logins
+from llmtally.app.gateway import build_gateway
+from llmtally.app.gateway.server import gateway_for
 from llmtally.app.identity import password_identity
 from llmtally.app.models import available_models
 from llmtally.app.runtime import Runtime, get_runtime, set_runtime
@@ -29,6 +31,7 @@ from llmtally.app.web.session_check import SessionCheck
 from llmtally.db.database import Database
 from llmtally.errors import ConfigurationError, LlmtallyError
 from llmtally.integrations.litellm.demo_provider import register_demo_model
+from llmtally.integrations.litellm.router import load_config
 from llmtally.ledger.ledger import Ledger
 from llmtally.settings import Settings
 from llmtally.web_sessions import revoke_removed_password_logins
@@ -238,6 +241,8 @@ def build_app() -> FastAPI:
         password_users=password_user_ids(runtime),
     )
     install_web(app, state)
+    gateway = gateway_for(runtime.ledger, runtime.db, load_config(runtime.app.gateway_config))
+    app.mount("/v1", build_gateway(gateway), name="gateway")  # before Chainlit's catch-all at "/"
     mount_chainlit(app, target=str(Path(__file__).with_name("chat.py")), path="/")
     origin = origin_of(runtime.app.url)
     if origin is None:

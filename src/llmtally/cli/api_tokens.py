@@ -31,19 +31,20 @@ def parse_expiry(value: str | None) -> dt.datetime | None:
 
 @cli.group()
 def tokens() -> None:
-    """API tokens: each acts as one user on /api/v1 (Authorization: Bearer)."""
+    """API tokens: each acts as one user on /api/v1 and the gateway /v1 (Authorization: Bearer)."""
 
 
 @tokens.command("create")
 @click.argument("user_id")
 @click.option("--name", default="", help="What the token is for (shown by `tokens list`).")
 @click.option("--expires", metavar="WHEN", help="Expiry: 30d, 12h or a date like 2026-12-31 (default: never).")
+@click.option("--new-user", is_flag=True, help="Create USER_ID if it has no profile yet (a script or a service).")
 @pass_state
-def create(state: State, user_id: str, name: str, expires: str | None) -> None:
+def create(state: State, user_id: str, name: str, expires: str | None, new_user: bool) -> None:
     """Create a token for USER_ID and print it once (only its hash is stored)."""
     expires_at = parse_expiry(expires)
     with state.database() as db:
-        token, record = token_api.create_token(db, user_id, name=name, expires_at=expires_at)
+        token, record = token_api.create_token(db, user_id, name=name, expires_at=expires_at, create_user=new_user)
     # The token goes to stdout alone, so `llmtally tokens create u > file` keeps only it.
     click.echo(token)
     until = f"until {record.expires_at:%Y-%m-%d %H:%M} UTC" if record.expires_at else "with no expiry"

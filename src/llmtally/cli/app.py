@@ -117,6 +117,7 @@ def load_commands() -> click.Group:
         db,
         demo,
         export,
+        gateway,
         limits,
         migrate,
         prices,

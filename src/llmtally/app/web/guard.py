@@ -16,7 +16,7 @@
   ``Host`` header never picks where a browser goes; under an https public URL every cookie is ``Secure``.
 - Response headers: ``X-Frame-Options: DENY`` and ``Content-Security-Policy: frame-ancestors 'none'``
   (no framing, so no clickjacking), ``X-Content-Type-Options: nosniff``, ``Referrer-Policy:
-  same-origin``, and ``Cache-Control: no-store`` on the JSON API.
+  same-origin``, and ``Cache-Control: no-store`` on the JSON API and the gateway (/v1).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
 )
-NO_STORE_PREFIXES = ("/api/",)
+NO_STORE_PREFIXES = ("/api/", "/v1/")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from llmtally.domain.events import Status, UsageEvent
 
 log = logging.getLogger("llmtally.callback")
 
-# Keys LiteLLM adds to litellm_params["metadata"] for its own bookkeeping: not the application's.
+# Keys LiteLLM (and its Router) adds to litellm_params["metadata"] for its own bookkeeping: not the
+# application's. The deployment, model group and API host are read from the standard logging object instead.
 _LITELLM_METADATA = frozenset(
     {
         "hidden_params",
@@ -33,6 +34,21 @@ _LITELLM_METADATA = frozenset(
         "previous_models",
         "litellm_api_version",
         "global_max_parallel_requests",
+        # the Router's
+        "_routing_request_tags",
+        "api_base",
+        "attempted_fallbacks",
+        "attempted_retries",
+        "deployment",
+        "deployment_model_name",
+        "kubernetes_pod_routing",
+        "llm_api_timing_windows",
+        "max_retries",
+        "model_group",
+        "model_group_alias",
+        "model_group_size",
+        "original_model_group",
+        "request_retry_count",
     }
 )
 

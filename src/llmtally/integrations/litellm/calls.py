@@ -1,7 +1,7 @@
 """The LiteLLM calls llmtally makes itself (the Budgets wrapper, the demos) and the kinds of their errors.
 
-Every ``litellm.acompletion`` of llmtally goes through :func:`acompletion`, so callers of this module
-name no LiteLLM type. LiteLLM is imported at the first call, not when this module is.
+Every ``litellm.acompletion`` (and ``aembedding``) of llmtally goes through this module, so its callers name
+no LiteLLM type. LiteLLM is imported at the first call, not when this module is.
 """
 
 from __future__ import annotations
@@ -16,6 +16,13 @@ async def acompletion(**kwargs: Any) -> Any:
     import litellm
 
     return await litellm.acompletion(**kwargs)
+
+
+async def aembedding(**kwargs: Any) -> Any:
+    """``litellm.aembedding(**kwargs)``."""
+    import litellm
+
+    return await litellm.aembedding(**kwargs)
 
 
 def quiet() -> None:

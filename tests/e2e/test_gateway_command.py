@@ -1,0 +1,81 @@
+"""``llmtally gateway``, the real program: it serves /v1 alone (curl with an API token); a bad config is one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from llmtally.api_tokens import create_token
+from llmtally.db import Database
+from llmtally.db.queries import query
+from tests.support.cli import assert_one_line_error, llmtally
+from tests.support.server import ROOT, free_port, wait_until_answering
+
+
+def test_a_bad_config_file_is_one_line_at_start(tmp_path: Path) -> None:
+    bad = tmp_path / "gateway.yaml"
+    bad.write_text("model_list:\n  - model_name: gpt-4o-mini\n    litellm_params: {api_key: k}\n")
+    result = llmtally("gateway", "--port", str(free_port()), "--config", str(bad), home=tmp_path)  # in process
+    assert_one_line_error(result, f"{bad}: model_list[0] (gpt-4o-mini) needs litellm_params.model")
+
+
+def test_the_gateway_command_serves_v1_alone_and_records_every_call(db_url: str, tmp_path: Path) -> None:
+    with Database(db_url) as db:
+        db.execute(query("upsert_user"), {"user_id": "svc_reports", "email": None, "full_name": None, "provider": None})
+        token, _ = create_token(db, "svc_reports", name="reports job")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMTALLY_") and k != "DATABASE_URL"}
+    env.update({"DATABASE_URL": db_url, "LLMTALLY_HOME": str(tmp_path), "LLMTALLY_FLUSH_INTERVAL_MS": "20"})
+    log = tmp_path / "gateway.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "llmtally", "gateway", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answering(process, f"{url}/healthz", log.read_text, "llmtally gateway", timeout=60)
+        auth = f"Authorization: Bearer {token}"
+        models = subprocess.run(["curl", "-sS", f"{url}/v1/models", "-H", auth], capture_output=True, text=True)
+        assert [m["id"] for m in json.loads(models.stdout)["data"]] == ["llmtally/demo"]
+        body = json.dumps({"model": "llmtally/demo", "messages": [{"role": "user", "content": "Hello"}]})
+        done = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                f"{url}/v1/chat/completions",
+                "-H",
+                auth,
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                body,
+            ],
+            capture_output=True,
+            text=True,
+        )
+        reply = json.loads(done.stdout)
+        assert "offline demo model" in reply["choices"][0]["message"]["content"]
+        chat = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", f"{url}/"], capture_output=True)
+        assert chat.stdout == b"404"  # no chat here
+        with Database(db_url) as db:
+            deadline = time.monotonic() + 10
+            while not (rows := db.fetch_all("select * from request_logs")) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        [row] = rows
+        assert (row["user_profile_id"], row["model"], row["status"]) == ("svc_reports", "demo", "success")
+        assert row["completion_tokens"] == reply["usage"]["completion_tokens"]
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    output = log.read_text()
+    assert f"OpenAI-compatible API at http://127.0.0.1:{port}/v1 (router config: built-in)" in output
+    assert "Traceback" not in output
