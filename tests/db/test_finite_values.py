@@ -84,6 +84,7 @@ FINITE_CHECKS = [
     ("budgets", "thresholds", "{0.5,NaN}"),
     ("budget_reservations", "usd", "NaN"),
     ("budget_reservations", "expires_at", "infinity"),
+    ("audit_log", "at", "-infinity"),  # the seed's price and budget are logged
 ]
 
 

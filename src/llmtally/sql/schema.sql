@@ -1893,7 +1893,8 @@ CREATE TABLE public.audit_log (
     before jsonb,
     after jsonb,
     CONSTRAINT audit_log_action_check CHECK ((action = ANY (ARRAY['insert'::text, 'update'::text, 'delete'::text, 'reprice'::text]))),
-    CONSTRAINT audit_log_actor_check CHECK ((actor <> ''::text))
+    CONSTRAINT audit_log_actor_check CHECK ((actor <> ''::text)),
+    CONSTRAINT audit_log_at_finite CHECK (isfinite(at))
 );
 
 --

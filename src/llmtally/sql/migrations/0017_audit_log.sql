@@ -14,7 +14,7 @@
 
 create table public.audit_log (
     id       bigint generated always as identity primary key,
-    at       timestamptz not null default now(),
+    at       timestamptz not null default now() constraint audit_log_at_finite check (isfinite(at)),
     actor    text not null check (actor <> ''),
     action   text not null check (action in ('insert', 'update', 'delete', 'reprice')),
     object   text not null,
