@@ -1,4 +1,5 @@
-"""Per-user API tokens for the JSON API: issued and revoked by an administrator, stored hashed.
+"""Per-user API tokens for the JSON API and the gateway's keys: issued and revoked by an administrator,
+stored hashed. A token may be limited to some of the gateway's models.
 
 A token is ``lt_`` followed by 43 URL-safe random characters (256 bits). Only its SHA-256 is
 stored; the token itself is shown once, when it is created. Requests send it in the
@@ -10,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
@@ -34,11 +37,30 @@ class ApiToken(BaseModel):
     expires_at: dt.datetime | None
     revoked_at: dt.datetime | None
     last_used_at: dt.datetime | None
+    models: list[str] | None = None  # the gateway models it may use; None: every model
 
     @property
     def active(self) -> bool:
         now = dt.datetime.now(dt.UTC)
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+@dataclass(frozen=True)
+class TokenAccess:
+    """What a valid token grants: its user, and the gateway models it may use (None: every model)."""
+
+    user_id: str
+    models: frozenset[str] | None
+
+    def may_use(self, model: str) -> bool:
+        return self.models is None or model in self.models
+
+
+def parse_models(value: str | Sequence[str] | None) -> list[str] | None:
+    """A token's allowed models from a comma-separated list (or a list); empty or None: every model."""
+    names = value.split(",") if isinstance(value, str) else list(value or [])
+    models = sorted({name.strip() for name in names if name.strip()})
+    return models or None
 
 
 def token_hash(token: str) -> str:
@@ -61,8 +83,10 @@ def create_token(
     name: str = "",
     expires_at: dt.datetime | None = None,
     create_user: bool = False,
+    models: Sequence[str] | None = None,
 ) -> tuple[str, ApiToken]:
-    """A new token for ``user_id``: the token, to show once, and its stored record.
+    """A new token for ``user_id``: the token, to show once, and its stored record. ``models`` limits
+    what it may use through the gateway (None: every model).
 
     The user must exist, unless ``create_user`` (a script or service that never logs in): then its profile is
     created if it is missing.
@@ -84,6 +108,7 @@ def create_token(
             "token_hash": token_hash(token),
             "prefix": shown_prefix(token),
             "expires_at": expires_at,
+            "models": parse_models(models),
         },
     )[0]
     return token, ApiToken.model_validate(row)
@@ -104,9 +129,18 @@ def revoke_token(db: Database, key: str) -> ApiToken:
     return ApiToken.model_validate(rows[0])
 
 
-def token_user(db: Database, token: str) -> str | None:
-    """The user a valid (known, unrevoked, unexpired) token belongs to, else None."""
+def token_access(db: Database, token: str) -> TokenAccess | None:
+    """What a valid (known, unrevoked, unexpired) token grants, else None."""
     if not looks_like_token(token):
         return None
     rows = db.fetch_all_in_transaction(query("check_api_token"), {"token_hash": token_hash(token)})
-    return str(rows[0]["user_id"]) if rows else None
+    if not rows:
+        return None
+    models = rows[0]["models"]
+    return TokenAccess(str(rows[0]["user_id"]), None if models is None else frozenset(models))
+
+
+def token_user(db: Database, token: str) -> str | None:
+    """The user a valid (known, unrevoked, unexpired) token belongs to, else None."""
+    access = token_access(db, token)
+    return None if access is None else access.user_id

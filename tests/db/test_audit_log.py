@@ -58,9 +58,11 @@ def test_a_tokens_use_is_not_logged_and_its_hash_never_is(db: Database) -> None:
     token, record = create_token(db, USER, name="ci")
     for _ in range(3):
         assert token_user(db, token) == USER  # each use sets last_used_at
+    db.execute("update public.api_tokens set models = array['gpt-4o-mini'] where id = %s", (record.id,))
     revoke_token(db, str(record.id))
     entries = audit_entries(db)
-    assert [e.what for e in entries] == ["revoked API token", "created API token"]
+    assert [e.what for e in entries] == ["revoked API token", "changed API token", "created API token"]
+    assert entries[1].detail == "models: none → [gpt-4o-mini]"
     assert all("token_hash" not in (e.before or {}) and "token_hash" not in (e.after or {}) for e in entries)
     assert entries[0].subject == f"{record.prefix}… of {USER}"
 

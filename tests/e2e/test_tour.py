@@ -90,15 +90,19 @@ def test_the_tour(tour_server: Server, db_url: str, chromium_path: str) -> None:
             expect(page.locator("#attempts tbody tr")).to_have_count(2)
             snap(page, "6-request")
 
+            page.goto(f"{url}/admin/budgets")
+            expect(page.locator("#budgets tbody tr", has_text="password_bob").locator(".bar")).to_be_visible()
+            snap(page, "7-manage")
+
             page.goto(f"{url}/api/v1/docs")
             expect(page.locator(".opblock").first).to_be_visible(timeout=30_000)
-            snap(page, "7-api-docs")
+            snap(page, "8-api-docs")
 
             phone = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme="dark").new_page()
             phone.context.add_cookies(page.context.cookies())
             phone.goto(f"{url}/usage")
             expect(phone.locator("#recent tbody tr").first).to_be_visible()
             assert no_sideways_scroll(phone)
-            snap(phone, "8-usage-phone-dark")
+            snap(phone, "9-usage-phone-dark")
         finally:
             browser.close()

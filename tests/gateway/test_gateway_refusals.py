@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from llmtally.api_tokens import revoke_token, shown_prefix
+from llmtally.api_tokens import create_token, revoke_token, shown_prefix
 from llmtally.budgets import set_budget, set_rate_limit
 from tests.gateway.conftest import Caller
 from tests.support.gateway import RunningGateway
@@ -118,6 +118,22 @@ def test_a_model_not_configured_is_403_and_unknown_paths_are_openai_shaped(
     assert error_of(httpx.get(f"{gateway.base_url}/chat/completions", headers=caller.headers), 405)
     retrieve = httpx.get(f"{gateway.base_url}/models/gpt-5-unlisted", headers=caller.headers)
     assert error_of(retrieve, 404)["code"] == "model_not_found"
+
+
+def test_a_key_limited_to_some_models_lists_and_uses_only_those(gateway: RunningGateway, caller: Caller) -> None:
+    token, record = create_token(gateway.db, caller.user_id, name="only mini", models=["gpt-4o-mini", "llmtally/demo"])
+    assert record.models == ["gpt-4o-mini", "llmtally/demo"]
+    limited = Caller(caller.user_id, token)
+    listed = httpx.get(f"{gateway.base_url}/models", headers=limited.headers).json()
+    assert sorted(m["id"] for m in listed["data"]) == ["gpt-4o-mini", "llmtally/demo"]
+    everything = httpx.get(f"{gateway.base_url}/models", headers=caller.headers).json()
+    assert "backup" in {m["id"] for m in everything["data"]}  # the unlimited key of the same user sees all
+    error = error_of(post(gateway, limited, {**CHAT, "model": "backup"}), 403)
+    assert error["code"] == "model_not_allowed" and "backup" in error["message"]
+    assert error_of(httpx.get(f"{gateway.base_url}/models/backup", headers=limited.headers), 404)
+    assert error_of(post(gateway, limited, {"model": "text-embedding-3-small", "input": "x"}, "/embeddings"), 403)
+    assert post(gateway, limited, CHAT).status_code == 200
+    assert len(gateway.wait_for_rows(caller.user_id, 1)) == 1  # only the allowed call reached the ledger
 
 
 def test_litellm_parameters_and_the_user_field_of_a_client_are_not_passed_on(

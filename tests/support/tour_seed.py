@@ -1,12 +1,15 @@
 """What the tour's pictures show: a few days of calls by three users, one retried on a second
-deployment, one cache hit, one estimated stream, one failure and one unpriced model."""
+deployment, one cache hit, one estimated stream, one failure and one unpriced model; a default monthly
+budget, Bob's own daily one and a rate limit, set from the command line (the audit log names it)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
-from llmtally import Ledger, Settings, UsageEvent
+from llmtally import Ledger, Settings, UsageEvent, budgets
+from llmtally.db import Database, acting_as
 
 ALICE = "password_alice"
 USERS = {ALICE: ("alice@example.com", "Alice"), "password_bob": ("bob@example.com", "Bob")}
@@ -80,3 +83,7 @@ def seed_tour(db_url: str) -> None:
         for event in events:
             ledger.record(event)
         assert ledger.flush_sync()
+    with Database(db_url) as db, acting_as("cli:ops"):
+        budgets.set_budget(db, None, "monthly", limit_usd=Decimal("5"))
+        budgets.set_budget(db, "password_bob", "daily", limit_usd=Decimal("0.002"), hard=False)
+        budgets.set_rate_limit(db, None, rpm=60, tpm=None)

@@ -134,7 +134,10 @@ def test_tokens_create_list_revoke(seeded_url: str) -> None:
     assert token.startswith("lt_") and len(token) > 40 and "not shown again" in created.stderr
     listed = llmtally("tokens", "list", "--user", ADA, database_url=seeded_url)
     assert "laptop" in listed.stdout and token[:10] in listed.stdout and token not in listed.stdout
-    assert "active" in listed.stdout
+    assert "active" in listed.stdout and "every model" in listed.stdout
+    limited = llmtally("tokens", "create", ADA, "--models", "gpt-4o-mini, llmtally/demo,", database_url=seeded_url)
+    assert limited.returncode == 0, limited.stderr
+    assert "gpt-4o-mini, llmtally/demo" in llmtally("tokens", "list", "--user", ADA, database_url=seeded_url).stdout
     revoked = llmtally("tokens", "revoke", token[:10], database_url=seeded_url)
     assert revoked.returncode == 0 and "revoked token" in revoked.stdout
     assert "revoked" in llmtally("tokens", "list", database_url=seeded_url).stdout

@@ -39,12 +39,15 @@ def tokens() -> None:
 @click.option("--name", default="", help="What the token is for (shown by `tokens list`).")
 @click.option("--expires", metavar="WHEN", help="Expiry: 30d, 12h or a date like 2026-12-31 (default: never).")
 @click.option("--new-user", is_flag=True, help="Create USER_ID if it has no profile yet (a script or a service).")
+@click.option("--models", metavar="A,B", help="The gateway models it may use, comma-separated (default: every model).")
 @pass_state
-def create(state: State, user_id: str, name: str, expires: str | None, new_user: bool) -> None:
+def create(state: State, user_id: str, name: str, expires: str | None, new_user: bool, models: str | None) -> None:
     """Create a token for USER_ID and print it once (only its hash is stored)."""
     expires_at = parse_expiry(expires)
     with state.database() as db:
-        token, record = token_api.create_token(db, user_id, name=name, expires_at=expires_at, create_user=new_user)
+        token, record = token_api.create_token(
+            db, user_id, name=name, expires_at=expires_at, create_user=new_user, models=token_api.parse_models(models)
+        )
     # The token goes to stdout alone, so `llmtally tokens create u > file` keeps only it.
     click.echo(token)
     until = f"until {record.expires_at:%Y-%m-%d %H:%M} UTC" if record.expires_at else "with no expiry"
@@ -68,6 +71,7 @@ def list_(state: State, user_id: str | None) -> None:
             Column("created (UTC)", drop=4),
             Column("expires", drop=2),
             Column("last used", drop=3),
+            Column("models", drop=5),
             Column("state"),
         ],
         empty=f"no API tokens of {user_id}" if user_id else "no API tokens",
@@ -82,6 +86,7 @@ def list_(state: State, user_id: str | None) -> None:
             f"{t.created_at:%Y-%m-%d %H:%M}",
             f"{t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "never",
             f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "-",
+            ", ".join(t.models) if t.models else "every model",
             state_text,
         )
     listing.print(console)

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from llmtally.api_tokens import PREFIX, shown_prefix, token_user
+from llmtally.api_tokens import PREFIX, TokenAccess, shown_prefix, token_access
 from llmtally.app.gateway.errors import GatewayError, from_exception, install_error_handlers
 from llmtally.app.gateway.requests import chat_request, embedding_request, json_body, request_tags
 from llmtally.app.gateway.streaming import EventStreamResponse, sse_events
@@ -41,6 +41,7 @@ class Gateway:
 class Caller:
     user_id: str
     token_prefix: str  # as `llmtally tokens list` shows it, stored with each call
+    access: TokenAccess  # the models the key may use
 
 
 def _unauthorized(message: str) -> GatewayError:
@@ -55,16 +56,21 @@ async def authenticate(gateway: Gateway, request: Request) -> Caller:
     if scheme.lower() != "bearer" or not credential.startswith(PREFIX):
         raise _unauthorized("the Authorization header must be 'Bearer lt_...' with an llmtally API token")
     try:
-        user_id = await asyncio.to_thread(token_user, gateway.db, credential)
+        access = await asyncio.to_thread(token_access, gateway.db, credential)
     except Exception as exc:
         raise from_exception(exc) from None
-    if user_id is None:
+    if access is None:
         raise _unauthorized("the API key is unknown, revoked or expired")
-    return Caller(user_id, shown_prefix(credential))
+    return Caller(access.user_id, shown_prefix(credential), access)
 
 
-def _allowed_model(gateway: Gateway, model: str) -> None:
-    if model not in gateway.router.model_names:
+def _models_of(gateway: Gateway, caller: Caller) -> list[str]:
+    """The models this key may use: the router's, less those its allow-list leaves out."""
+    return [name for name in gateway.router.model_names if caller.access.may_use(name)]
+
+
+def _allowed_model(gateway: Gateway, caller: Caller, model: str) -> None:
+    if model not in gateway.router.model_names or not caller.access.may_use(model):
         raise GatewayError(
             403,
             f"the model {model!r} is not available to this key (GET /v1/models lists the models it may use)",
@@ -93,13 +99,13 @@ def build_gateway(gateway: Gateway) -> FastAPI:
 
     @api.get("/models")
     async def models(request: Request) -> Any:
-        await authenticate(gateway, request)
-        return {"object": "list", "data": [_model_entry(name) for name in router.model_names]}
+        caller = await authenticate(gateway, request)
+        return {"object": "list", "data": [_model_entry(name) for name in _models_of(gateway, caller)]}
 
     @api.get("/models/{model:path}")
     async def model(request: Request, model: str) -> Any:
-        await authenticate(gateway, request)
-        if model not in router.model_names:
+        caller = await authenticate(gateway, request)
+        if model not in _models_of(gateway, caller):
             raise GatewayError(404, f"the model {model!r} does not exist", code="model_not_found", param="model")
         return _model_entry(model)
 
@@ -109,7 +115,7 @@ def build_gateway(gateway: Gateway) -> FastAPI:
         body = json_body(await request.body())
         chat = chat_request(body)
         tags = request_tags(body, request.headers.get(TAGS_HEADER))
-        _allowed_model(gateway, chat.model)
+        _allowed_model(gateway, caller, chat.model)
         passed: dict[str, Any] = dict(chat.parameters)
         if chat.stream:  # the upstream's own count of a stream, whatever the client asked
             passed["stream_options"] = {"include_usage": True}
@@ -137,7 +143,7 @@ def build_gateway(gateway: Gateway) -> FastAPI:
         body = json_body(await request.body())
         embedding = embedding_request(body)
         tags = request_tags(body, request.headers.get(TAGS_HEADER))
-        _allowed_model(gateway, embedding.model)
+        _allowed_model(gateway, caller, embedding.model)
         try:
             response = await gateway.budgets.aembedding(
                 user_id=caller.user_id,

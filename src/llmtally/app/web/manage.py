@@ -159,7 +159,13 @@ def create_token(state: WebState, _: Viewer, form: Form) -> Done:
         if not count:
             raise UserInputError("the days until it expires must be 1 or more (empty: never)")
         expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=count)
-    token, record = api_tokens.create_token(state.db, user, name=_text(form, "name"), expires_at=expires)
+    token, record = api_tokens.create_token(
+        state.db,
+        user,
+        name=_text(form, "name"),
+        expires_at=expires,
+        models=api_tokens.parse_models(_text(form, "models")),
+    )
     return Done(f"Created token {record.prefix}… for {user}. Copy it now: it is not shown again.", new_token=token)
 
 

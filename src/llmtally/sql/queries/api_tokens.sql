@@ -1,12 +1,12 @@
 -- API tokens (llmtally.api_tokens). A line "-- name --" starts a query.
 
 -- create_api_token --
-insert into public.api_tokens (user_id, name, token_hash, prefix, expires_at)
-values (%(user_id)s, %(name)s, %(token_hash)s, %(prefix)s, %(expires_at)s)
-returning id, user_id, name, prefix, created_at, expires_at, revoked_at, last_used_at
+insert into public.api_tokens (user_id, name, token_hash, prefix, expires_at, models)
+values (%(user_id)s, %(name)s, %(token_hash)s, %(prefix)s, %(expires_at)s, %(models)s)
+returning id, user_id, name, prefix, created_at, expires_at, revoked_at, last_used_at, models
 
 -- list_api_tokens --
-select id, user_id, name, prefix, created_at, expires_at, revoked_at, last_used_at
+select id, user_id, name, prefix, created_at, expires_at, revoked_at, last_used_at, models
   from public.api_tokens
  where (%(user_id)s::text is null or user_id = %(user_id)s::text)
  order by created_at desc, id desc
@@ -14,15 +14,15 @@ select id, user_id, name, prefix, created_at, expires_at, revoked_at, last_used_
 -- revoke_api_token --
 update public.api_tokens set revoked_at = now()
  where (id::text = %(key)s or prefix = %(key)s) and revoked_at is null
-returning id, user_id, name, prefix, created_at, expires_at, revoked_at, last_used_at
+returning id, user_id, name, prefix, created_at, expires_at, revoked_at, last_used_at, models
 
 -- check_api_token --
--- The token's owner when it is valid; last_used_at is refreshed at most once a minute.
+-- The token's owner and allowed models when it is valid; last_used_at is refreshed at most once a minute.
 update public.api_tokens
    set last_used_at = case when last_used_at is null or last_used_at < now() - interval '1 minute'
                            then now() else last_used_at end
  where token_hash = %(token_hash)s and revoked_at is null and (expires_at is null or expires_at > now())
-returning user_id
+returning user_id, models
 
 -- removed_password_tokens --
 -- Active API tokens of password logins that LLMTALLY_USERS no longer names (kept: a token is revoked only
