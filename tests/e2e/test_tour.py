@@ -91,7 +91,7 @@ def test_the_tour(tour_server: Server, db_url: str, chromium_path: str) -> None:
             snap(page, "6-request")
 
             page.goto(f"{url}/admin/budgets")
-            expect(page.locator("#budgets tbody tr", has_text="password_bob").locator(".bar")).to_be_visible()
+            expect(page.locator("#budgets tbody tr", has_text="password_bob").locator(".bar.over")).to_be_visible()
             snap(page, "7-manage")
 
             page.goto(f"{url}/api/v1/docs")

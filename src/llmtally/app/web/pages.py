@@ -39,13 +39,14 @@ templates = Environment(
 )
 
 
-def budget_bar(spent: Decimal | int, reserved: Decimal | int, limit: Decimal | int) -> dict[str, float]:
-    """Widths in percent of a bar of a budget's limit: spent, then reserved, never past 100 together."""
+def budget_bar(spent: Decimal | int, reserved: Decimal | int, limit: Decimal | int) -> dict[str, Any]:
+    """Widths in percent of a bar of a budget's limit: spent, then reserved, never past 100 together;
+    ``over`` when what is spent has reached the limit."""
     if not limit:
-        return {"spent": 100.0 if spent else 0.0, "reserved": 0.0}
+        return {"spent": 100.0 if spent else 0.0, "reserved": 0.0, "over": bool(spent)}
     spent_pct = min(float(spent) / float(limit) * 100, 100.0)
     reserved_pct = min(float(reserved) / float(limit) * 100, 100.0 - spent_pct)
-    return {"spent": round(spent_pct, 1), "reserved": round(reserved_pct, 1)}
+    return {"spent": round(spent_pct, 1), "reserved": round(reserved_pct, 1), "over": spent >= limit}
 
 
 def budget_rows(state: WebState, user_id: str, *, as_user: bool) -> list[dict[str, Any]]:
