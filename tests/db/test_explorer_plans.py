@@ -20,11 +20,12 @@ pytestmark = pytest.mark.sql  # the subject is SQL: runs on every server (tests/
 
 ROWS = 200_000
 TODAY = dt.datetime.now(dt.UTC).date()
-# Users by a power law (user 1 the heaviest), 8 models, 2 % failures, 1 % cache hits, 1 % estimated.
+# Users by a power law (user 1 the heaviest), 8 models, 2 % failures, 1 % cache hits, 1 % estimated,
+# 5 % tagged.
 FILL = """
 insert into public.request_logs (user_profile_id, litellm_call_id, call_key, model, provider, prompt_tokens,
     completion_tokens, tokens_used, total_cost, cost_status, status, cache_hit, usage_source, latency_ms,
-    messages, response, created_at)
+    messages, response, metadata, created_at)
 select 'user_' || (1 + floor(500 * r.u ^ 3))::int, 'call-' || g, 'call-' || g, 'model-' || (g %% 8),
        'provider-' || (g %% 3), 100, 50, 150 + g %% 1000, (g %% 1000) * 0.00001, 'priced',
        case when g %% 50 = 0 then 'failure' else 'success' end, g %% 100 = 7,
@@ -32,6 +33,7 @@ select 'user_' || (1 + floor(500 * r.u ^ 3))::int, 'call-' || g, 'call-' || g, '
        jsonb_build_array(jsonb_build_object('role', 'user', 'content', 'question number ' || g)),
        jsonb_build_object('choices', jsonb_build_array(jsonb_build_object('message',
            jsonb_build_object('role', 'assistant', 'content', 'answer number ' || g)))),
+       case when g %% 20 = 0 then jsonb_build_object('tags', jsonb_build_array('team-' || (g %% 3))) else '{}' end,
        now() - make_interval(secs => (g::float8 / %(rows)s) * 90 * 86400)
   from generate_series(1, %(rows)s) g, lateral (select random() + 0 * g as u) r
 """
@@ -116,3 +118,5 @@ def _drill_down_and_latency_read_indexes(big: Database) -> None:
     period = {"since": TODAY - dt.timedelta(days=6), "until": TODAY + dt.timedelta(days=1)}
     for name in ("latency_percentiles_by_model", "latency_percentiles_by_deployment"):
         assert _seq_scans(_plan(big, query(name), {**period, "sample": LATENCY_PERCENTILE_SAMPLE})) == [], name
+    month = {"since": TODAY - dt.timedelta(days=29), "until": TODAY + dt.timedelta(days=1), "limit": 50}
+    assert _seq_scans(_plan(big, query("tag_usage"), month)) == [], "the dashboard's cost by tag"

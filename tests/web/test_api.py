@@ -65,7 +65,14 @@ def test_tokens_are_stored_hashed_and_used_times_recorded(api: Api) -> None:
 
 
 def test_admin_endpoints_refuse_non_admins_with_403(api: Api) -> None:
-    for path in ["/admin/users", "/admin/models", "/admin/daily", f"/admin/users/{ADA}", "/admin/export"]:
+    for path in [
+        "/admin/users",
+        "/admin/models",
+        "/admin/daily",
+        f"/admin/users/{ADA}",
+        "/admin/export",
+        "/admin/tags",
+    ]:
         response = api.get(path, ADA)
         assert response.status_code == 403, path  # type: ignore[attr-defined]
         assert response.json()["error"].startswith("administrators only")  # type: ignore[attr-defined]
@@ -86,6 +93,7 @@ def test_admin_endpoints_answer_an_admin_by_email(api: Api) -> None:
     failures = body(api.get("/admin/failures", ROOT))
     assert [(f["user_id"], f["error"]) for f in failures] == [(ADA, "RateLimitError: slow down")]
     assert [m["model"] for m in body(api.get("/admin/unpriced", ROOT))] == ["acme-internal"]
+    assert body(api.get("/admin/tags", ROOT)) == []  # the seed tags nothing (tests/db/test_tag_usage.py does)
     latency = body(api.get("/admin/latency", ROOT))
     counts = {b["upper_ms"]: b["requests"] for b in latency["buckets"]}
     assert latency["sampled"] == 5 and counts[250] == 3 and counts[1000] == 1 and counts[5000] == 1

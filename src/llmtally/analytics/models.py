@@ -280,6 +280,16 @@ class UnpricedModel(_Result):
     last_day: dt.date
 
 
+class TagUsage(_Result):
+    """One tag's calls over a period (a call with two tags counts under each)."""
+
+    tag: str
+    requests: int
+    total_tokens: int
+    cost: Decimal  # of the priced calls: unpriced_requests say how many had no price
+    unpriced_requests: int
+
+
 class FailureRecord(_Result):
     id: int
     created_at: dt.datetime

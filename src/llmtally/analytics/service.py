@@ -25,6 +25,7 @@ from llmtally.analytics.models import (
     RecentRequest,
     RequestHistory,
     RequestRecord,
+    TagUsage,
     TokenBreakdown,
     UnpricedModel,
     UserAnalytics,
@@ -326,6 +327,11 @@ class Analytics:
 
     def unpriced_models(self, since: DateLike = None, until: DateLike = None) -> list[UnpricedModel]:
         return [UnpricedModel.from_row(r) for r in self._rows("unpriced_models", self._period(since, until))]
+
+    def tag_usage(self, since: DateLike = None, until: DateLike = None, limit: int = 50) -> list[TagUsage]:
+        """Requests, tokens and cost by tag (``metadata.tags`` of each call) over the period, costliest first."""
+        _check_limit(limit)
+        return [TagUsage.from_row(r) for r in self._rows("tag_usage", {**self._period(since, until), "limit": limit})]
 
     def recent_failures(self, since: DateLike = None, until: DateLike = None, limit: int = 50) -> list[FailureRecord]:
         _check_limit(limit)

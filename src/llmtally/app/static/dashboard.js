@@ -112,10 +112,11 @@
       document.getElementById("export-" + f).href = API + "/export?" + new URLSearchParams({ ...params, format: f });
     }
     try {
-      const [summary, series, users, latency, failures, unpriced, models, deployments, percentiles] = await Promise.all([
+      const [summary, series, users, latency, failures, unpriced, models, deployments, percentiles, tags] = await Promise.all([
         get("/summary", params), get("/timeseries", params), get("/top-users", { ...params, limit: 10 }),
         get("/latency", params), get("/failures", { ...params, limit: 50 }), get("/unpriced", params),
         get("/models", params), get("/deployments", params), get("/latency-percentiles", params),
+        get("/tags", { ...params, limit: 50 }),
       ]);
       error.hidden = true;
 
@@ -236,6 +237,12 @@
         cell(tr, ms(d.p99_ms), "n");
         cell(tr, num(d.failures).toLocaleString(), "n");
         cell(tr, num(d.cancelled).toLocaleString(), "n");
+      });
+      fill("tags", tags, (tr, t) => {
+        cell(tr, t.tag);
+        cell(tr, num(t.requests).toLocaleString(), "n");
+        cell(tr, num(t.total_tokens).toLocaleString(), "n");
+        cell(tr, money(t.cost) + (t.unpriced_requests ? " + " + t.unpriced_requests + " unpriced" : ""), "n");
       });
       fill("unpriced", unpriced, (tr, m) => {
         cell(tr, m.model);

@@ -28,6 +28,7 @@ from llmtally.analytics.models import (
     PeriodComparison,
     RecentRequest,
     RequestHistory,
+    TagUsage,
     UnpricedModel,
     UserAnalytics,
     UserSummary,
@@ -241,6 +242,13 @@ def build_api(state: WebState) -> FastAPI:
     ) -> list[FailureRecord]:
         """The period's most recent failures, with their error messages."""
         return everyone().recent_failures(since, until, limit)
+
+    @api.get("/admin/tags", response_model=list[TagUsage], tags=["admin"])
+    def admin_tags(
+        _: Admin, since: Since = None, until: Until = None, limit: Annotated[int, Query(ge=1, le=500)] = 50
+    ) -> list[TagUsage]:
+        """Requests, tokens and cost by tag (the calls' ``metadata.tags``), costliest first."""
+        return everyone().tag_usage(since, until, limit)
 
     @api.get("/admin/unpriced", response_model=list[UnpricedModel], tags=["admin"])
     def admin_unpriced(_: Admin, since: Since = None, until: Until = None) -> list[UnpricedModel]:

@@ -343,3 +343,19 @@ select model, provider, sum(unpriced_requests) as unpriced_requests, sum(tokens)
  where day >= %(since)s::date and day < %(until)s::date and unpriced_requests > 0
  group by model, provider
  order by unpriced_requests desc, model
+
+-- tag_usage --
+-- Requests, tokens and cost by tag over the period, from the tagged calls only (request_logs_tagged_idx).
+-- A call with two tags counts under each; one whose tags are not an array of strings under none.
+select t.tag, count(*) as requests, coalesce(sum(r.tokens_used), 0) as total_tokens,
+       coalesce(sum(r.total_cost), 0) as cost, count(*) filter (where r.cost_status = 'unpriced') as unpriced_requests
+  from public.request_logs r
+ cross join lateral jsonb_array_elements_text(
+           case when jsonb_typeof(r.metadata -> 'tags') = 'array' then r.metadata -> 'tags' else '[]'::jsonb end
+       ) t(tag)
+ where r.metadata ? 'tags'
+   and r.created_at >= %(since)s::date::timestamp at time zone 'UTC'
+   and r.created_at < %(until)s::date::timestamp at time zone 'UTC'
+ group by t.tag
+ order by cost desc, requests desc, t.tag
+ limit %(limit)s
