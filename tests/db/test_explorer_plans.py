@@ -73,6 +73,7 @@ SHAPES: dict[str, tuple[ExplorerFilter, str | None]] = {
     "one day by cost": (_filter(since=TODAY - dt.timedelta(days=1), until=TODAY, sort="cost"), None),
     "a week by latency": (_filter(since=TODAY - dt.timedelta(days=6), sort="latency"), None),
     "text in a week": (_filter(since=TODAY - dt.timedelta(days=6), text="number 19"), None),
+    "one tag": (_filter(tag="team-1"), None),
     "as the user": (_filter(), HEAVY),
     "as the user, by tokens": (_filter(sort="tokens"), HEAVY),
 }

@@ -12,6 +12,7 @@ import pytest
 
 from llmtally import Ledger, Settings, UsageEvent
 from llmtally.analytics import Analytics
+from llmtally.analytics.explorer import ExplorerFilter, RequestExplorer
 from llmtally.db import Database
 
 pytestmark = pytest.mark.sql
@@ -68,3 +69,17 @@ def test_the_period_bounds_hold_and_a_user_reads_only_their_own(db: Database) ->
         assert theirs.tag_usage(NOW.date() - dt.timedelta(days=7), NOW.date() + dt.timedelta(days=1)) == []
     with Analytics.for_user(db, USER) as mine:
         assert len(mine.tag_usage(NOW.date() - dt.timedelta(days=7), NOW.date() + dt.timedelta(days=1))) == 2
+
+
+def test_the_explorer_filters_by_tag(db: Database) -> None:
+    explorer = RequestExplorer(db, with_content=False)
+    week = {"since": NOW.date() - dt.timedelta(days=7)}
+    tagged = explorer.page(ExplorerFilter(tag="reports", **week)).rows
+    assert sorted(db_call_ids(db, [r.id for r in tagged])) == ["a", "c"]
+    assert explorer.page(ExplorerFilter(tag="not-a-list", **week)).rows == []  # a string is not a tag list
+    assert ExplorerFilter.from_params({"tag": "nightly"}, allow_user=True).params()["tag"] == "nightly"
+
+
+def db_call_ids(db: Database, ids: list[int]) -> list[str]:
+    rows = db.fetch_all("select litellm_call_id from request_logs where id = any(%s)", (ids,))
+    return [r["litellm_call_id"] for r in rows]

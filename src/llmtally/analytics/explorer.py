@@ -161,6 +161,7 @@ class ExplorerFilter:
     since: dt.date | None = None
     until: dt.date | None = None
     text: str | None = None
+    tag: str | None = None  # one of the call's metadata.tags
     sort: SortKey = "time"
     descending: bool = True
     page: int = 1
@@ -218,6 +219,7 @@ class ExplorerFilter:
             since=since,
             until=until,
             text=text("q", _TEXT_MOST),
+            tag=text("tag", 64),
             sort=choice("sort", SORTS) or "time",  # type: ignore[arg-type]
             descending=order == "desc",
             page=int(page_text),
@@ -234,6 +236,7 @@ class ExplorerFilter:
             ("since", self.since.isoformat() if self.since else None),
             ("until", self.until.isoformat() if self.until else None),
             ("q", self.text),
+            ("tag", self.tag),
         ):
             if value:
                 out[name] = value
@@ -307,6 +310,7 @@ class RequestExplorer:
             "since": _midnight(where.since),
             "until": _midnight(where.until + dt.timedelta(days=1)) if where.until else None,
             "text": _like(where.text) if where.text else None,
+            "tag": where.tag,
             "with_content": self.with_content,
             "limit": PAGE_SIZE + 1,
             "offset": offset,

@@ -20,6 +20,8 @@ select r.id, r.created_at, r.user_profile_id, r.model, r.provider, r.status, r.p
    and (%(since)s::timestamptz is null or r.created_at >= %(since)s::timestamptz)
    and (%(until)s::timestamptz is null or r.created_at < %(until)s::timestamptz)
    and (%(text)s::text is null or r.messages::text ilike %(text)s::text or r.response::text ilike %(text)s::text)
+   and (%(tag)s::text is null or (r.metadata ? 'tags' and jsonb_typeof(r.metadata -> 'tags') = 'array'
+                                  and r.metadata -> 'tags' ? %(tag)s::text))
  order by {order}
  limit %(limit)s offset %(offset)s
 
