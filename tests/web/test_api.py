@@ -12,6 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmtally.api_tokens import create_token, list_tokens, revoke_token, token_hash
+from llmtally.budgets import estimate, reserve, set_budget, set_rate_limit
+from llmtally.errors import BudgetExceeded, RateLimited
 from tests.support.web_seed import ADA, BOB, ROOT, Api
 
 TODAY = dt.datetime.now(dt.UTC).date()
@@ -160,3 +162,18 @@ def test_adas_token_never_returns_bobs_data(api: Api, path: str, query: dict[str
         assert marker not in response.text, (path, query, response.status_code)
     if path in ADMIN_PATHS:
         assert response.status_code in (403, 404, 400)
+
+
+def test_refusals_of_this_process_are_counted_for_the_dashboard(api: Api) -> None:
+    before = body(api.get("/admin/refusals", ROOT))
+    set_budget(api.db, ADA, "daily", limit_usd=Decimal("0.0001"))
+    set_rate_limit(api.db, BOB, rpm=0, tpm=None)
+    worst = estimate("gpt-4o-mini", [{"role": "user", "content": "hello"}], 1000)
+    with pytest.raises(BudgetExceeded):
+        reserve(api.db, ADA, "refused-by-budget", worst)
+    with pytest.raises(RateLimited):
+        reserve(api.db, BOB, "refused-by-rpm", worst)
+    after = body(api.get("/admin/refusals", ROOT))
+    assert (after["budget"] - before["budget"], after["rate_limit"] - before["rate_limit"]) == (1, 1)
+    assert after["since"] == before["since"]
+    assert api.get("/admin/refusals", ADA).status_code == 403  # type: ignore[attr-defined]

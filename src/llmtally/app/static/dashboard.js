@@ -112,11 +112,11 @@
       document.getElementById("export-" + f).href = API + "/export?" + new URLSearchParams({ ...params, format: f });
     }
     try {
-      const [summary, series, users, latency, failures, unpriced, models, deployments, percentiles, tags] = await Promise.all([
+      const [summary, series, users, latency, failures, unpriced, models, deployments, percentiles, tags, refused] = await Promise.all([
         get("/summary", params), get("/timeseries", params), get("/top-users", { ...params, limit: 10 }),
         get("/latency", params), get("/failures", { ...params, limit: 50 }), get("/unpriced", params),
         get("/models", params), get("/deployments", params), get("/latency-percentiles", params),
-        get("/tags", { ...params, limit: 50 }),
+        get("/tags", { ...params, limit: 50 }), get("/refusals", {}),
       ]);
       error.hidden = true;
 
@@ -238,6 +238,9 @@
         cell(tr, num(d.failures).toLocaleString(), "n");
         cell(tr, num(d.cancelled).toLocaleString(), "n");
       });
+      document.getElementById("refusals").textContent =
+        "Refused by this server since " + refused.since.slice(0, 16).replace("T", " ") + " UTC (never sent to a provider, so not in the ledger): " +
+        num(refused.budget).toLocaleString() + " by a budget, " + num(refused.rate_limit).toLocaleString() + " by a rate limit.";
       fill("tags", tags, (tr, t) => {
         cell(tr, t.tag);
         cell(tr, num(t.requests).toLocaleString(), "n");

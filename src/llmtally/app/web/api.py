@@ -16,6 +16,7 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from llmtally import metrics
 from llmtally.analytics.models import (
     DailyModelUsage,
     DailyTotals,
@@ -47,6 +48,14 @@ log = logging.getLogger("llmtally.app")
 class ErrorBody(BaseModel):
     error: str
     status: int
+
+
+class Refusals(BaseModel):
+    """Calls this server process refused before asking the provider (they never reach the ledger)."""
+
+    budget: int
+    rate_limit: int
+    since: dt.datetime  # when the process started counting
 
 
 class UserDetail(BaseModel):
@@ -242,6 +251,11 @@ def build_api(state: WebState) -> FastAPI:
     ) -> list[FailureRecord]:
         """The period's most recent failures, with their error messages."""
         return everyone().recent_failures(since, until, limit)
+
+    @api.get("/admin/refusals", response_model=Refusals, tags=["admin"])
+    def admin_refusals(_: Admin) -> Refusals:
+        """Budget and rate-limit refusals of this server process since it started (also in /metrics)."""
+        return Refusals(**metrics.refusals(), since=metrics.STARTED_AT)
 
     @api.get("/admin/tags", response_model=list[TagUsage], tags=["admin"])
     def admin_tags(
