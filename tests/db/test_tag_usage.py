@@ -9,10 +9,14 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from llmtally import Ledger, Settings, UsageEvent
 from llmtally.analytics import Analytics
 from llmtally.analytics.explorer import ExplorerFilter, RequestExplorer
+from llmtally.api_tokens import create_token
+from llmtally.app.web import WebState, install_web
 from llmtally.db import Database
 
 pytestmark = pytest.mark.sql
@@ -83,3 +87,15 @@ def test_the_explorer_filters_by_tag(db: Database) -> None:
 def db_call_ids(db: Database, ids: list[int]) -> list[str]:
     rows = db.fetch_all("select litellm_call_id from request_logs where id = any(%s)", (ids,))
     return [r["litellm_call_id"] for r in rows]
+
+
+def test_a_user_reads_their_own_tags_in_the_api_and_on_their_page(db: Database) -> None:
+    app = FastAPI()
+    install_web(app, WebState(db=db, admins=frozenset(), show_content=True))
+    token, _ = create_token(db, USER)
+    with TestClient(app) as client:
+        mine = {"Authorization": f"Bearer {token}"}
+        listed = client.get("/api/v1/usage/me/tags", headers=mine).json()
+        page = client.get("/usage", headers=mine).text
+    assert [(r["tag"], r["requests"]) for r in listed] == [("nightly", 2), ("reports", 2)]  # this month
+    assert 'id="tags"' in page and "nightly" in page and "$0.010000 + 1 unpriced" in page

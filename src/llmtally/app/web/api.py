@@ -177,6 +177,11 @@ def build_api(state: WebState) -> FastAPI:
         """Your newest requests, with their content when the server stores it (LLMTALLY_CONTENT=full)."""
         return mine(who).user_recent_requests(who.user_id, limit, with_content=state.show_content)
 
+    @api.get("/usage/me/tags", response_model=list[TagUsage], tags=["usage"])
+    def usage_tags(who: Me, since: Since = None, until: Until = None) -> list[TagUsage]:
+        """Your requests, tokens and cost by tag (each call's ``metadata.tags``) over the period (this month)."""
+        return mine(who).tag_usage(since, until)
+
     # -- administrators ------------------------------------------------------------------------------
     def everyone() -> Analytics:
         return Analytics(state.db)

@@ -176,6 +176,7 @@ def install_pages(app: FastAPI, state: WebState) -> None:
         recent: list[RecentRequest] = (
             mine.user_recent_requests(viewer.user_id, 20, with_content=state.show_content) if totals else []
         )
+        tags = mine.tag_usage() if totals else []  # this month, as the viewer (row-level security)
         return render(
             "usage.html",
             viewer=viewer,
@@ -186,6 +187,7 @@ def install_pages(app: FastAPI, state: WebState) -> None:
             months=months,
             by_model=_by_model_rows(months),
             recent=recent,
+            tags=tags,
             show_content=state.show_content,
             chart=_monthly_chart(months),
             budgets=budget_rows(state, viewer.user_id, as_user=True),
@@ -224,6 +226,7 @@ def install_pages(app: FastAPI, state: WebState) -> None:
             months=months,
             by_model=_by_model_rows(months),
             recent=everyone.user_recent_requests(user_id, 20, with_content=state.show_content),
+            tags=Analytics.for_user(state.db, user_id).tag_usage(),
             show_content=state.show_content,
             chart=_monthly_chart(months),
             budgets=budget_rows(state, user_id, as_user=False),
