@@ -62,7 +62,7 @@ class AuditEntry:
             fields = {k: after.get(k) for k in after if k not in _QUIET and before.get(k) != after.get(k)}
             return ", ".join(f"{k}: {_shown(before.get(k))} → {_shown(v)}" for k, v in fields.items())
         row = after or before
-        return ", ".join(f"{k}: {_shown(v)}" for k, v in row.items() if k not in _QUIET and v is not None)
+        return ", ".join(f"{k}: {_shown(v)}" for k, v in row.items() if k not in _QUIET and v not in (None, ""))
 
 
 def _shown(value: Any) -> str:

@@ -65,6 +65,7 @@ def test_a_tokens_use_is_not_logged_and_its_hash_never_is(db: Database) -> None:
     assert entries[1].detail == "models: none → [gpt-4o-mini]"
     assert all("token_hash" not in (e.before or {}) and "token_hash" not in (e.after or {}) for e in entries)
     assert entries[0].subject == f"{record.prefix}… of {USER}"
+    assert entries[2].detail == f"name: ci, user_id: {USER}"  # what it was made with; nothing empty
 
 
 def test_deleting_a_user_logs_the_user_and_what_went_with_them(db: Database) -> None:
