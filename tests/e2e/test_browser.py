@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from llmtally.db import Database
-from tests.support.browser import ARTIFACTS, FLAGS
+from tests.support.browser import ARTIFACTS, FLAGS, send_message
 from tests.support.server import Server, free_port, login_cookie
 
 
@@ -27,8 +27,7 @@ def test_login_chat_and_usage_panel_in_chromium(server: Server, db: Database, ch
             composer = page.locator("#chat-input")
             expect(composer).to_be_visible(timeout=30_000)
             expect(page.get_by_text("No requests yet.")).to_be_visible(timeout=30_000)
-            composer.fill("Hello from the browser")
-            page.keyboard.press("Enter")
+            send_message(page, "Hello from the browser")
             expect(page.get_by_text("This is the offline demo model", exact=False)).to_be_visible(timeout=30_000)
             expect(page.get_by_text("Type /usage to see", exact=False)).to_be_visible(timeout=30_000)
             expect(page.get_by_text("1 request (", exact=False)).to_be_visible(timeout=30_000)

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support.browser import ARTIFACTS, FLAGS
+from tests.support.browser import ARTIFACTS, FLAGS, send_message
 from tests.support.server import Server
 
 WIDTHS = {"desktop": (1400, 1000), "phone": (390, 844)}
@@ -73,8 +73,7 @@ def test_the_chat_loads_nothing_from_other_hosts_and_the_panel_stays_closed_on_a
             expect(composer).to_be_visible(timeout=30_000)
             # the chat's session has started once its commands are listed
             expect(page.locator("#command-usage")).to_be_visible(timeout=30_000)
-            composer.fill("Hello from a small screen" if width == "phone" else "Hello from a desk")
-            page.keyboard.press("Enter")
+            send_message(page, "Hello from a small screen" if width == "phone" else "Hello from a desk")
             expect(page.get_by_text("offline demo model", exact=False).first).to_be_visible(timeout=30_000)
             for theme in ("light", "dark"):  # the logo above the chat is llmtally's, not Chainlit's
                 assert ">llm<tspan" in page.request.get(f"{server.url}/logo?theme={theme}").text()

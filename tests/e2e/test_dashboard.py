@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from llmtally.db import Database
-from tests.support.browser import ARTIFACTS, FLAGS
+from tests.support.browser import ARTIFACTS, FLAGS, send_message
 from tests.support.server import Server, run_server
 
 
@@ -30,8 +30,7 @@ def login_and_chat(page: Any, server: Server, user: str, message: str) -> None:
     composer = page.locator("#chat-input")
     expect(composer).to_be_visible(timeout=30_000)
     expect(page.get_by_text("No requests yet.")).to_be_visible(timeout=30_000)  # the chat session has started
-    composer.fill(message)
-    page.keyboard.press("Enter")
+    send_message(page, message)
     expect(page.get_by_text("1 request (", exact=False)).to_be_visible(timeout=30_000)  # recorded and rolled up
 
 

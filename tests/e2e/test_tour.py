@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from llmtally.db import Database
-from tests.support.browser import ARTIFACTS, FLAGS
+from tests.support.browser import ARTIFACTS, FLAGS, send_message
 from tests.support.server import Server, run_server
 from tests.support.tour_seed import ALICE, seed_tour
 
@@ -62,8 +62,7 @@ def test_the_tour(tour_server: Server, db_url: str, chromium_path: str) -> None:
             composer = page.locator("#chat-input")
             expect(composer).to_be_visible(timeout=30_000)
             expect(page.locator("#command-usage")).to_be_visible(timeout=30_000)
-            composer.fill("What does llmtally record?")
-            page.keyboard.press("Enter")
+            send_message(page, "What does llmtally record?")
             expect(page.locator("#side-view-content")).to_contain_text("request", timeout=30_000)
             expect(page.get_by_text("offline demo model", exact=False).first).to_be_visible()
             snap(page, "2-chat")

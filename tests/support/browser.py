@@ -52,3 +52,22 @@ def shot(page: Any, name: str) -> None:
     """A full-page screenshot in test-artifacts/, to look at."""
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def send_message(page: Any, text: str) -> None:
+    """Types a message in the chat and sends it; Enter is pressed again if the composer kept the text
+    (the first key press can land while the chat's session is still starting)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    composer = page.locator("#chat-input")
+    composer.fill(text)
+    for _ in range(3):
+        composer.press("Enter")
+        try:
+            page.wait_for_function(
+                "(text) => document.querySelector('#chat-input').value !== text", arg=text, timeout=5_000
+            )
+            return
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError(f"the chat did not take the message {text!r}")
