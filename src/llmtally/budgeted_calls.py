@@ -239,7 +239,7 @@ class _Cancelled:
     metadata: dict[str, Any]
     stream: bool
 
-    def record(self, partial: str, reason: str = "cancelled") -> None:
+    def record(self, partial: str, reason: str = "cancelled", first_chunk_at: dt.datetime | None = None) -> None:
         """Record the call as cancelled (idempotent: a LiteLLM event with the same id wins if first)."""
         try:
             meta = {k: v for k, v in self.metadata.items() if k not in ("user_profile_id", "session_id")}
@@ -251,6 +251,7 @@ class _Cancelled:
                 user_profile_id=self.user_id,
                 session_id=self.session_id,
                 started_at=self.started,
+                first_token_at=first_chunk_at,
                 stream=self.stream,
                 metadata={**meta, "reason": reason},
             )
@@ -278,6 +279,7 @@ class BudgetedStream:
         self._parts: list[str] = []
         self._finished = False
         self._recorded = False
+        self._first_chunk_at: dt.datetime | None = None
         self.litellm_call_id = cancelled.call_id
         self.cancel_reason = "cancelled"  # the reason recorded when the consumer's task is cancelled mid-read
 
@@ -301,6 +303,8 @@ class BudgetedStream:
             self._finished = True  # a provider error: LiteLLM's failure event records the call
             await self._cancelled.failed()
             raise
+        if self._first_chunk_at is None:
+            self._first_chunk_at = dt.datetime.now(dt.UTC)
         choices = getattr(chunk, "choices", None)
         delta = getattr(choices[0].delta, "content", None) if choices else None
         if delta:
@@ -311,7 +315,7 @@ class BudgetedStream:
         """Record the call as cancelled with what was streamed so far (once; nothing if it ended)."""
         if not self._finished and not self._recorded:
             self._recorded = True
-            self._cancelled.record(self.text, reason)
+            self._cancelled.record(self.text, reason, self._first_chunk_at)
 
     async def aclose(self, reason: str = "cancelled") -> None:
         """Stop reading: unless the stream ended, the call is recorded as cancelled with what was streamed."""

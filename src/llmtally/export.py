@@ -45,6 +45,7 @@ COLUMNS = (
     "total_cost",
     "cost_status",
     "latency_ms",
+    "first_token_ms",
     "stream",
     "error_type",
     "error",

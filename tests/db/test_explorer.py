@@ -54,7 +54,7 @@ def db(cluster: Cluster, template: str) -> Iterator[Database]:
             event("ada-hit", ADA, cache_hit=True, reported_cost=0.0, saved_cost=0.002, latency_ms=5,
                   created_at=NOW - dt.timedelta(seconds=20)),
             event("ada-estimated", ADA, usage_source="estimated", stream=True, model="claude-haiku-4-5",
-                  provider="anthropic", prompt_tokens=2000, reported_cost=0.05, latency_ms=4000,
+                  provider="anthropic", prompt_tokens=2000, reported_cost=0.05, latency_ms=4000, first_token_ms=250,
                   created_at=NOW - dt.timedelta(seconds=10),
                   messages=[{"role": "user", "content": "the 50% discount_code please"}]),
             event("ada-cancelled", ADA, status="cancelled", model="claude-haiku-4-5", provider="anthropic",
@@ -175,6 +175,10 @@ def test_drill_down_has_every_attempt_tokens_by_type_and_pricing(db: Database) -
         ("success", "mini-b", "10.0.0.2", 400),
     ]
     assert detail.attempts[0].error == "upstream 500"
+    assert detail.first_token_ms is None and {a.first_token_ms for a in detail.attempts} == {None}  # not streamed
+    streamed = RequestExplorer(db, with_content=False).detail(id_of(db, "ada-estimated"))
+    assert streamed is not None and streamed.stream and streamed.first_token_ms == 250
+    assert [a.first_token_ms for a in streamed.attempts] == [250]
     assert (detail.cached_tokens, detail.reasoning_tokens) == (40, 7)
     assert detail.cost_status == "priced" and "LiteLLM reported" in detail.pricing
     assert detail.metadata.get("feature") == "chat"
@@ -209,6 +213,9 @@ def test_latency_percentiles_by_model_and_deployment(db: Database) -> None:
     assert (mini.p50_ms, mini.p95_ms, mini.p99_ms) == (37, 64, 400)
     haiku = models[("claude-haiku-4-5", "anthropic")]
     assert (haiku.requests, haiku.timed, haiku.cancelled, haiku.p50_ms) == (2, 1, 1, 4000)
+    # one of them streamed, its first chunk after 250 ms; no call of the other model streamed
+    assert (haiku.streamed, haiku.first_token_p50_ms, haiku.first_token_p95_ms) == (1, 250, 250)
+    assert (mini.streamed, mini.first_token_p50_ms) == (0, None)
     deployments = {d.model_group: d for d in latency.by_deployment}
     assert (deployments["mini-a"].failures, deployments["mini-a"].p95_ms) == (1, 900)
     assert deployments["mini-b"].p50_ms == 400

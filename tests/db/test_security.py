@@ -294,7 +294,8 @@ WRITE_FUNCTION_CALLS = {
     "llmtally_insert_events": (
         "select public.llmtally_insert_events(array[row(1, %(other)s, null, null, 'forged', 'gpt-4o', 'openai',"
         " 0, 0, 1000000, 0, 'priced', null, null, 'success', null, null, null, false, '{}', now(),"
-        " null, null, null, null, null, null, false, null, 'provider', 0, 0, 0, 0, false, null)"  # 0009, 0016
+        " null, null, null, null, null, null, false, null, 'provider', 0, 0, 0, 0, false, null,"  # 0009, 0016
+        " null)"  # 0020
         "::public.llmtally_event])",
         "",
     ),

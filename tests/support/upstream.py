@@ -10,6 +10,7 @@ name stays one LiteLLM prices:
     cached[-*]        a completion whose usage reports prompt_tokens_details.cached_tokens
     reasoning[-*]     a completion whose usage reports completion_tokens_details.reasoning_tokens
     slow[-*]          a completion; streamed, 24 chunks 0.2 s apart (for a client that leaves mid-stream)
+    late[-*]          a completion; streamed, the first chunk after FIRST_CHUNK_DELAY_S, the rest at once
     midfail[-*]       streamed: two chunks, then an error event (a provider failing mid-stream); billed nothing
 
 A request to ``.../embeddings`` gets one embedding per input (``EMBEDDING_DIMENSIONS`` floats), billed
@@ -37,6 +38,7 @@ CACHED_TOKENS = 32
 REASONING_TOKENS = 11
 REPLY = "the upstream replies with these words"
 EMBEDDING_DIMENSIONS = 8
+FIRST_CHUNK_DELAY_S = 0.6
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,9 @@ class Upstream:
         handler.end_headers()
         words = REPLY.split(" ") * (4 if kind == "slow" else 1)
         base = {"id": bill.id, "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model}
+        if kind == "late":
+            handler.wfile.flush()
+            time.sleep(FIRST_CHUNK_DELAY_S)
         for i, word in enumerate(words):
             delta = {"role": "assistant", "content": word if i == 0 else " " + word}
             chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}

@@ -62,7 +62,14 @@ def seed(db_url: str) -> None:
                 latency_ms=700,
                 created_at=NOW - dt.timedelta(seconds=10),
             ),
-            event("bob-1", BOB, reported_cost=0.5, messages=[{"role": "user", "content": "bob secret"}]),
+            event(
+                "bob-1",
+                BOB,
+                reported_cost=0.5,
+                messages=[{"role": "user", "content": "bob secret"}],
+                stream=True,
+                first_token_ms=85,
+            ),
             event("bob-2", BOB, model="claude-haiku-4-5", provider="anthropic", created_at=NOW - dt.timedelta(days=40)),
             event("anon-1", None),
         ]:

@@ -160,3 +160,15 @@ async def test_calls_of_one_session_are_separate_calls() -> None:
 async def test_a_trace_id_given_for_all_attempts_keys_the_call() -> None:
     (event,) = await capture(mock_response="ok", litellm_trace_id="request-7", metadata={"session_id": "s-1"})
     assert event.call_key == "request-7"
+
+
+def test_a_stream_s_first_token_is_litellm_s_completion_start_time() -> None:
+    start = dt.datetime(2026, 3, 1, 12, 0, 0)  # LiteLLM passes naive local times
+    end = start + dt.timedelta(seconds=2)
+    payload = {"litellm_call_id": "s1", "stream": True, "completion_start_time": start + dt.timedelta(milliseconds=450)}
+    assert event_from_payload(payload, None, start, end, "success").first_token_ms == 450
+    # LiteLLM sets the first-token time to the end when no chunk came: no first token, not 2,000 ms
+    no_chunk = {**payload, "completion_start_time": end}
+    assert event_from_payload(no_chunk, None, start, end, "success").first_token_ms is None
+    # a call that was not streamed has none either, whatever LiteLLM noted
+    assert event_from_payload({**payload, "stream": False}, None, start, end, "success").first_token_ms is None

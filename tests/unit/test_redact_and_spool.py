@@ -48,11 +48,14 @@ def test_a_record_is_one_ascii_line_and_round_trips() -> None:
         messages=[{"content": "a\x00b\ud800\n"}],
         metadata={"k": 1},
         created_at=at,
+        stream=True,
+        first_token_ms=321,
     )
     line = encode(event)
     assert line.endswith(b"\n") and line.count(b"\n") == 1 and line.isascii()
     back = decode(line)
     assert (back.litellm_call_id, back.prompt_tokens, back.created_at, back.metadata) == ("id-1\n", 3, at, {"k": 1})
+    assert (back.stream, back.first_token_ms) == (True, 321)
     assert back.messages == [{"content": "a\x00b\ud800\n"}]  # cleaned when written, not here
 
 

@@ -67,11 +67,13 @@ def test_your_requests_show_only_yours_and_another_users_call_is_404(state: WebS
         assert mine.status_code == 200 and "question ada-1" in mine.text and "bob" not in mine.text.lower()
         own = web.get(f"/usage/requests/{request_id(state, 'ada-2')}", headers=bearer(state, ADA))
         assert own.status_code == 200 and "RateLimitError: slow down" in own.text and 'id="attempts"' in own.text
+        assert "not streamed" in own.text
         for other in (str(request_id(state, "bob-1")), "999999999", "abc", "1" * 30):
             page = web.get(f"/usage/requests/{other}", headers=bearer(state, ADA))
             assert page.status_code == 404 and "bob secret" not in page.text and 'id="not-found"' in page.text
         detail = web.get(f"/admin/requests/{request_id(state, 'bob-1')}", headers=bearer(state, ROOT))
         assert detail.status_code == 200 and "bob secret" in detail.text
+        assert "first token after 85 ms" in detail.text and '<td class="n">85 ms</td>' in detail.text
 
 
 def test_without_stored_content_there_is_no_text_search(state: WebState) -> None:
@@ -88,6 +90,7 @@ def test_latency_percentiles_in_the_api(api: Api) -> None:
     # this month's gpt-4o-mini calls: ada-1, bob-1 and the anonymous one (120 ms), ada-2 (3000 ms, failed)
     mini = models[("gpt-4o-mini", "openai")]
     assert (mini["requests"], mini["failures"], mini["p50_ms"], mini["p99_ms"]) == (4, 1, 120, 3000)
+    assert (mini["streamed"], mini["first_token_p50_ms"], mini["first_token_p95_ms"]) == (1, 85, 85)  # bob-1's
     assert api.get("/admin/latency-percentiles", ADA).status_code == 403  # type: ignore[attr-defined]
 
 

@@ -93,6 +93,7 @@ class AttemptRow(_Row):
     error_type: str | None
     error: str | None
     latency_ms: int | None
+    first_token_ms: int | None
     prompt_tokens: int
     completion_tokens: int
     tokens_used: int
@@ -133,6 +134,7 @@ class RequestDetail(_Row):
     saved_cost: Decimal | None
     usage_source: str
     latency_ms: int | None
+    first_token_ms: int | None
     stream: bool
     attempt_count: int
     failed_attempts: int

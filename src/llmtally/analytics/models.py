@@ -329,6 +329,10 @@ class ModelLatency(_Result):
     p50_ms: int | None
     p95_ms: int | None
     p99_ms: int | None
+    # Time to first token of the streams among them (``streamed``: those with a first chunk).
+    streamed: int = 0
+    first_token_p50_ms: int | None = None
+    first_token_p95_ms: int | None = None
 
 
 class DeploymentLatency(_Result):
@@ -345,11 +349,16 @@ class DeploymentLatency(_Result):
     p50_ms: int | None
     p95_ms: int | None
     p99_ms: int | None
+    # Time to first token of the streams among them (``streamed``: those with a first chunk).
+    streamed: int = 0
+    first_token_p50_ms: int | None = None
+    first_token_p95_ms: int | None = None
 
 
 class LatencyPercentiles(_Result):
     """p50/p95/p99 of a period's most recent calls (at most ``sample_limit``; ``sampled`` were read)
-    by model, and of its most recent attempts by deployment. Budget refusals are not recorded (a refused
+    by model, and of its most recent attempts by deployment, with p50/p95 of the streams' time to first
+    token. Budget refusals are not recorded (a refused
     call never reaches LiteLLM), so they are not counted here."""
 
     sample_limit: int

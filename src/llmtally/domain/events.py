@@ -35,6 +35,8 @@ class UsageEvent:
     error: str | None = None
     error_type: str | None = None
     latency_ms: int | None = None
+    # A stream's time to its first chunk (from the attempt's start); None if not streamed or no chunk came.
+    first_token_ms: int | None = None
     stream: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))

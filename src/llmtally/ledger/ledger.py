@@ -236,13 +236,15 @@ class Ledger:
         prompt_tokens: int | None = None,
         completion_tokens: int | None = None,
         started_at: dt.datetime | None = None,
+        first_token_at: dt.datetime | None = None,
         stream: bool = True,
         metadata: dict[str, Any] | None = None,
     ) -> UsageEvent:
         """Record a call the application abandoned or cancelled (LiteLLM fires no event for these).
 
         Tokens not given are counted with LiteLLM's tokenizer: the prompt from ``messages``, the
-        completion from ``partial_response`` (what was streamed before the stop).
+        completion from ``partial_response`` (what was streamed before the stop). ``first_token_at`` is
+        when the stream's first chunk came, if one did (the call's time to first token).
         """
         if provider is None:
             # Store the model as LiteLLM's own events do ("claude-x", not "anthropic/claude-x").
@@ -268,6 +270,7 @@ class Ledger:
             messages=messages,
             response={"partial": partial_response} if partial_response else None,
             latency_ms=max(0, int((now - start).total_seconds() * 1000)),
+            first_token_ms=_ms_between(start, first_token_at) if stream and first_token_at else None,
             stream=stream,
             metadata=metadata or {},
             created_at=start,
@@ -305,3 +308,8 @@ class Ledger:
     async def link_session(self, session_id: str, user_id: str) -> None:
         """Map a session id to a user, so calls that carry only the session are still attributed."""
         await asyncio.to_thread(self.link_session_sync, session_id, user_id)
+
+
+def _ms_between(start: dt.datetime, then: dt.datetime) -> int:
+    """Whole milliseconds from ``start`` to ``then`` (0 if ``then`` is earlier)."""
+    return max(0, int((then - start).total_seconds() * 1000))

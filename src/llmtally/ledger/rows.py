@@ -49,6 +49,7 @@ EVENT_FIELDS = (
     "audio_tokens",
     "content_truncated",
     "content_original_bytes",
+    "first_token_ms",
 )
 
 
@@ -93,6 +94,7 @@ def event_row(seq: int, event: UsageEvent, *, store_content: bool = True) -> tup
         max(0, event.audio_tokens),
         event.content_truncated,
         max(0, event.content_original_bytes or 0) if event.content_truncated else None,
+        None if event.first_token_ms is None else max(0, event.first_token_ms),
     )
 
 

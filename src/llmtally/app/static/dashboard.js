@@ -224,6 +224,9 @@
         cell(tr, ms(m.p50_ms), "n");
         cell(tr, ms(m.p95_ms), "n");
         cell(tr, ms(m.p99_ms), "n");
+        cell(tr, num(m.streamed).toLocaleString(), "n");
+        cell(tr, ms(m.first_token_p50_ms), "n");
+        cell(tr, ms(m.first_token_p95_ms), "n");
         cell(tr, num(m.failures).toLocaleString(), "n");
         cell(tr, num(m.cancelled).toLocaleString(), "n");
       });
@@ -235,6 +238,9 @@
         cell(tr, ms(d.p50_ms), "n");
         cell(tr, ms(d.p95_ms), "n");
         cell(tr, ms(d.p99_ms), "n");
+        cell(tr, num(d.streamed).toLocaleString(), "n");
+        cell(tr, ms(d.first_token_p50_ms), "n");
+        cell(tr, ms(d.first_token_p95_ms), "n");
         cell(tr, num(d.failures).toLocaleString(), "n");
         cell(tr, num(d.cancelled).toLocaleString(), "n");
       });

@@ -61,6 +61,20 @@ def _aware(value: Any) -> dt.datetime | None:
     return None
 
 
+def _first_token_ms(
+    kwargs: Mapping[str, Any], slo: Mapping[str, Any], start: dt.datetime, end: dt.datetime | None
+) -> int | None:
+    """A stream's milliseconds from the attempt's start to its first chunk (LiteLLM's completion_start_time).
+
+    Without a chunk LiteLLM sets that time to the attempt's end (a stream served whole, from a cache
+    for one): a first chunk always comes before the end, so that is no first token, and None.
+    """
+    first = _aware(kwargs.get("completion_start_time")) or _aware(slo.get("completionStartTime"))
+    if first is None or (end is not None and first >= end):
+        return None
+    return max(0, int((first - start).total_seconds() * 1000))
+
+
 def _int(value: Any) -> int:
     try:
         return max(0, int(value or 0))
@@ -179,6 +193,7 @@ def event_from_payload(
     cache_hit = success and bool(slo.get("cache_hit") or kwargs.get("cache_hit"))
     saved = slo.get("saved_cache_cost") if cache_hit else None
     stream = bool(kwargs.get("stream") or slo.get("stream"))
+    first_token = _first_token_ms(kwargs, slo, start, end) if stream else None
     # A trace id LiteLLM was given (the Router and the Proxy set one for all attempts of a request)
     # groups attempts; one it made up for a single call does not, and then the call id does.
     # LiteLLM also copies metadata["trace_id"] or metadata["session_id"] into it when it was given none: such
@@ -204,6 +219,7 @@ def event_from_payload(
         error=error,
         error_type=error_type,
         latency_ms=latency if latency is None or latency >= 0 else 0,
+        first_token_ms=first_token,
         stream=stream,
         metadata=app_metadata,
         created_at=start,

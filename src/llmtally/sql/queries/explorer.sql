@@ -55,8 +55,8 @@ select r.id, r.created_at, r.user_profile_id, r.end_user, r.session_id, r.litell
        r.trace_id, r.model, r.model_group, r.provider, r.status, r.error_type, r.error, r.prompt_tokens,
        r.completion_tokens, r.tokens_used, r.cached_tokens, r.cache_creation_tokens, r.reasoning_tokens,
        r.audio_tokens, r.total_cost, r.cost_status, r.cache_hit, r.saved_cost, r.usage_source,
-       r.latency_ms, r.stream, r.attempt_count, r.failed_attempts, r.metadata, r.content_truncated,
-       r.content_original_bytes,
+       r.latency_ms, r.first_token_ms, r.stream, r.attempt_count, r.failed_attempts, r.metadata,
+       r.content_truncated, r.content_original_bytes,
        case when %(with_content)s then r.messages end as messages,
        case when %(with_content)s then r.response end as response
   from public.request_logs r
@@ -66,7 +66,7 @@ select r.id, r.created_at, r.user_profile_id, r.end_user, r.session_id, r.litell
 -- explorer_attempts --
 -- Every attempt of one logical call, first to last (request_attempts_call_idx).
 select a.id, a.created_at, a.litellm_call_id, a.status, a.model, a.provider, a.model_group, a.model_id,
-       a.api_base, a.error_type, a.error, a.latency_ms, a.prompt_tokens, a.completion_tokens, a.tokens_used,
+       a.api_base, a.error_type, a.error, a.latency_ms, a.first_token_ms, a.prompt_tokens, a.completion_tokens, a.tokens_used,
        a.total_cost, a.cost_status, a.cache_hit, a.usage_source, a.stream
   from public.request_attempts a
  where a.call_key = %(call_key)s
@@ -84,9 +84,10 @@ select distinct model, provider
 -- latency_percentiles_by_model --
 -- p50/p95/p99 latency of the period's most recent logical calls (at most %(sample)s, read backwards along
 -- request_logs_created_idx: bounded work at any table size) per model and provider, with the cancelled
--- and failed calls among them.
+-- and failed calls among them, and the time to first token of the streamed ones (first_token_ms is
+-- null for the others, which percentile_disc leaves out).
 with recent as (
-    select model, provider, status, latency_ms
+    select model, provider, status, latency_ms, first_token_ms
       from public.request_logs
      where created_at >= %(since)s::date::timestamp at time zone 'UTC'
        and created_at < %(until)s::date::timestamp at time zone 'UTC'
@@ -98,7 +99,10 @@ select model, provider, count(*) as requests, count(latency_ms) as timed,
        count(*) filter (where status = 'failure') as failures,
        percentile_disc(0.5) within group (order by latency_ms) as p50_ms,
        percentile_disc(0.95) within group (order by latency_ms) as p95_ms,
-       percentile_disc(0.99) within group (order by latency_ms) as p99_ms
+       percentile_disc(0.99) within group (order by latency_ms) as p99_ms,
+       count(first_token_ms) as streamed,
+       percentile_disc(0.5) within group (order by first_token_ms) as first_token_p50_ms,
+       percentile_disc(0.95) within group (order by first_token_ms) as first_token_p95_ms
   from recent
  group by model, provider
  order by requests desc, model, provider
@@ -109,7 +113,7 @@ select model, provider, count(*) as requests, count(latency_ms) as timed,
 -- (request_attempts_created_idx).
 with recent as (
     select coalesce(model_group, model) as model_group, model, provider, coalesce(api_base, '') as api_base,
-           status, latency_ms
+           status, latency_ms, first_token_ms
       from public.request_attempts
      where created_at >= %(since)s::date::timestamp at time zone 'UTC'
        and created_at < %(until)s::date::timestamp at time zone 'UTC'
@@ -121,7 +125,10 @@ select model_group, model, provider, api_base, count(*) as attempts, count(laten
        count(*) filter (where status = 'failure') as failures,
        percentile_disc(0.5) within group (order by latency_ms) as p50_ms,
        percentile_disc(0.95) within group (order by latency_ms) as p95_ms,
-       percentile_disc(0.99) within group (order by latency_ms) as p99_ms
+       percentile_disc(0.99) within group (order by latency_ms) as p99_ms,
+       count(first_token_ms) as streamed,
+       percentile_disc(0.5) within group (order by first_token_ms) as first_token_p50_ms,
+       percentile_disc(0.95) within group (order by first_token_ms) as first_token_p95_ms
   from recent
  group by model_group, model, provider, api_base
  order by attempts desc, model_group, model, api_base

@@ -10,7 +10,7 @@ copy llmtally_stage (seq, user_profile_id, end_user, session_id, litellm_call_id
     prompt_tokens, completion_tokens, tokens_used, total_cost, cost_status, messages, response, status,
     error, error_type, latency_ms, stream, metadata, created_at, call_key, attempt_key, trace_id, model_group,
     model_id, api_base, cache_hit, saved_cost, usage_source, cached_tokens, cache_creation_tokens,
-    reasoning_tokens, audio_tokens, content_truncated, content_original_bytes) from stdin
+    reasoning_tokens, audio_tokens, content_truncated, content_original_bytes, first_token_ms) from stdin
 
 -- insert_from_stage --
 -- The insert itself (user from the session map, custom prices, on conflict do nothing) is the
@@ -77,7 +77,9 @@ select public.llmtally_insert_events(array(
                -- migration 0015: the truncated-content flag as fields, not a key in metadata
                coalesce((s.r ->> 'trunc')::boolean, false),
                case when coalesce((s.r ->> 'trunc')::boolean, false)
-                    then greatest(0, (s.r ->> 'orig')::bigint) end
+                    then greatest(0, (s.r ->> 'orig')::bigint) end,
+               -- migration 0020: a stream's time to its first chunk
+               case when s.r ->> 'ft' is not null then greatest(0, (s.r ->> 'ft')::integer) end
            )::public.llmtally_event
       from llmtally_line_stage s
      cross join lateral (select coalesce((s.r ->> 'pt')::integer, 0) as pt,
