@@ -32,6 +32,7 @@ from llmtally.budgets import (
     webhook,
 )
 from llmtally.db.database import Database
+from llmtally.domain.inputs import input_texts, prompt_messages, response_input_messages
 from llmtally.errors import UserInputError
 from llmtally.integrations.litellm import calls
 from llmtally.ledger.ledger import Ledger
@@ -90,16 +91,18 @@ class Budgets:
         max_tokens: int | None = None,
         call_id: str | None = None,
         billed_models: Sequence[str] = (),
+        outputs: int = 1,
     ) -> tuple[str, Estimate]:
         """Reserve the worst case of a call; returns its litellm_call_id and the estimate.
 
         ``billed_models``: the LiteLLM models the call may be billed as (a router's deployments behind
         ``model``, its fallbacks); the dearest of them is reserved. Empty: ``model`` itself.
+        ``outputs``: how many completions of up to ``max_tokens`` the call makes.
         """
         call_id = call_id or str(uuid.uuid4())
         est = max(
             (
-                estimate(m, messages, max_tokens, default_max_tokens=self.default_max_tokens)
+                estimate(m, messages, max_tokens, default_max_tokens=self.default_max_tokens, outputs=outputs)
                 for m in (billed_models or (model,))
             ),
             key=lambda e: (e.usd is not None, e.usd or 0),
@@ -148,41 +151,69 @@ class Budgets:
         ``call`` makes the call instead of ``litellm.acompletion`` (a LiteLLM Router's ``acompletion``), with
         the same arguments; ``billed_models`` are the models it may bill (see :meth:`reserve`).
         """
-        call_id, est = await self.reserve(user_id, model, messages, max_tokens=max_tokens, billed_models=billed_models)
-        meta = {**(metadata or {}), "user_profile_id": user_id}
-        if session_id is not None:
-            meta["session_id"] = session_id
-        if max_tokens is None and est.send_max_tokens is not None:
-            kwargs["max_tokens"] = est.send_max_tokens
-        elif max_tokens is not None:
-            kwargs["max_tokens"] = max_tokens
-        started = dt.datetime.now(dt.UTC)
-        # A call left before its end is recorded as the model it would have been billed as.
-        recorded_as = billed_models[0] if billed_models else model
-        cancelled = _Cancelled(
-            self.ledger, self.db, recorded_as, list(messages), call_id, user_id, session_id, started, meta, stream
+        return await self._call(
+            _Call(call or calls.acompletion, user_id, model, messages, max_tokens, "max_tokens", stream),
+            metadata=metadata,
+            session_id=session_id,
+            billed_models=billed_models,
+            request={"messages": messages, "stream": stream, **kwargs},
         )
-        try:
-            response = await (call or calls.acompletion)(
-                model=model,
-                messages=messages,
-                stream=stream,
-                user=user_id,
-                metadata=meta,
-                litellm_call_id=call_id,
-                **kwargs,
-            )
-        except asyncio.CancelledError:
-            cancelled.record("")
-            raise
-        except Exception:
-            # Every retry and fallback failed: LiteLLM's failure events record the attempts; the
-            # reservation goes now (a failed attempt alone does not settle it).
-            await cancelled.failed()
-            raise
+
+    async def atext_completion(
+        self,
+        *,
+        user_id: str,
+        model: str,
+        prompt: str | Sequence[Any],
+        max_tokens: int | None = None,
+        stream: bool = False,
+        metadata: dict[str, Any] | None = None,
+        call: Callable[..., Awaitable[Any]] | None = None,
+        billed_models: Sequence[str] = (),
+        outputs: int = 1,
+        **kwargs: Any,
+    ) -> Any:
+        """``litellm.atext_completion`` (the legacy text completions) after a reservation of its prompts
+        and ``outputs`` completions per prompt (``n``); a stream comes back as a :class:`BudgetedStream`."""
+        messages = prompt_messages(prompt)
+        return await self._call(
+            _Call(call or calls.atext_completion, user_id, model, messages, max_tokens, "max_tokens", stream),
+            metadata=metadata,
+            billed_models=billed_models,
+            outputs=len(messages) * outputs,
+            request={"prompt": prompt, "stream": stream, **kwargs},
+        )
+
+    async def aresponses(
+        self,
+        *,
+        user_id: str,
+        model: str,
+        input: str | Sequence[Any],
+        instructions: str | None = None,
+        max_output_tokens: int | None = None,
+        stream: bool = False,
+        metadata: dict[str, Any] | None = None,
+        call: Callable[..., Awaitable[Any]] | None = None,
+        billed_models: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> Any:
+        """``litellm.aresponses`` (the Responses API) after a reservation; a stream comes back as a
+        :class:`BudgetedStream` of its events. The metadata goes to LiteLLM's ``litellm_metadata``:
+        ``metadata`` is a parameter of the Responses API that the provider would store."""
+        messages = response_input_messages(input, instructions)
+        request: dict[str, Any] = {"input": input, **kwargs}
+        if instructions is not None:
+            request["instructions"] = instructions
         if stream:
-            return BudgetedStream(response, cancelled)
-        return response
+            request["stream"] = True
+        return await self._call(
+            _Call(call or calls.aresponses, user_id, model, messages, max_output_tokens, "max_output_tokens", stream),
+            metadata=metadata,
+            metadata_param="litellm_metadata",
+            billed_models=billed_models,
+            request=request,
+        )
 
     async def aembedding(
         self,
@@ -197,33 +228,84 @@ class Budgets:
     ) -> Any:
         """``litellm.aembedding`` after a reservation of its input's tokens (an embedding has no output)."""
         as_messages = [{"role": "user", "content": text} for text in embedding_texts(input)]
-        call_id, _ = await self.reserve(user_id, model, as_messages, max_tokens=0, billed_models=billed_models)
-        meta = {**(metadata or {}), "user_profile_id": user_id}
-        recorded_as = billed_models[0] if billed_models else model
+        return await self._call(
+            _Call(call or calls.aembedding, user_id, model, as_messages, 0, None, False),
+            metadata=metadata,
+            billed_models=billed_models,
+            request={"input": input, **kwargs},
+        )
+
+    async def _call(
+        self,
+        what: _Call,
+        *,
+        metadata: dict[str, Any] | None,
+        billed_models: Sequence[str],
+        request: dict[str, Any],
+        session_id: str | None = None,
+        outputs: int = 1,
+        metadata_param: str = "metadata",
+    ) -> Any:
+        """Reserve, call, and make sure the call is recorded however it ends."""
+        call_id, est = await self.reserve(
+            what.user_id,
+            what.model,
+            what.messages,
+            max_tokens=what.max_tokens,
+            billed_models=billed_models,
+            outputs=outputs,
+        )
+        meta = {**(metadata or {}), "user_profile_id": what.user_id}
+        if session_id is not None:
+            meta["session_id"] = session_id
+        if what.max_tokens_param is not None:
+            limit = what.max_tokens if what.max_tokens is not None else est.send_max_tokens
+            if limit is not None:
+                request[what.max_tokens_param] = limit
         started = dt.datetime.now(dt.UTC)
+        # A call left before its end is recorded as the model it would have been billed as.
+        recorded_as = billed_models[0] if billed_models else what.model
         cancelled = _Cancelled(
-            self.ledger, self.db, recorded_as, as_messages, call_id, user_id, None, started, meta, False
+            self.ledger,
+            self.db,
+            recorded_as,
+            list(what.messages),
+            call_id,
+            what.user_id,
+            session_id,
+            started,
+            meta,
+            what.stream,
         )
         try:
-            return await (call or calls.aembedding)(
-                model=model, input=input, user=user_id, metadata=meta, litellm_call_id=call_id, **kwargs
+            response = await what.call(
+                model=what.model, user=what.user_id, litellm_call_id=call_id, **{metadata_param: meta}, **request
             )
         except asyncio.CancelledError:
             cancelled.record("")
             raise
         except Exception:
+            # Every retry and fallback failed: LiteLLM's failure events record the attempts; the
+            # reservation goes now (a failed attempt alone does not settle it).
             await cancelled.failed()
             raise
+        if what.stream:
+            return BudgetedStream(response, cancelled)
+        return response
 
 
-def embedding_texts(value: str | Sequence[Any]) -> list[str]:
-    """The inputs of an embedding request as texts: strings as they are, token arrays as their numbers."""
-    if isinstance(value, str):
-        return [value]
-    items = list(value)
-    if items and all(isinstance(v, int) for v in items):
-        return [" ".join(str(v) for v in items)]
-    return [v if isinstance(v, str) else " ".join(str(t) for t in v) for v in items]
+@dataclass(frozen=True)
+class _Call:
+    call: Callable[..., Awaitable[Any]]
+    user_id: str
+    model: str
+    messages: list[dict[str, Any]]  # the input as chat messages, to count its tokens
+    max_tokens: int | None
+    max_tokens_param: str | None  # the name of the output limit in this call's parameters
+    stream: bool
+
+
+embedding_texts = input_texts  # the inputs of an embedding request as texts (llmtally.domain.inputs)
 
 
 @dataclass
@@ -266,6 +348,21 @@ class _Cancelled:
             log.exception("could not settle the reservation of failed call %s", self.call_id)
 
 
+def chunk_text(chunk: Any) -> str | None:
+    """The text a streamed chunk adds: a chat delta's content, a text completion's text, or a Responses
+    API ``response.output_text.delta`` event's delta."""
+    choices = getattr(chunk, "choices", None)
+    if choices:
+        delta = getattr(choices[0], "delta", None)
+        text = getattr(delta, "content", None) if delta is not None else getattr(choices[0], "text", None)
+        return text if isinstance(text, str) else None
+    kind = getattr(chunk, "type", None)
+    if getattr(kind, "value", kind) == "response.output_text.delta":
+        delta = getattr(chunk, "delta", None)
+        return delta if isinstance(delta, str) else None
+    return None
+
+
 class BudgetedStream:
     """A LiteLLM stream that records itself as cancelled if it is not read to the end.
 
@@ -305,10 +402,9 @@ class BudgetedStream:
             raise
         if self._first_chunk_at is None:
             self._first_chunk_at = dt.datetime.now(dt.UTC)
-        choices = getattr(chunk, "choices", None)
-        delta = getattr(choices[0].delta, "content", None) if choices else None
-        if delta:
-            self._parts.append(delta)
+        text = chunk_text(chunk)
+        if text:
+            self._parts.append(text)
         return chunk
 
     def record_cancelled(self, reason: str = "cancelled") -> None:

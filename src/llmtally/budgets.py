@@ -310,11 +310,14 @@ def webhook(url: str, timeout: float = 10.0) -> Callable[[Alert], None]:
 
 
 # -- estimating and reserving ---------------------------------------------------------------------
-def estimate(model: str, messages: Any, max_tokens: int | None, *, default_max_tokens: int = 4096) -> Estimate:
+def estimate(
+    model: str, messages: Any, max_tokens: int | None, *, default_max_tokens: int = 4096, outputs: int = 1
+) -> Estimate:
     """The worst case of a call: prompt tokens (LiteLLM's tokenizer) + its output limit, at map prices.
 
     The output limit is ``max_tokens``, else the model's maximum output from LiteLLM's map, else
-    ``default_max_tokens`` (then sent as ``max_tokens`` so the estimate stays a bound).
+    ``default_max_tokens`` (then sent as ``max_tokens`` so the estimate stays a bound); times ``outputs``,
+    the completions the call makes (a text completion of several prompts, ``n`` choices each).
     """
     bare, provider = split_provider(model)
     prompt = count_tokens(model, messages=messages) if messages else 0
@@ -327,6 +330,7 @@ def estimate(model: str, messages: Any, max_tokens: int | None, *, default_max_t
         known = max_output_tokens(model, bare, f"{provider}/{bare}")
         completion = known or default_max_tokens
         send = None if known else default_max_tokens
+    completion *= max(1, outputs)
     price = litellm_price(bare, provider)
     usd = None if price is None else prompt * price[0] + completion * price[1]
     return Estimate(bare, provider, prompt, completion, usd, send)

@@ -16,6 +16,11 @@ from tests.support.cli import assert_one_line_error, llmtally
 from tests.support.server import ROOT, free_port, wait_until_answering
 
 
+def curl_post(url: str, auth: str, body: dict[str, object]) -> str:
+    command = ["curl", "-sS", url, "-H", auth, "-H", "Content-Type: application/json", "-d", json.dumps(body)]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+
 def test_a_bad_config_file_is_one_line_at_start(tmp_path: Path) -> None:
     bad = tmp_path / "gateway.yaml"
     bad.write_text("model_list:\n  - model_name: gpt-4o-mini\n    litellm_params: {api_key: k}\n")
@@ -64,15 +69,23 @@ def test_the_gateway_command_serves_v1_alone_and_records_every_call(db_url: str,
         )
         reply = json.loads(done.stdout)
         assert "offline demo model" in reply["choices"][0]["message"]["content"]
+        # The curl examples of docs/gateway.md for the text completions and the Responses API
+        text = json.loads(curl_post(f"{url}/v1/completions", auth, {"model": "llmtally/demo", "prompt": "Hello"}))
+        assert "offline demo model" in text["choices"][0]["text"]
+        answer = json.loads(curl_post(f"{url}/v1/responses", auth, {"model": "llmtally/demo", "input": "Hello"}))
+        assert "offline demo model" in answer["output"][0]["content"][0]["text"]
         chat = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", f"{url}/"], capture_output=True)
         assert chat.stdout == b"404"  # no chat here
         with Database(db_url) as db:
             deadline = time.monotonic() + 10
-            while not (rows := db.fetch_all("select * from request_logs")) and time.monotonic() < deadline:
+            while len(rows := db.fetch_all("select * from request_logs order by created_at")) < 3 and (
+                time.monotonic() < deadline
+            ):
                 time.sleep(0.05)
-        [row] = rows
-        assert (row["user_profile_id"], row["model"], row["status"]) == ("svc_reports", "demo", "success")
-        assert row["completion_tokens"] == reply["usage"]["completion_tokens"]
+        assert len(rows) == 3
+        for row, usage in zip(rows, (reply["usage"], text["usage"], answer["usage"]), strict=True):
+            assert (row["user_profile_id"], row["model"], row["status"]) == ("svc_reports", "demo", "success")
+            assert row["completion_tokens"] == usage.get("completion_tokens", usage.get("output_tokens"))
     finally:
         process.terminate()
         process.wait(timeout=20)

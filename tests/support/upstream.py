@@ -15,6 +15,9 @@ name stays one LiteLLM prices:
 
 A request to ``.../embeddings`` gets one embedding per input (``EMBEDDING_DIMENSIONS`` floats), billed
 ``PROMPT_TOKENS`` prompt tokens and no completion tokens (``Billed.endpoint`` is ``"embeddings"``).
+``.../completions`` (legacy text completions) answers a ``text_completion`` with the same usage;
+``.../responses`` (the Responses API) a ``response`` whose usage is ``input_tokens``/``output_tokens``,
+streamed as typed events ending with ``response.completed`` (``slow`` and ``midfail`` apply to both).
 A streamed request (``"stream": true``) gets server-sent events, with a final usage chunk only when
 ``stream_options.include_usage`` is true, as OpenAI does. Every response that carries a completion is
 billed: ``Upstream.billed`` lists them (model, prompt, completion, cached and reasoning tokens).
@@ -28,7 +31,7 @@ import re
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -39,6 +42,7 @@ REASONING_TOKENS = 11
 REPLY = "the upstream replies with these words"
 EMBEDDING_DIMENSIONS = 8
 FIRST_CHUNK_DELAY_S = 0.6
+ENDPOINTS = ("embeddings", "completions", "responses")  # by the path's end; anything else is chat
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class Billed:
     reasoning_tokens: int
     stream: bool
     endpoint: str = "chat"
+    body: dict[str, Any] = field(default_factory=dict, compare=False)  # the request as the upstream got it
 
 
 class Upstream:
@@ -74,7 +79,8 @@ class Upstream:
                 length = int(self.headers.get("content-length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 path = self.path.strip("/")
-                endpoint = "embeddings" if path.endswith("/embeddings") else "chat"
+                ends = [e for e in ENDPOINTS if path.endswith(f"/{e}") and not path.endswith("/chat/completions")]
+                endpoint = ends[0] if ends else "chat"
                 upstream._handle(self, path.split("/", 1)[0], body, endpoint)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -117,8 +123,9 @@ class Upstream:
         cached = CACHED_TOKENS if kind == "cached" else 0
         reasoning = REASONING_TOKENS if kind == "reasoning" else 0
         stream = bool(body.get("stream"))
+        prefix = {"completions": "cmpl", "responses": "resp"}.get(endpoint, "chatcmpl")
         bill = Billed(
-            id=f"chatcmpl-{next(self._ids)}",
+            id=f"{prefix}-{next(self._ids)}",
             behaviour=behaviour,
             model=model,
             prompt_tokens=PROMPT_TOKENS,
@@ -126,10 +133,16 @@ class Upstream:
             cached_tokens=cached,
             reasoning_tokens=reasoning,
             stream=stream,
+            endpoint=endpoint,
+            body=body,
         )
         if kind != "midfail":
             with self._lock:
                 self.billed.append(bill)
+        if endpoint == "completions":
+            return _text_completion(handler, bill, kind, body)
+        if endpoint == "responses":
+            return _response(handler, bill, kind)
         usage = _usage(bill)
         if not stream:
             message = {"role": "assistant", "content": REPLY}
@@ -219,3 +232,118 @@ def _error(handler: BaseHTTPRequestHandler, code: int, message: str) -> None:
     handler.send_header("content-length", str(len(data)))
     handler.end_headers()
     handler.wfile.write(data)
+
+
+def _words(kind: str) -> list[str]:
+    return REPLY.split(" ") * (4 if kind == "slow" else 1)
+
+
+def _pause(handler: BaseHTTPRequestHandler, kind: str) -> None:
+    if kind == "slow":
+        handler.wfile.flush()
+        time.sleep(0.2)
+
+
+def _send_json(handler: BaseHTTPRequestHandler, payload: dict[str, Any]) -> None:
+    data = json.dumps(payload).encode()
+    handler.send_response(200)
+    handler.send_header("content-type", "application/json")
+    handler.send_header("content-length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+def _start_events(handler: BaseHTTPRequestHandler) -> None:
+    handler.send_response(200)
+    handler.send_header("content-type", "text/event-stream")
+    handler.send_header("connection", "close")
+    handler.end_headers()
+
+
+def _end_events(handler: BaseHTTPRequestHandler, done: bool) -> None:
+    if done:
+        handler.wfile.write(b"data: [DONE]\n\n")
+    handler.wfile.flush()
+    handler.close_connection = True
+
+
+def _text_completion(handler: BaseHTTPRequestHandler, bill: Billed, kind: str, body: dict[str, Any]) -> None:
+    """POST /completions (the legacy text completions): a text choice, streamed as text chunks."""
+    base = {"id": bill.id, "object": "text_completion", "created": 1_700_000_000, "model": bill.model}
+    if not bill.stream:
+        choice = {"text": REPLY, "index": 0, "logprobs": None, "finish_reason": "stop"}
+        return _send_json(handler, {**base, "choices": [choice], "usage": _usage(bill)})
+    _start_events(handler)
+    for i, word in enumerate(_words(kind)):
+        choice = {"text": word if i == 0 else " " + word, "index": 0, "logprobs": None, "finish_reason": None}
+        handler.wfile.write(b"data: " + json.dumps({**base, "choices": [choice]}).encode() + b"\n\n")
+        _pause(handler, kind)
+        if kind == "midfail" and i == 1:
+            error = {"error": {"message": "the provider failed mid-stream", "type": "server_error", "code": None}}
+            handler.wfile.write(b"data: " + json.dumps(error).encode() + b"\n\n")
+            return _end_events(handler, False)
+    last = {"text": "", "index": 0, "logprobs": None, "finish_reason": "stop"}
+    handler.wfile.write(b"data: " + json.dumps({**base, "choices": [last]}).encode() + b"\n\n")
+    if (body.get("stream_options") or {}).get("include_usage"):
+        usage = {**base, "choices": [], "usage": _usage(bill)}
+        handler.wfile.write(b"data: " + json.dumps(usage).encode() + b"\n\n")
+    _end_events(handler, True)
+
+
+def _response(handler: BaseHTTPRequestHandler, bill: Billed, kind: str) -> None:
+    """POST /responses (the Responses API): usage as input_tokens/output_tokens; streamed as typed events
+    ending with ``response.completed``, which carries the usage (always, as OpenAI sends it)."""
+    message = {
+        "type": "message",
+        "id": f"msg-{bill.id}",
+        "status": "completed",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": REPLY, "annotations": []}],
+    }
+    usage = {
+        "input_tokens": bill.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": bill.cached_tokens},
+        "output_tokens": bill.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": bill.reasoning_tokens},
+        "total_tokens": bill.prompt_tokens + bill.completion_tokens,
+    }
+    done = {
+        "id": bill.id,
+        "object": "response",
+        "created_at": 1_700_000_000,
+        "status": "completed",
+        "model": bill.model,
+        "output": [message],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": usage,
+    }
+    if not bill.stream:
+        return _send_json(handler, done)
+    _start_events(handler)
+    sequence = itertools.count()
+
+    def send(type: str, **fields: Any) -> None:
+        event = {"type": type, "sequence_number": next(sequence), **fields}
+        handler.wfile.write(f"event: {type}\ndata: ".encode() + json.dumps(event).encode() + b"\n\n")
+
+    started = {**done, "status": "in_progress", "output": [], "usage": None}
+    send("response.created", response=started)
+    send("response.output_item.added", output_index=0, item={**message, "status": "in_progress", "content": []})
+    for i, word in enumerate(_words(kind)):
+        send(
+            "response.output_text.delta",
+            item_id=message["id"],
+            output_index=0,
+            content_index=0,
+            delta=word if i == 0 else " " + word,
+        )
+        _pause(handler, kind)
+        if kind == "midfail" and i == 1:
+            send("error", code="server_error", message="the provider failed mid-stream", param=None)
+            return _end_events(handler, False)
+    send("response.output_text.done", item_id=message["id"], output_index=0, content_index=0, text=REPLY)
+    send("response.output_item.done", output_index=0, item=message)
+    send("response.completed", response=done)
+    _end_events(handler, False)

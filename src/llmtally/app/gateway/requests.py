@@ -44,6 +44,33 @@ CHAT_PARAMETERS = frozenset(
     }
 )
 EMBEDDING_PARAMETERS = frozenset({"dimensions", "encoding_format"})
+# POST /v1/completions (the legacy text completions); best_of is left out (it bills completions the
+# client never sees).
+COMPLETION_PARAMETERS = frozenset(
+    {"echo", "frequency_penalty", "logit_bias", "logprobs", "presence_penalty", "seed", "stop", "suffix"}
+    | {"temperature", "top_p"}
+)
+# POST /v1/responses; background (a response to poll for later) and metadata (stored by the provider)
+# are left out, as is conversation (a provider-side object the gateway cannot check).
+RESPONSE_PARAMETERS = frozenset(
+    {
+        "include",
+        "max_tool_calls",
+        "parallel_tool_calls",
+        "previous_response_id",
+        "prompt_cache_key",
+        "reasoning",
+        "service_tier",
+        "store",
+        "temperature",
+        "text",
+        "tool_choice",
+        "tools",
+        "top_logprobs",
+        "top_p",
+        "truncation",
+    }
+)
 
 
 def json_body(raw: bytes) -> dict[str, Any]:
@@ -126,13 +153,7 @@ def chat_request(body: dict[str, Any]) -> ChatRequest:
     max_tokens = _count(body, "max_completion_tokens")
     if max_tokens is None:
         max_tokens = _count(body, "max_tokens")
-    stream = _flag(body, "stream")
-    options = body.get("stream_options")
-    if options is not None and not isinstance(options, dict):
-        raise bad_request("stream_options must be an object", "stream_options")
-    if options is not None and not stream:
-        raise bad_request("stream_options is only allowed when stream is true", "stream_options")
-    include_usage = bool((options or {}).get("include_usage"))
+    stream, include_usage = _stream(body)
     parameters = {k: v for k, v in body.items() if k in CHAT_PARAMETERS and v is not None}
     return ChatRequest(model, messages, max_tokens, stream, include_usage, parameters)
 
@@ -150,9 +171,8 @@ def _token_array(value: Any) -> bool:
     )
 
 
-def embedding_request(body: dict[str, Any]) -> EmbeddingRequest:
-    model = _model(body)
-    value = body.get("input")
+def _texts_or_tokens(body: dict[str, Any], name: str) -> str | list[Any]:
+    value = body.get(name)
     valid = (isinstance(value, str) and value != "") or (
         isinstance(value, list)
         and bool(value)
@@ -163,6 +183,78 @@ def embedding_request(body: dict[str, Any]) -> EmbeddingRequest:
         )
     )
     if not valid:
-        raise bad_request("input must be a non-empty string, an array of strings, or an array of token arrays", "input")
+        raise bad_request(f"{name} must be a non-empty string, an array of strings, or an array of token arrays", name)
+    return cast("str | list[Any]", value)
+
+
+def embedding_request(body: dict[str, Any]) -> EmbeddingRequest:
+    model = _model(body)
+    value = _texts_or_tokens(body, "input")
     parameters = {k: v for k, v in body.items() if k in EMBEDDING_PARAMETERS and v is not None}
-    return EmbeddingRequest(model, cast("str | list[Any]", value), parameters)
+    return EmbeddingRequest(model, value, parameters)
+
+
+def _stream(body: dict[str, Any]) -> tuple[bool, bool]:
+    """``stream``, and whether the client asked for the usage chunk (``stream_options.include_usage``)."""
+    stream = _flag(body, "stream")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise bad_request("stream_options must be an object", "stream_options")
+    if options is not None and not stream:
+        raise bad_request("stream_options is only allowed when stream is true", "stream_options")
+    return stream, bool((options or {}).get("include_usage"))
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    model: str
+    prompt: str | list[Any]
+    max_tokens: int | None
+    stream: bool
+    include_usage: bool
+    n: int  # completions per prompt
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def completion_request(body: dict[str, Any]) -> CompletionRequest:
+    model = _model(body)
+    prompt = _texts_or_tokens(body, "prompt")
+    max_tokens = _count(body, "max_tokens")
+    stream, include_usage = _stream(body)
+    n = _count(body, "n")
+    if n == 0:
+        raise bad_request("n must be at least 1", "n")
+    parameters = {k: v for k, v in body.items() if k in COMPLETION_PARAMETERS and v is not None}
+    if n is not None:
+        parameters["n"] = n
+    return CompletionRequest(model, prompt, max_tokens, stream, include_usage, n or 1, parameters)
+
+
+@dataclass(frozen=True)
+class ResponsesRequest:
+    model: str
+    input: str | list[dict[str, Any]]
+    instructions: str | None
+    max_output_tokens: int | None
+    stream: bool
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def responses_request(body: dict[str, Any]) -> ResponsesRequest:
+    model = _model(body)
+    value = body.get("input")
+    if isinstance(value, list):
+        if not value:
+            raise bad_request("input must be a non-empty string or a non-empty array of input items", "input")
+        for i, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise bad_request(f"input[{i}] must be an object (a message or another input item)", f"input[{i}]")
+    elif not isinstance(value, str) or value == "":
+        raise bad_request("input must be a non-empty string or a non-empty array of input items", "input")
+    instructions = body.get("instructions")
+    if instructions is not None and not isinstance(instructions, str):
+        raise bad_request("instructions must be a string", "instructions")
+    max_output_tokens = _count(body, "max_output_tokens")
+    stream = _flag(body, "stream")
+    parameters = {k: v for k, v in body.items() if k in RESPONSE_PARAMETERS and v is not None}
+    return ResponsesRequest(model, value, instructions, max_output_tokens, stream, parameters)

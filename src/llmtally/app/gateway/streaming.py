@@ -1,6 +1,7 @@
 """A budgeted LiteLLM stream sent to the client as OpenAI's server-sent events.
 
-Each chunk is ``data: {chat.completion.chunk}``; the stream ends with ``data: [DONE]``. The upstream is
+Each chunk is ``data: {chat.completion.chunk}`` (or a ``text_completion`` chunk); the stream ends with
+``data: [DONE]``. A Responses API stream is typed events instead (:func:`response_events`). The upstream is
 always asked for its usage (``stream_options.include_usage``) so the ledger records what was billed; the
 client gets the usage chunk only when it asked for it too, as from OpenAI. An upstream failure in the
 middle of the stream is sent as one ``data: {"error": ...}`` event. A client that leaves before the end
@@ -48,6 +49,31 @@ async def sse_events(stream: BudgetedStream, include_usage: bool) -> AsyncIterat
         yield DONE
     finally:
         stream.record_cancelled(LEFT)  # nothing when the stream ended or failed
+        with anyio.CancelScope(shield=True):
+            await stream.aclose(LEFT)
+
+
+def response_event(event: Any) -> bytes:
+    """One Responses API event as OpenAI sends it: ``event: <type>`` then its JSON."""
+    data: dict[str, Any] = event.model_dump(mode="json", exclude_none=True)
+    kind = str(data.get("type") or "message")
+    return f"event: {kind}\ndata: ".encode() + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def response_events(stream: BudgetedStream) -> AsyncIterator[bytes]:
+    """A Responses API stream: typed events, the last ``response.completed`` with the usage (always, as
+    from OpenAI), no ``[DONE]``; an upstream failure mid-stream is one ``error`` event."""
+    stream.cancel_reason = LEFT
+    try:
+        try:
+            async for event in stream:
+                yield response_event(event)
+        except Exception as exc:
+            error = from_exception(exc)
+            data = {"type": "error", "code": error.code, "message": error.message, "param": error.param}
+            yield b"event: error\ndata: " + json.dumps(data).encode() + b"\n\n"
+    finally:
+        stream.record_cancelled(LEFT)
         with anyio.CancelScope(shield=True):
             await stream.aclose(LEFT)
 

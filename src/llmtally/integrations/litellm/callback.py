@@ -123,7 +123,14 @@ def _token_types(usage: Any) -> tuple[int, int, int, int]:
     return cached, creation, reasoning, audio
 
 
+# A Responses API stream always ends with ``response.completed``, which carries the provider's usage.
+_USAGE_ALWAYS_STREAMED = frozenset({"aresponses", "responses"})
+
+
 def _include_usage(kwargs: Mapping[str, Any]) -> bool:
+    call_type = kwargs.get("call_type")
+    if str(getattr(call_type, "value", call_type)) in _USAGE_ALWAYS_STREAMED:
+        return True
     for options in (kwargs.get("stream_options"), (kwargs.get("optional_params") or {}).get("stream_options")):
         if isinstance(options, Mapping) and options.get("include_usage"):
             return True

@@ -1,7 +1,8 @@
 """The LiteLLM calls llmtally makes itself (the Budgets wrapper, the demos) and the kinds of their errors.
 
-Every ``litellm.acompletion`` (and ``aembedding``) of llmtally goes through this module, so its callers name
-no LiteLLM type. LiteLLM is imported at the first call, not when this module is.
+Every ``litellm.acompletion`` (and ``aembedding``, ``atext_completion``, ``aresponses``) of llmtally goes
+through this module, so its callers name no LiteLLM type. LiteLLM is imported at the first call, not when
+this module is.
 """
 
 from __future__ import annotations
@@ -16,6 +17,20 @@ async def acompletion(**kwargs: Any) -> Any:
     import litellm
 
     return await litellm.acompletion(**kwargs)
+
+
+async def atext_completion(**kwargs: Any) -> Any:
+    """``litellm.atext_completion(**kwargs)`` (the legacy text completions)."""
+    import litellm
+
+    return await litellm.atext_completion(**kwargs)
+
+
+async def aresponses(**kwargs: Any) -> Any:
+    """``litellm.aresponses(**kwargs)`` (the Responses API)."""
+    import litellm
+
+    return await litellm.aresponses(**kwargs)
 
 
 async def aembedding(**kwargs: Any) -> Any:

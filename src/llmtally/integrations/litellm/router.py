@@ -192,6 +192,16 @@ class GatewayRouter:
     async def aembedding(self, **kwargs: Any) -> Any:
         return await self._router.aembedding(**kwargs)
 
+    async def atext_completion(self, **kwargs: Any) -> Any:
+        """``Router.atext_completion`` (legacy text completions): a chat model answers through its chat
+        endpoint, a ``text-completion-openai/`` model through ``/completions``."""
+        return await self._router.atext_completion(**kwargs)
+
+    async def aresponses(self, **kwargs: Any) -> Any:
+        """``Router.aresponses`` (the Responses API): an ``openai/`` model calls ``{api_base}/responses``;
+        LiteLLM bridges other providers (and the demo model) to their chat completions."""
+        return await self._router.aresponses(**kwargs)
+
 
 @dataclass(frozen=True)
 class UpstreamFailure:

@@ -1,0 +1,81 @@
+"""Who is calling and what they may call: ``lt_`` API tokens, each key's models, the metadata of a call.
+
+Every request is authenticated by an ``lt_`` API token (``Authorization: Bearer lt_...``, checked against
+the database on each request, so a revoked token is refused at once); the token's user is the user billed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+
+from llmtally.api_tokens import PREFIX, TokenAccess, shown_prefix, token_access
+from llmtally.app.gateway.errors import GatewayError, from_exception
+from llmtally.budgeted_calls import Budgets
+from llmtally.db.database import Database
+from llmtally.integrations.litellm.router import GatewayRouter
+
+TAGS_HEADER = "x-llmtally-tags"
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """What the API needs: the database (keys), the budgets (reserve and record) and the router."""
+
+    db: Database
+    budgets: Budgets
+    router: GatewayRouter
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: str
+    token_prefix: str  # as `llmtally tokens list` shows it, stored with each call
+    access: TokenAccess  # the models the key may use
+
+
+def _unauthorized(message: str) -> GatewayError:
+    return GatewayError(401, message, code="invalid_api_key", headers={"www-authenticate": "Bearer"})
+
+
+async def authenticate(gateway: Gateway, request: Request) -> Caller:
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    credential = credential.strip()
+    if not scheme:
+        raise _unauthorized("you didn't provide an API key: send 'Authorization: Bearer lt_...' (llmtally tokens)")
+    if scheme.lower() != "bearer" or not credential.startswith(PREFIX):
+        raise _unauthorized("the Authorization header must be 'Bearer lt_...' with an llmtally API token")
+    try:
+        access = await asyncio.to_thread(token_access, gateway.db, credential)
+    except Exception as exc:
+        raise from_exception(exc) from None
+    if access is None:
+        raise _unauthorized("the API key is unknown, revoked or expired")
+    return Caller(access.user_id, shown_prefix(credential), access)
+
+
+def models_of(gateway: Gateway, caller: Caller) -> list[str]:
+    """The models this key may use: the router's, less those its allow-list leaves out."""
+    return [name for name in gateway.router.model_names if caller.access.may_use(name)]
+
+
+def allowed_model(gateway: Gateway, caller: Caller, model: str) -> None:
+    if model not in gateway.router.model_names or not caller.access.may_use(model):
+        raise GatewayError(
+            403,
+            f"the model {model!r} is not available to this key (GET /v1/models lists the models it may use)",
+            type="invalid_request_error",
+            code="model_not_allowed",
+            param="model",
+        )
+
+
+def call_metadata(caller: Caller, tags: list[str]) -> dict[str, Any]:
+    """What is stored with the call: that it came through the gateway, the key's prefix, the tags."""
+    metadata: dict[str, Any] = {"via": "gateway", "api_token": caller.token_prefix}
+    if tags:
+        metadata["tags"] = tags
+    return metadata
