@@ -350,7 +350,17 @@ def reserve(
         raise UserInputError("user_id must not be empty")
     row = db.fetch_all(
         query("reserve"),
-        (user_id, call_id, est.model, est.provider, est.prompt_tokens, est.completion_tokens, est.usd, ttl_s, at),
+        {
+            "user_id": user_id,
+            "call_id": call_id,
+            "model": est.model,
+            "provider": est.provider,
+            "prompt_tokens": est.prompt_tokens,
+            "completion_tokens": est.completion_tokens,
+            "usd": est.usd,
+            "ttl_s": ttl_s,
+            "at": at,
+        },
     )[0]
     if row["allowed"]:
         return row

@@ -7,8 +7,6 @@ read :func:`render` for the text format.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -62,17 +60,6 @@ FLUSH_SECONDS = Histogram(
 )
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-
-
-STARTED_AT = dt.datetime.now(dt.UTC)  # when this process's counters started
-
-
-def refusals() -> dict[str, int]:
-    """Calls this process refused before asking LiteLLM, since STARTED_AT: by a budget, by a rate limit."""
-    return {
-        "budget": int(REGISTRY.get_sample_value("llmtally_budget_refusals_total") or 0),
-        "rate_limit": int(REGISTRY.get_sample_value("llmtally_rate_limit_refusals_total") or 0),
-    }
 
 
 def render() -> bytes:

@@ -69,10 +69,11 @@ def delete_user(db: Database, user_id: str, *, batch: int = BATCH) -> DeletionRe
         # Rollup rows left from calls that retention already removed: merged into the anonymous rows
         # (usage_daily_totals has no user and is unchanged).
         conn.execute(query("merge_into_anonymous"), {"u": user_id})
-        # Budgets, limits and alerts go with the profile (cascade); calls in flight and the rate window
-        # name the user without a foreign key.
+        # Budgets, limits and alerts go with the profile (cascade); calls in flight, the rate window and
+        # the refusal counts name the user without a foreign key.
         conn.execute(query("delete_user_reservations"), (user_id,))
         conn.execute(query("delete_user_rate_log"), (user_id,))
+        conn.execute(query("delete_user_refusals"), (user_id,))
         report.sessions_deleted = conn.execute(query("delete_user_sessions"), (user_id,)).rowcount
         conn.execute(query("delete_user_web_sessions"), (user_id,))  # logged out at once
         report.threads_deleted = conn.execute(query("delete_user_threads"), {"u": user_id}).rowcount

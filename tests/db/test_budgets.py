@@ -87,6 +87,9 @@ def test_500_concurrent_calls_over_4_processes_admit_exactly_100(db: Database, d
     assert totals["tokens"] == CALL_TOKENS * 100
     assert db.fetch_one("select count(*) as n from budget_reservations")["n"] == 0  # every call settled
     assert_counters_match_ledger(db)
+    # every refusal counted once, by the four processes together, under the reason given to the caller
+    counted = db.fetch_all("select user_id, reason, sum(refused)::int as n from refusals group by 1, 2")
+    assert counted == [{"user_id": USER, "reason": "rpm" if limit == "rpm" else "budget", "n": 400}]
     if limit != "rpm":
         (status,) = api.budget_status(db, USER)
         assert (status.spent_usd, status.spent_tokens, status.reserved_usd) == (totals["usd"], totals["tokens"], 0)

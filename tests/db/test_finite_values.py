@@ -85,6 +85,8 @@ FINITE_CHECKS = [
     ("budget_reservations", "usd", "NaN"),
     ("budget_reservations", "expires_at", "infinity"),
     ("audit_log", "at", "-infinity"),  # the seed's price and budget are logged
+    ("refusals", "day", "infinity"),
+    ("refusals", "last_at", "-infinity"),
 ]
 
 
@@ -94,6 +96,9 @@ def _seed_one_of_each(db: Database) -> None:
     db.execute("insert into model_prices (model, input_cost_per_token, output_cost_per_token) values ('m', 1, 1)")
     db.execute("insert into budgets (user_profile_id, period, limit_usd) values ('github_1', 'monthly', 100)")
     db.execute("select * from llmtally_reserve('github_1', 'in-flight', 'gpt-4o', 'openai', 1, 1, 0.5)")
+    db.execute(
+        "insert into refusals (day, user_id, reason, model, refused) values (current_date, 'github_1', 'rpm', 'm', 1)"
+    )
 
 
 @pytest.mark.parametrize(("table", "column", "value"), FINITE_CHECKS, ids=[f"{t}.{c}" for t, c, _ in FINITE_CHECKS])

@@ -32,6 +32,7 @@ EXPECTED_TABLES |= {"usage_monthly_users"}  # 0008
 EXPECTED_TABLES |= {"request_attempts"}  # 0009
 EXPECTED_TABLES |= {"web_sessions"}  # 0011
 EXPECTED_TABLES |= {"audit_log"}  # 0017
+EXPECTED_TABLES |= {"refusals"}  # 0021
 
 
 def _relations(db: Database, kind: str) -> set[str]:

@@ -103,6 +103,11 @@ def test_deleting_a_user_leaves_nothing_of_them_and_consistent_totals(db_url: st
         assert ledger.flush_sync()
     db.execute("insert into budgets (user_profile_id, period, limit_usd) values (%s, 'daily', 1)", (A,))
     db.execute("select * from llmtally_reserve(%s, 'r-a', 'gpt-4o', 'openai', 1, 1, 0.001)", (A,))
+    for user in (A, B):
+        db.execute(
+            "insert into refusals (day, user_id, reason, model, refused) values (current_date, %s, 'rpm', 'm', 2)",
+            (user,),
+        )
     before = _totals(db)
     b_before = db.fetch_one("select * from user_profiles where user_id = %s", (B,))
 
@@ -117,6 +122,7 @@ def test_deleting_a_user_leaves_nothing_of_them_and_consistent_totals(db_url: st
         "select count(*) as n from usage_monthly_users where user_id = %(a)s",
         "select count(*) as n from budgets where user_profile_id = %(a)s",
         "select count(*) as n from budget_reservations where user_id = %(a)s",
+        "select count(*) as n from refusals where user_id = %(a)s",
         "select count(*) as n from sessions where user_id = %(a)s",
         "select count(*) as n from chat.users where identifier = %(a)s",
         "select count(*) as n from chat.threads where user_identifier = %(a)s",
@@ -128,6 +134,7 @@ def test_deleting_a_user_leaves_nothing_of_them_and_consistent_totals(db_url: st
     assert _totals(db) == before  # the organisation's usage is still all there, as anonymous
     assert db.fetch_one("select * from user_profiles where user_id = %s", (B,)) == b_before
     assert db.fetch_one("select count(*) as n from chat.threads where id = 't-b'")["n"] == 1
+    assert db.fetch_one("select count(*) as n from refusals where user_id = %s", (B,))["n"] == 1
     assert_counters_match_ledger(db)
     assert_counters_match_rollup(db)
     with pytest.raises(UnknownUser):

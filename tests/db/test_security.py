@@ -56,6 +56,7 @@ OWNER_COLUMN: dict[str, str | None] = {
     "request_attempts": "user_profile_id",
     "web_sessions": None,
     "audit_log": None,
+    "refusals": None,
 }
 BUDGET_TABLES = ["budgets", "budget_reservations", "budget_alerts", "rate_limits", "rate_limit_log"]
 TABLES = [
@@ -73,6 +74,7 @@ TABLES = [
     "request_attempts",
     "web_sessions",
     "audit_log",
+    "refusals",
     *BUDGET_TABLES,
 ]
 VIEWS = ["user_request_analytics", "monthly_token_usage", "user_recent_activity", "user_budget_status"]

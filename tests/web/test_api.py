@@ -164,16 +164,22 @@ def test_adas_token_never_returns_bobs_data(api: Api, path: str, query: dict[str
         assert response.status_code in (403, 404, 400)
 
 
-def test_refusals_of_this_process_are_counted_for_the_dashboard(api: Api) -> None:
+def test_refused_calls_are_counted_in_the_database_for_the_dashboard(api: Api) -> None:
     before = body(api.get("/admin/refusals", ROOT))
     set_budget(api.db, ADA, "daily", limit_usd=Decimal("0.0001"))
     set_rate_limit(api.db, BOB, rpm=0, tpm=None)
     worst = estimate("gpt-4o-mini", [{"role": "user", "content": "hello"}], 1000)
-    with pytest.raises(BudgetExceeded):
-        reserve(api.db, ADA, "refused-by-budget", worst)
+    for n in range(2):
+        with pytest.raises(BudgetExceeded):
+            reserve(api.db, ADA, f"refused-by-budget-{n}", worst)
     with pytest.raises(RateLimited):
         reserve(api.db, BOB, "refused-by-rpm", worst)
     after = body(api.get("/admin/refusals", ROOT))
-    assert (after["budget"] - before["budget"], after["rate_limit"] - before["rate_limit"]) == (1, 1)
-    assert after["since"] == before["since"]
+    assert (after["budget"] - before["budget"], after["rate_limit"] - before["rate_limit"]) == (2, 1)
+    rows = {(r["user_id"], r["reason"], r["model"]): r["refused"] for r in after["rows"]}
+    assert rows[(ADA, "budget", "gpt-4o-mini")] >= 2 and rows[(BOB, "rpm", "gpt-4o-mini")] >= 1
+    # counted under the day they happened: a period that ended yesterday has none of them
+    yesterday = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
+    earlier = body(api.get("/admin/refusals", ROOT, since="2020-01-01", until=yesterday))
+    assert (earlier["budget"], earlier["rate_limit"], earlier["rows"]) == (0, 0, [])
     assert api.get("/admin/refusals", ADA).status_code == 403  # type: ignore[attr-defined]

@@ -290,6 +290,25 @@ class TagUsage(_Result):
     unpriced_requests: int
 
 
+class RefusalCount(_Result):
+    """Calls of one user and model refused for one reason over a period (``budget``: a hard budget;
+    ``unpriced``: a USD budget and a model without a price; ``rpm``, ``tpm``: a rate limit)."""
+
+    user_id: str
+    reason: str
+    model: str
+    refused: int
+    last_at: dt.datetime
+
+
+class RefusalSummary(_Result):
+    """A period's refused calls: they never reached a provider, so the ledger has no row for them."""
+
+    budget: int  # by a hard budget (reasons budget and unpriced)
+    rate_limit: int  # by a rate limit (rpm and tpm)
+    rows: list[RefusalCount]
+
+
 class FailureRecord(_Result):
     id: int
     created_at: dt.datetime

@@ -23,6 +23,8 @@ from llmtally.analytics.models import (
     PeriodTotals,
     ProviderUsage,
     RecentRequest,
+    RefusalCount,
+    RefusalSummary,
     RequestHistory,
     RequestRecord,
     TagUsage,
@@ -332,6 +334,18 @@ class Analytics:
         """Requests, tokens and cost by tag (``metadata.tags`` of each call) over the period, costliest first."""
         _check_limit(limit)
         return [TagUsage.from_row(r) for r in self._rows("tag_usage", {**self._period(since, until), "limit": limit})]
+
+    def refusals(self, since: DateLike = None, until: DateLike = None, limit: int = 50) -> RefusalSummary:
+        """Calls refused by a hard budget or a rate limit over the period, counted by every process."""
+        _check_limit(limit)
+        period = self._period(since, until)
+        totals = {r["reason"]: int(r["refused"]) for r in self._rows("refusal_totals", period)}
+        rows = [RefusalCount.from_row(r) for r in self._rows("refusals_by_user", {**period, "limit": limit})]
+        return RefusalSummary(
+            budget=totals.get("budget", 0) + totals.get("unpriced", 0),
+            rate_limit=totals.get("rpm", 0) + totals.get("tpm", 0),
+            rows=rows,
+        )
 
     def recent_failures(self, since: DateLike = None, until: DateLike = None, limit: int = 50) -> list[FailureRecord]:
         _check_limit(limit)

@@ -116,7 +116,7 @@
         get("/summary", params), get("/timeseries", params), get("/top-users", { ...params, limit: 10 }),
         get("/latency", params), get("/failures", { ...params, limit: 50 }), get("/unpriced", params),
         get("/models", params), get("/deployments", params), get("/latency-percentiles", params),
-        get("/tags", { ...params, limit: 50 }), get("/refusals", {}),
+        get("/tags", { ...params, limit: 50 }), get("/refusals", { ...params, limit: 50 }),
       ]);
       error.hidden = true;
 
@@ -245,8 +245,15 @@
         cell(tr, num(d.cancelled).toLocaleString(), "n");
       });
       document.getElementById("refusals").textContent =
-        "Refused by this server since " + refused.since.slice(0, 16).replace("T", " ") + " UTC (never sent to a provider, so not in the ledger): " +
-        num(refused.budget).toLocaleString() + " by a budget, " + num(refused.rate_limit).toLocaleString() + " by a rate limit.";
+        "In this period: " + num(refused.budget).toLocaleString() + " by a budget, " + num(refused.rate_limit).toLocaleString() + " by a rate limit.";
+      const reasons = { budget: "budget", unpriced: "budget, model without a price", rpm: "requests per minute", tpm: "tokens per minute" };
+      fill("refusal-rows", refused.rows, (tr, r) => {
+        cell(tr, r.user_id);
+        cell(tr, reasons[r.reason] || r.reason);
+        cell(tr, r.model);
+        cell(tr, num(r.refused).toLocaleString(), "n");
+        cell(tr, r.last_at.slice(0, 16).replace("T", " "));
+      });
       fill("tags", tags, (tr, t) => {
         cell(tr, t.tag);
         cell(tr, num(t.requests).toLocaleString(), "n");

@@ -16,7 +16,6 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from llmtally import metrics
 from llmtally.analytics.models import (
     DailyModelUsage,
     DailyTotals,
@@ -28,6 +27,7 @@ from llmtally.analytics.models import (
     MonthlyUsage,
     PeriodComparison,
     RecentRequest,
+    RefusalSummary,
     RequestHistory,
     TagUsage,
     UnpricedModel,
@@ -48,14 +48,6 @@ log = logging.getLogger("llmtally.app")
 class ErrorBody(BaseModel):
     error: str
     status: int
-
-
-class Refusals(BaseModel):
-    """Calls this server process refused before asking the provider (they never reach the ledger)."""
-
-    budget: int
-    rate_limit: int
-    since: dt.datetime  # when the process started counting
 
 
 class UserDetail(BaseModel):
@@ -257,10 +249,13 @@ def build_api(state: WebState) -> FastAPI:
         """The period's most recent failures, with their error messages."""
         return everyone().recent_failures(since, until, limit)
 
-    @api.get("/admin/refusals", response_model=Refusals, tags=["admin"])
-    def admin_refusals(_: Admin) -> Refusals:
-        """Budget and rate-limit refusals of this server process since it started (also in /metrics)."""
-        return Refusals(**metrics.refusals(), since=metrics.STARTED_AT)
+    @api.get("/admin/refusals", response_model=RefusalSummary, tags=["admin"])
+    def admin_refusals(
+        _: Admin, since: Since = None, until: Until = None, limit: Annotated[int, Query(ge=1, le=500)] = 50
+    ) -> RefusalSummary:
+        """Calls refused by a hard budget or a rate limit over the period, by every process: totals, and
+        counts by user, reason and model, most refused first."""
+        return everyone().refusals(since, until, limit)
 
     @api.get("/admin/tags", response_model=list[TagUsage], tags=["admin"])
     def admin_tags(

@@ -359,3 +359,20 @@ select t.tag, count(*) as requests, coalesce(sum(r.tokens_used), 0) as total_tok
  group by t.tag
  order by cost desc, requests desc, t.tag
  limit %(limit)s
+
+-- refusals_by_user --
+-- Calls refused by a hard budget or a rate limit over the period (migration 0021), by user, reason and
+-- model, most refused first.
+select user_id, reason, model, sum(refused) as refused, max(last_at) as last_at
+  from public.refusals
+ where day >= %(since)s::date and day < %(until)s::date
+ group by user_id, reason, model
+ order by refused desc, user_id, reason, model
+ limit %(limit)s
+
+-- refusal_totals --
+-- The period's refusals by reason (budget, unpriced, rpm, tpm).
+select reason, sum(refused) as refused
+  from public.refusals
+ where day >= %(since)s::date and day < %(until)s::date
+ group by reason

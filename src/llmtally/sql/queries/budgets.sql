@@ -76,7 +76,22 @@ select id, user_id, budget_id, period, period_start, threshold, limit_usd, limit
 update public.budget_alerts set notified_at = now() where id = %s
 
 -- reserve --
-select * from public.llmtally_reserve(%s, %s, %s, %s, %s, %s, %s, %s, coalesce(%s, now()))
+-- The reservation; a refused one is counted in refusals in the same statement (migration 0021), under
+-- the per-user lock llmtally_reserve took. The decision is evaluated once (a CTE referenced twice).
+with decision as (
+    select * from public.llmtally_reserve(%(user_id)s, %(call_id)s, %(model)s, %(provider)s, %(prompt_tokens)s,
+                                          %(completion_tokens)s, %(usd)s, %(ttl_s)s,
+                                          coalesce(%(at)s::timestamptz, now()))
+), counted as (
+    insert into public.refusals as r (day, user_id, reason, model, refused, last_at)
+    select (coalesce(%(at)s::timestamptz, now()) at time zone 'UTC')::date, %(user_id)s, d.reason,
+           coalesce(%(model)s, ''), 1, coalesce(%(at)s::timestamptz, now())
+      from decision d
+     where not d.allowed
+    on conflict (day, user_id, reason, model) do update
+       set refused = r.refused + 1, last_at = greatest(r.last_at, excluded.last_at)
+)
+select * from decision
 
 -- release_reservation --
 select public.llmtally_release(%s) as released

@@ -32,6 +32,9 @@ delete from public.budget_reservations where user_id = %s
 -- delete_user_rate_log --
 delete from public.rate_limit_log where user_id = %s
 
+-- delete_user_refusals --
+delete from public.refusals where user_id = %s
+
 -- delete_user_sessions --
 delete from public.sessions where user_id = %s
 
