@@ -38,6 +38,7 @@ class ApiToken(BaseModel):
     revoked_at: dt.datetime | None
     last_used_at: dt.datetime | None
     models: list[str] | None = None  # the gateway models it may use; None: every model
+    end_users: bool = False  # the gateway stores a request's `user` as the call's end user
 
     @property
     def active(self) -> bool:
@@ -47,10 +48,12 @@ class ApiToken(BaseModel):
 
 @dataclass(frozen=True)
 class TokenAccess:
-    """What a valid token grants: its user, and the gateway models it may use (None: every model)."""
+    """What a valid token grants: its user (or team), the gateway models it may use (None: every model),
+    and whether a request may name its end user."""
 
     user_id: str
     models: frozenset[str] | None
+    end_users: bool = False
 
     def may_use(self, model: str) -> bool:
         return self.models is None or model in self.models
@@ -84,9 +87,11 @@ def create_token(
     expires_at: dt.datetime | None = None,
     create_user: bool = False,
     models: Sequence[str] | None = None,
+    end_users: bool = False,
 ) -> tuple[str, ApiToken]:
-    """A new token for ``user_id``: the token, to show once, and its stored record. ``models`` limits
-    what it may use through the gateway (None: every model).
+    """A new token for ``user_id`` (a user, or a team's ``team:SLUG``): the token, to show once, and its
+    stored record. ``models`` limits what it may use through the gateway (None: every model); with
+    ``end_users`` the gateway stores a request's ``user`` field as the call's end user.
 
     The user must exist, unless ``create_user`` (a script or service that never logs in): then its profile is
     created if it is missing.
@@ -109,6 +114,7 @@ def create_token(
             "prefix": shown_prefix(token),
             "expires_at": expires_at,
             "models": parse_models(models),
+            "end_users": end_users,
         },
     )[0]
     return token, ApiToken.model_validate(row)
@@ -137,7 +143,7 @@ def token_access(db: Database, token: str) -> TokenAccess | None:
     if not rows:
         return None
     models = rows[0]["models"]
-    return TokenAccess(str(rows[0]["user_id"]), None if models is None else frozenset(models))
+    return TokenAccess(str(rows[0]["user_id"]), None if models is None else frozenset(models), rows[0]["end_users"])
 
 
 def token_user(db: Database, token: str) -> str | None:

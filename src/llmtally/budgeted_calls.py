@@ -246,7 +246,9 @@ class Budgets:
         outputs: int = 1,
         metadata_param: str = "metadata",
     ) -> Any:
-        """Reserve, call, and make sure the call is recorded however it ends."""
+        """Reserve, call, and make sure the call is recorded however it ends. A ``user`` in ``request`` is
+        the call's end user (a team key's member); without one the billed user is."""
+        end_user = request.pop("user", None) or what.user_id
         call_id, est = await self.reserve(
             what.user_id,
             what.model,
@@ -276,10 +278,11 @@ class Budgets:
             started,
             meta,
             what.stream,
+            end_user=None if end_user == what.user_id else end_user,
         )
         try:
             response = await what.call(
-                model=what.model, user=what.user_id, litellm_call_id=call_id, **{metadata_param: meta}, **request
+                model=what.model, user=end_user, litellm_call_id=call_id, **{metadata_param: meta}, **request
             )
         except asyncio.CancelledError:
             cancelled.record("")
@@ -320,6 +323,7 @@ class _Cancelled:
     started: dt.datetime
     metadata: dict[str, Any]
     stream: bool
+    end_user: str | None = None  # who is behind the call, when not the billed user (a team key's member)
 
     def record(self, partial: str, reason: str = "cancelled", first_chunk_at: dt.datetime | None = None) -> None:
         """Record the call as cancelled (idempotent: a LiteLLM event with the same id wins if first)."""
@@ -332,6 +336,7 @@ class _Cancelled:
                 litellm_call_id=self.call_id,
                 user_profile_id=self.user_id,
                 session_id=self.session_id,
+                end_user=self.end_user,
                 started_at=self.started,
                 first_token_at=first_chunk_at,
                 stream=self.stream,

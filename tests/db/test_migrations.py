@@ -33,6 +33,7 @@ EXPECTED_TABLES |= {"request_attempts"}  # 0009
 EXPECTED_TABLES |= {"web_sessions"}  # 0011
 EXPECTED_TABLES |= {"audit_log"}  # 0017
 EXPECTED_TABLES |= {"refusals"}  # 0021
+EXPECTED_TABLES |= {"teams", "team_members"}  # 0022
 
 
 def _relations(db: Database, kind: str) -> set[str]:

@@ -57,7 +57,11 @@ OWNER_COLUMN: dict[str, str | None] = {
     "web_sessions": None,
     "audit_log": None,
     "refusals": None,
+    # read by membership (migration 0022), checked by test_members_read_only_their_teams_and_memberships
+    "teams": None,
+    "team_members": None,
 }
+TEAM_RELATIONS = ["teams", "team_members"]
 BUDGET_TABLES = ["budgets", "budget_reservations", "budget_alerts", "rate_limits", "rate_limit_log"]
 TABLES = [
     "user_profiles",
@@ -75,6 +79,7 @@ TABLES = [
     "web_sessions",
     "audit_log",
     "refusals",
+    *TEAM_RELATIONS,
     *BUDGET_TABLES,
 ]
 VIEWS = ["user_request_analytics", "monthly_token_usage", "user_recent_activity", "user_budget_status"]
@@ -86,6 +91,7 @@ POLICY_TABLES = [
     "usage_monthly",
     "usage_monthly_users",
     "request_attempts",
+    *TEAM_RELATIONS,
     *BUDGET_TABLES[:4],
 ]
 OPERATIONS = ["insert", "update", "delete", "truncate"]
@@ -185,9 +191,29 @@ def test_anon_is_refused_every_relation(data: Database, relation: str) -> None:
 
 
 @pytest.mark.parametrize("user", USERS)
-@pytest.mark.parametrize("relation", [r for r, col in OWNER_COLUMN.items() if col is None])
+@pytest.mark.parametrize("relation", [r for r, col in OWNER_COLUMN.items() if col is None and r not in TEAM_RELATIONS])
 def test_server_only_tables_are_refused_to_users(data: Database, relation: str, user: str) -> None:
     assert_denied(data, user, f"select * from public.{relation}")
+
+
+def test_members_read_only_their_teams_and_memberships(data: Database) -> None:
+    """A in team:ab, B in no team: A reads the team, its profile and budget and A's membership; B none of them."""
+    as_server(data, "insert into user_profiles (user_id) values ('team:ab') returning 1")
+    try:
+        as_server(data, "insert into teams (team_id) values ('team:ab') returning 1")
+        as_server(data, "insert into team_members (team_id, user_id) values ('team:ab', %s) returning 1", (A,))
+        as_server(
+            data, "insert into budgets (user_profile_id, period, limit_usd) values ('team:ab', 'daily', 3) returning 1"
+        )
+        assert run_as(data, A, "select team_id from teams") == [("team:ab",)]
+        assert run_as(data, A, "select team_id, user_id from team_members") == [("team:ab", A)]
+        assert run_as(data, A, "select user_id from user_profiles") == sorted([(A,), ("team:ab",)], key=repr)
+        assert run_as(data, A, "select count(*) from budgets where user_profile_id = 'team:ab'") == [(1,)]
+        for relation in ("teams", "team_members"):
+            assert run_as(data, B, f"select * from {relation}") == []
+        assert run_as(data, B, "select user_id from user_profiles") == [(B,)]
+    finally:
+        as_server(data, "delete from user_profiles where user_id = 'team:ab' returning 1")  # cascades
 
 
 def test_rls_filters_an_unfiltered_count(data: Database) -> None:

@@ -40,6 +40,8 @@ model_list:
     litellm_params: {{model: text-completion-openai/gpt-3.5-turbo-instruct, api_base: "{ok}", api_key: test}}
   - model_name: cached
     litellm_params: {{model: openai/gpt-4o-mini, api_base: "{cached}", api_key: test}}
+  - model_name: counted
+    litellm_params: {{model: openai/gpt-4o-mini, api_base: "{counted}", api_key: test}}
   - model_name: text-embedding-3-small
     litellm_params: {{model: openai/text-embedding-3-small, api_base: "{ok}", api_key: test}}
 router_settings:
@@ -61,7 +63,7 @@ def gateway(
     home = tmp_path_factory.mktemp("gateway")
     config = home / "gateway.yaml"
     behaviours = {"ok": "ok", "slow": "slow", "broken": "fail500", "primary": "fail500-p", "backup": "ok-backup"}
-    behaviours.update(midfail="midfail", cached="cached")
+    behaviours.update(midfail="midfail", cached="cached", counted="counted")
     config.write_text(
         CONFIG.format(
             **{name: upstream.api_base(b) for name, b in behaviours.items()},

@@ -12,6 +12,8 @@ name stays one LiteLLM prices:
     slow[-*]          a completion; streamed, 24 chunks 0.2 s apart (for a client that leaves mid-stream)
     late[-*]          a completion; streamed, the first chunk after FIRST_CHUNK_DELAY_S, the rest at once
     midfail[-*]       streamed: two chunks, then an error event (a provider failing mid-stream); billed nothing
+    counted[-*]       a chat completion billed what a worst-case reservation counts: the prompt's tokens by
+                      LiteLLM's tokenizer, and max_tokens (at most COMPLETION_TOKENS) completion tokens
 
 A request to ``.../embeddings`` gets one embedding per input (``EMBEDDING_DIMENSIONS`` floats), billed
 ``PROMPT_TOKENS`` prompt tokens and no completion tokens (``Billed.endpoint`` is ``"embeddings"``).
@@ -124,12 +126,13 @@ class Upstream:
         reasoning = REASONING_TOKENS if kind == "reasoning" else 0
         stream = bool(body.get("stream"))
         prefix = {"completions": "cmpl", "responses": "resp"}.get(endpoint, "chatcmpl")
+        prompt_tokens, completion_tokens = _counted(body) if kind == "counted" else (PROMPT_TOKENS, COMPLETION_TOKENS)
         bill = Billed(
             id=f"{prefix}-{next(self._ids)}",
             behaviour=behaviour,
             model=model,
-            prompt_tokens=PROMPT_TOKENS,
-            completion_tokens=COMPLETION_TOKENS,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
             cached_tokens=cached,
             reasoning_tokens=reasoning,
             stream=stream,
@@ -347,3 +350,11 @@ def _response(handler: BaseHTTPRequestHandler, bill: Billed, kind: str) -> None:
     send("response.output_item.done", output_index=0, item=message)
     send("response.completed", response=done)
     _end_events(handler, False)
+
+
+def _counted(body: dict[str, Any]) -> tuple[int, int]:
+    """The tokens a reservation counts for this chat request: its prompt by LiteLLM's tokenizer, its max_tokens."""
+    import litellm
+
+    prompt = litellm.token_counter(model="gpt-4o-mini", messages=body.get("messages") or [])
+    return int(prompt), min(COMPLETION_TOKENS, int(body.get("max_tokens") or COMPLETION_TOKENS))

@@ -40,13 +40,24 @@ def tokens() -> None:
 @click.option("--expires", metavar="WHEN", help="Expiry: 30d, 12h or a date like 2026-12-31 (default: never).")
 @click.option("--new-user", is_flag=True, help="Create USER_ID if it has no profile yet (a script or a service).")
 @click.option("--models", metavar="A,B", help="The gateway models it may use, comma-separated (default: every model).")
+@click.option(
+    "--end-users", is_flag=True, help="The gateway stores a request's `user` field as the call's end user (team keys)."
+)
 @pass_state
-def create(state: State, user_id: str, name: str, expires: str | None, new_user: bool, models: str | None) -> None:
-    """Create a token for USER_ID and print it once (only its hash is stored)."""
+def create(
+    state: State, user_id: str, name: str, expires: str | None, new_user: bool, models: str | None, end_users: bool
+) -> None:
+    """Create a token for USER_ID (or a team: team:SLUG) and print it once (only its hash is stored)."""
     expires_at = parse_expiry(expires)
     with state.database() as db:
         token, record = token_api.create_token(
-            db, user_id, name=name, expires_at=expires_at, create_user=new_user, models=token_api.parse_models(models)
+            db,
+            user_id,
+            name=name,
+            expires_at=expires_at,
+            create_user=new_user,
+            models=token_api.parse_models(models),
+            end_users=end_users,
         )
     # The token goes to stdout alone, so `llmtally tokens create u > file` keeps only it.
     click.echo(token)
@@ -86,7 +97,7 @@ def list_(state: State, user_id: str | None) -> None:
             f"{t.created_at:%Y-%m-%d %H:%M}",
             f"{t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "never",
             f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "-",
-            ", ".join(t.models) if t.models else "every model",
+            (", ".join(t.models) if t.models else "every model") + ("; names end users" if t.end_users else ""),
             state_text,
         )
     listing.print(console)

@@ -126,6 +126,7 @@ def load_commands() -> click.Group:
         retention,
         spool,
         supabase,
+        teams,
         up,
         users,
     )

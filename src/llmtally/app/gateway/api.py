@@ -25,7 +25,7 @@ from llmtally.app.gateway.access import (
 )
 from llmtally.app.gateway.completions import add_completion_routes
 from llmtally.app.gateway.errors import GatewayError, from_exception, install_error_handlers
-from llmtally.app.gateway.requests import chat_request, embedding_request, json_body, request_tags
+from llmtally.app.gateway.requests import chat_request, embedding_request, end_user, json_body, request_tags
 from llmtally.app.gateway.streaming import EventStreamResponse, sse_events
 from llmtally.budgeted_calls import BudgetedStream
 
@@ -76,6 +76,7 @@ def build_gateway(gateway: Gateway) -> FastAPI:
                 metadata=call_metadata(caller, tags),
                 call=router.acompletion,
                 billed_models=router.billed_models(chat.model),
+                **end_user(body, caller.access.end_users),
                 **passed,
             )
         except Exception as exc:
@@ -99,6 +100,7 @@ def build_gateway(gateway: Gateway) -> FastAPI:
                 metadata=call_metadata(caller, tags),
                 call=router.aembedding,
                 billed_models=router.billed_models(embedding.model),
+                **end_user(body, caller.access.end_users),
                 **embedding.parameters,
             )
         except Exception as exc:

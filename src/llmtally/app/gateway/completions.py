@@ -22,7 +22,13 @@ from fastapi.responses import JSONResponse, Response
 
 from llmtally.app.gateway.access import TAGS_HEADER, Gateway, allowed_model, authenticate, call_metadata
 from llmtally.app.gateway.errors import from_exception
-from llmtally.app.gateway.requests import completion_request, json_body, request_tags, responses_request
+from llmtally.app.gateway.requests import (
+    completion_request,
+    end_user,
+    json_body,
+    request_tags,
+    responses_request,
+)
 from llmtally.app.gateway.streaming import EventStreamResponse, response_events, sse_events
 from llmtally.budgeted_calls import BudgetedStream
 
@@ -51,6 +57,7 @@ def add_completion_routes(api: FastAPI, gateway: Gateway) -> None:
                 call=router.atext_completion,
                 billed_models=router.billed_models(completion.model),
                 outputs=completion.n,
+                **end_user(body, caller.access.end_users),
                 **passed,
             )
         except Exception as exc:
@@ -77,6 +84,7 @@ def add_completion_routes(api: FastAPI, gateway: Gateway) -> None:
                 metadata=call_metadata(caller, tags),
                 call=router.aresponses,
                 billed_models=router.billed_models(asked.model),
+                **end_user(body, caller.access.end_users),
                 **asked.parameters,
             )
         except Exception as exc:

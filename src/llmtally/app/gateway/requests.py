@@ -1,8 +1,9 @@
 """The bodies of the gateway's requests, read and checked as the OpenAI API checks them.
 
 Only parameters of the OpenAI API are passed on to the router, so a client cannot set LiteLLM's own
-(``api_base``, ``api_key``, ``mock_response``, ``metadata``, ``litellm_call_id``, ...). ``user`` is not
-passed on either: the key's owner is the user billed. Other unknown parameters are ignored.
+(``api_base``, ``api_key``, ``mock_response``, ``metadata``, ``litellm_call_id``, ...). The key's owner (a
+user or a team) is billed; ``user`` is stored as the call's end user only for a key made with
+``--end-users`` (see :func:`end_user`), and ignored otherwise. Other unknown parameters are ignored.
 
 Tags: ``metadata.tags`` (an array of strings) and the ``x-llmtally-tags`` header (comma-separated) are stored
 with the call (``request_logs.metadata.tags``); the rest of the client's ``metadata`` is not.
@@ -114,6 +115,17 @@ def _flag(body: dict[str, Any], name: str) -> bool:
 
 MAX_TAGS = 20
 MAX_TAG_LENGTH = 64
+MAX_END_USER_LENGTH = 256
+
+
+def end_user(body: dict[str, Any], allowed: bool) -> dict[str, str]:
+    """``{"user": ...}`` to pass on when the key may name its end user and the request does, else nothing."""
+    value = body.get("user")
+    if not allowed or value is None or value == "":
+        return {}
+    if not isinstance(value, str) or len(value) > MAX_END_USER_LENGTH or not value.isprintable():
+        raise bad_request(f"user must be a printable string of at most {MAX_END_USER_LENGTH} characters", "user")
+    return {"user": value}
 
 
 def request_tags(body: dict[str, Any], header: str | None) -> list[str]:

@@ -1,12 +1,12 @@
 -- API tokens (llmtally.api_tokens). A line "-- name --" starts a query.
 
 -- create_api_token --
-insert into public.api_tokens (user_id, name, token_hash, prefix, expires_at, models)
-values (%(user_id)s, %(name)s, %(token_hash)s, %(prefix)s, %(expires_at)s, %(models)s)
-returning id, user_id, name, prefix, created_at, expires_at, revoked_at, last_used_at, models
+insert into public.api_tokens (user_id, name, token_hash, prefix, expires_at, models, end_users)
+values (%(user_id)s, %(name)s, %(token_hash)s, %(prefix)s, %(expires_at)s, %(models)s, %(end_users)s)
+returning id, user_id, name, prefix, created_at, expires_at, revoked_at, last_used_at, models, end_users
 
 -- list_api_tokens --
-select id, user_id, name, prefix, created_at, expires_at, revoked_at, last_used_at, models
+select id, user_id, name, prefix, created_at, expires_at, revoked_at, last_used_at, models, end_users
   from public.api_tokens
  where (%(user_id)s::text is null or user_id = %(user_id)s::text)
  order by created_at desc, id desc
@@ -22,7 +22,7 @@ update public.api_tokens
    set last_used_at = case when last_used_at is null or last_used_at < now() - interval '1 minute'
                            then now() else last_used_at end
  where token_hash = %(token_hash)s and revoked_at is null and (expires_at is null or expires_at > now())
-returning user_id, models
+returning user_id, models, end_users
 
 -- removed_password_tokens --
 -- Active API tokens of password logins that LLMTALLY_USERS no longer names (kept: a token is revoked only
