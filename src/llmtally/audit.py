@@ -22,6 +22,8 @@ _OBJECTS = {
     "api_tokens": "API token",
     "user_profiles": "user",
     "request_logs": "stored costs",
+    "teams": "team",
+    "team_members": "team member",
 }
 # Columns that say nothing a reader needs: when the row changed is the entry's own time.
 _QUIET = frozenset({"id", "updated_at", "created_at", "last_used_at", "prefix", "user_profile_id"})
@@ -48,6 +50,12 @@ class AuditEntry:
             return "created API token"
         if self.object == "api_tokens" and self.action == "update" and (self.after or {}).get("revoked_at"):
             return "revoked API token"
+        if self.object in ("teams", "team_members") and self.action in ("insert", "delete"):
+            verbs = {
+                "teams": {"insert": "created", "delete": "deleted"},
+                "team_members": {"insert": "added", "delete": "removed"},
+            }
+            return f"{verbs[self.object][self.action]} {thing}"
         verb = {"insert": "set", "update": "changed", "delete": "deleted"}[self.action]
         return f"{verb} {thing}"
 

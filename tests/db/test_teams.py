@@ -108,5 +108,6 @@ def test_teams_and_memberships_are_audited_and_a_deleted_member_leaves_the_team(
     assert ("cli:admin", "insert", "teams", "team:eng") in logged
     assert ("cli:admin", "insert", "team_members", f"{ANN} in team:eng") in logged
     assert ("cli:admin", "delete", "team_members", f"{BEN} in team:eng") in logged
+    assert {e.what for e in audit_entries(db, limit=10)} >= {"created team", "added team member", "removed team member"}
     delete_user(db, ANN)
     assert [t.members for t in teams.list_teams(db)] == [[]]

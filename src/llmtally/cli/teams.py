@@ -61,7 +61,7 @@ def list_(state: State) -> None:
         [
             Column("team", "id"),
             Column("title", drop=2),
-            Column("members", drop=1),
+            Column("members"),
             Column("requests", "number"),
             Column("tokens", "number"),
             Column("cost", "number"),

@@ -112,11 +112,11 @@
       document.getElementById("export-" + f).href = API + "/export?" + new URLSearchParams({ ...params, format: f });
     }
     try {
-      const [summary, series, users, latency, failures, unpriced, models, deployments, percentiles, tags, refused] = await Promise.all([
+      const [summary, series, users, latency, failures, unpriced, models, deployments, percentiles, tags, refused, teams] = await Promise.all([
         get("/summary", params), get("/timeseries", params), get("/top-users", { ...params, limit: 10 }),
         get("/latency", params), get("/failures", { ...params, limit: 50 }), get("/unpriced", params),
         get("/models", params), get("/deployments", params), get("/latency-percentiles", params),
-        get("/tags", { ...params, limit: 50 }), get("/refusals", { ...params, limit: 50 }),
+        get("/tags", { ...params, limit: 50 }), get("/refusals", { ...params, limit: 50 }), get("/teams", {}),
       ]);
       error.hidden = true;
 
@@ -253,6 +253,19 @@
         cell(tr, r.model);
         cell(tr, num(r.refused).toLocaleString(), "n");
         cell(tr, r.last_at.slice(0, 16).replace("T", " "));
+      });
+      fill("teams", teams, (tr, t) => {
+        const td = document.createElement("td");
+        const a = document.createElement("a");
+        a.href = "/admin/users/" + encodeURIComponent(t.team_id);
+        a.textContent = t.name || t.team_id;
+        a.title = t.team_id;
+        td.appendChild(a);
+        tr.appendChild(td);
+        cell(tr, t.members.join(", ") || "–");
+        cell(tr, num(t.requests).toLocaleString(), "n");
+        cell(tr, num(t.tokens).toLocaleString(), "n");
+        cell(tr, money(t.cost), "n");
       });
       fill("tags", tags, (tr, t) => {
         cell(tr, t.tag);

@@ -41,6 +41,7 @@ from llmtally.app.web.auth import NotAuthenticated, Viewer, identify
 from llmtally.app.web.state import WebState
 from llmtally.errors import DatabaseUnreachable, LlmtallyError, UnknownUser, UserInputError
 from llmtally.export import CONTENT_TYPES, ExportFilter, export_chunks
+from llmtally.teams import Team, TeamUsage, list_teams, teams_of
 
 log = logging.getLogger("llmtally.app")
 
@@ -174,6 +175,11 @@ def build_api(state: WebState) -> FastAPI:
         """Your requests, tokens and cost by tag (each call's ``metadata.tags``) over the period (this month)."""
         return mine(who).tag_usage(since, until)
 
+    @api.get("/usage/me/teams", response_model=list[TeamUsage], tags=["usage"])
+    def usage_teams(who: Me) -> list[TeamUsage]:
+        """Your teams and their usage this month (UTC): calls through a team's keys are billed to the team."""
+        return teams_of(state.db, who.user_id)
+
     # -- administrators ------------------------------------------------------------------------------
     def everyone() -> Analytics:
         return Analytics(state.db)
@@ -256,6 +262,11 @@ def build_api(state: WebState) -> FastAPI:
         """Calls refused by a hard budget or a rate limit over the period, by every process: totals, and
         counts by user, reason and model, most refused first."""
         return everyone().refusals(since, until, limit)
+
+    @api.get("/admin/teams", response_model=list[Team], tags=["admin"])
+    def admin_teams(_: Admin) -> list[Team]:
+        """Every team with its members and its usage this month (UTC), costliest first."""
+        return list_teams(state.db)
 
     @api.get("/admin/tags", response_model=list[TagUsage], tags=["admin"])
     def admin_tags(

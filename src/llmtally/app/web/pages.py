@@ -24,6 +24,7 @@ from llmtally.app.web.auth import NotAuthenticated, Viewer, identify
 from llmtally.app.web.state import WebState
 from llmtally.budgets import budgets_in_force
 from llmtally.errors import UnknownUser
+from llmtally.teams import teams_of
 from llmtally.wording import money, priced_cost
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
@@ -59,6 +60,12 @@ def budget_rows(state: WebState, user_id: str, *, as_user: bool) -> list[dict[st
         if row["limit_tokens"] is not None:
             row["bar_tokens"] = budget_bar(row["spent_tokens"], row["reserved_tokens"], row["limit_tokens"])
     return rows
+
+
+def team_rows(state: WebState, user_id: str) -> list[dict[str, Any]]:
+    """The user's teams (read as the user: row-level security says which) with this month's usage and each
+    team's budgets, read as the server once membership is shown."""
+    return [{"team": t, "budgets": budget_rows(state, t.team_id, as_user=False)} for t in teams_of(state.db, user_id)]
 
 
 def _text_of(value: Any) -> str:
@@ -188,6 +195,7 @@ def install_pages(app: FastAPI, state: WebState) -> None:
             by_model=_by_model_rows(months),
             recent=recent,
             tags=tags,
+            teams=team_rows(state, viewer.user_id),
             show_content=state.show_content,
             chart=_monthly_chart(months),
             budgets=budget_rows(state, viewer.user_id, as_user=True),
@@ -227,6 +235,7 @@ def install_pages(app: FastAPI, state: WebState) -> None:
             by_model=_by_model_rows(months),
             recent=everyone.user_recent_requests(user_id, 20, with_content=state.show_content),
             tags=Analytics.for_user(state.db, user_id).tag_usage(),
+            teams=team_rows(state, user_id),
             show_content=state.show_content,
             chart=_monthly_chart(months),
             budgets=budget_rows(state, user_id, as_user=False),
