@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from llmtally import Ledger, Settings, UsageEvent
+from llmtally import Ledger, Settings, UsageEvent, budgets, teams
+from llmtally.db import Database
 from tests.support.browser import ARTIFACTS, FLAGS, WIDTHS, sideways
 from tests.support.server import Server, login_cookie, run_server
 
@@ -46,6 +48,11 @@ def seed(db_url: str) -> None:
         for event in events:
             ledger.record(event)
         assert ledger.flush_sync()
+    with Database(db_url) as db:  # Alice is in a team with a budget (its calls are the team's, none yet)
+        if not teams.list_teams(db):
+            teams.create_team(db, "field", title="Field team")
+            teams.add_member(db, "field", ALICE)
+            budgets.set_budget(db, "team:field", "monthly", limit_usd=Decimal("20"))
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +95,7 @@ def test_the_dashboard_shows_retries_cache_hits_and_estimates(
             deployments = page.locator("#deployments tbody tr")
             expect(deployments.filter(has_text="mini-a")).to_contain_text("100.00 %")
             expect(deployments.filter(has_text="mini-b")).to_contain_text("0.00 %")
+            expect(page.locator("#teams tbody tr", has_text="Field team")).to_contain_text(ALICE)
             assert sideways(page) == []
             page.screenshot(path=str(ARTIFACTS / f"admin-field-{width}.png"), full_page=True)
 
@@ -97,7 +105,9 @@ def test_the_dashboard_shows_retries_cache_hits_and_estimates(
             expect(recent.filter(has_text="cache hit")).to_contain_text("saved $0.002")
             expect(recent.filter(has_text="estimated usage")).to_have_count(1)
             expect(recent.filter(has_text="1 retry")).to_have_count(1)
+            expect(page.locator("#teams")).to_contain_text("monthly budget: $0.000000 of $20.000000")
             assert sideways(page) == []
+            page.screenshot(path=str(ARTIFACTS / f"usage-teams-{width}.png"), full_page=True)
         except Exception:
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / f"field-failure-{width}.png"), full_page=True)
