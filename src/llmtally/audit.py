@@ -26,6 +26,7 @@ _OBJECTS = {
     "team_members": "team member",
 }
 # Columns that say nothing a reader needs: when the row changed is the entry's own time.
+_QUIET_WHEN_OFF = frozenset({"end_users"})  # a token's option, shown only when it is on
 _QUIET = frozenset({"id", "updated_at", "created_at", "last_used_at", "prefix", "user_profile_id"})
 
 
@@ -70,7 +71,11 @@ class AuditEntry:
             fields = {k: after.get(k) for k in after if k not in _QUIET and before.get(k) != after.get(k)}
             return ", ".join(f"{k}: {_shown(before.get(k))} → {_shown(v)}" for k, v in fields.items())
         row = after or before
-        return ", ".join(f"{k}: {_shown(v)}" for k, v in row.items() if k not in _QUIET and v not in (None, ""))
+        return ", ".join(
+            f"{k}: {_shown(v)}"
+            for k, v in row.items()
+            if k not in _QUIET and v not in (None, "") and not _default(k, v)
+        )
 
 
 def _shown(value: Any) -> str:
@@ -87,3 +92,7 @@ def audit_entries(
     """Entries newest first: ``limit`` of them older than entry ``before``; of actor or subject ``who``."""
     rows = db.fetch_all(query("audit_entries"), {"limit": limit, "before": before, "who": who})
     return [AuditEntry(**row) for row in rows]
+
+
+def _default(key: str, value: Any) -> bool:
+    return key in _QUIET_WHEN_OFF and value is False
