@@ -14,6 +14,7 @@ JSON from stdin and prints the results as JSON (``python tests/support/forked.py
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -64,7 +65,7 @@ def _child(module: Any, job: list[str], out: int, err: int) -> None:
     code = 0
     try:
         module.run(job)
-    except BaseException:  # noqa: BLE001  (reported to the test through stderr and the exit code)
+    except BaseException:  # reported to the test through stderr and the exit code
         traceback.print_exc()
         code = 1
     finally:
@@ -78,22 +79,22 @@ def launch(worker: Path, jobs: list[list[str]]) -> list[dict[str, Any]]:
     assert threading.active_count() == 1, "the worker module started a thread on import: forking is not safe"
     sys.stdout.flush()
     sys.stderr.flush()
-    children = []
-    for job in jobs:
-        out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
-        pid = os.fork()
-        if pid == 0:
-            _child(module, job, out.fileno(), err.fileno())
-        children.append((pid, out, err))
     results = []
-    for pid, out, err in children:
-        _, status = os.waitpid(pid, 0)
-        texts = []
-        for f in (out, err):
-            f.seek(0)
-            texts.append(f.read().decode("utf-8", errors="replace"))
-            f.close()
-        results.append({"returncode": os.waitstatus_to_exitcode(status), "stdout": texts[0], "stderr": texts[1]})
+    with contextlib.ExitStack() as files:
+        children = []
+        for job in jobs:
+            out, err = (files.enter_context(tempfile.TemporaryFile()) for _ in range(2))
+            pid = os.fork()
+            if pid == 0:
+                _child(module, job, out.fileno(), err.fileno())
+            children.append((pid, out, err))
+        for pid, out, err in children:
+            _, status = os.waitpid(pid, 0)
+            texts = []
+            for f in (out, err):
+                f.seek(0)
+                texts.append(f.read().decode("utf-8", errors="replace"))
+            results.append({"returncode": os.waitstatus_to_exitcode(status), "stdout": texts[0], "stderr": texts[1]})
     return results
 
 
