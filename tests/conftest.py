@@ -163,7 +163,8 @@ LONGEST_FIRST += ("test_doc_snippets.py", "test_durability.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Everything under tests/e2e is ``e2e``; the benchmark smoke runs are ``slow``; the longest go first."""
+    """Everything under tests/e2e is ``e2e``; the benchmark smoke runs are ``slow``; the longest go first,
+    each module's tests grouped by server."""
     for item in items:
         parts = item.path.parts
         if "e2e" in parts:
@@ -171,8 +172,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "bench" in parts:
             item.add_marker(pytest.mark.slow)
 
-    def rank(item: pytest.Item) -> int:
+    def rank(item: pytest.Item) -> tuple[int, str, int]:
         parts = set(item.path.parts)
-        return next((i for i, name in enumerate(LONGEST_FIRST) if name in parts), len(LONGEST_FIRST))
+        first = next((i for i, name in enumerate(LONGEST_FIRST) if name in parts), len(LONGEST_FIRST))
+        # Then one server's tests together, so a worker that takes them sets its per-server fixtures up once.
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("backend") if callspec is not None else None
+        return first, str(item.path), BACKENDS.index(backend) if backend in BACKENDS else 0
 
     items.sort(key=rank)

@@ -22,6 +22,8 @@ from llmtally import BudgetExceeded, Budgets, Ledger, RateLimited, Settings, Use
 from llmtally import budgets as api
 from llmtally.db import Database
 from llmtally.errors import UnknownUser
+from tests.support.cluster import Cluster
+from tests.support.forked import run_forked
 from tests.support.invariants import assert_counters_match_ledger
 
 pytestmark = pytest.mark.sql  # the subject is SQL: runs on every server (tests/conftest.py)
@@ -38,23 +40,14 @@ def _user(db: Database, user: str = USER) -> None:
     db.execute("select llmtally_upsert_user(%s)", (user,))
 
 
-def _run_workers(db_url: str, processes: int, calls: int) -> dict[str, int]:
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(WORKER), db_url, USER, str(w), str(calls)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for w in range(processes)
-    ]
-    total = {"ok": 0, "budget": 0, "rate": 0, "other": 0}
-    for p in procs:
-        out, err = p.communicate(timeout=600)
-        assert p.returncode == 0, err[-3000:]
-        for key, value in json.loads(out.strip().splitlines()[-1]).items():
-            total[key] += value
+def _run_workers(db_urls: list[str], processes: int, calls: int) -> dict[str, dict[str, int]]:
+    """``processes`` app processes per database, all at once, each making ``calls`` calls; totals by database."""
+    jobs = [[url, USER, str(w), str(calls)] for url in db_urls for w in range(processes)]
+    total = {url: {"ok": 0, "budget": 0, "rate": 0, "other": 0} for url in db_urls}
+    for job, p in zip(jobs, run_forked(WORKER, jobs), strict=True):
+        assert p.returncode == 0, p.stderr[-3000:]
+        for key, value in json.loads(p.stdout.strip().splitlines()[-1]).items():
+            total[job[0]][key] += value
     return total
 
 
@@ -68,17 +61,49 @@ def _ledger_totals(db: Database) -> dict[str, Any]:
     return row
 
 
-@pytest.mark.parametrize("limit", ["usd", "tokens", "rpm"])
+LIMITS = ("usd", "tokens", "rpm")
+
+
+Runs = dict[str, tuple[str, dict[str, int]]]
+
+
+@pytest.fixture(scope="session")
+def runs_by_server() -> dict[str, Runs]:
+    return {}
+
+
+@pytest.fixture
+def concurrent_runs(cluster: Cluster, template: str, runs_by_server: dict[str, Runs]) -> Runs:
+    """The three limits in one pass per server: a database per limit, each with 4 app processes making 125
+    calls, all 12 processes at once (forked from one interpreter: LiteLLM is imported once, not 12 times).
+    By limit: the database's URL and the calls' outcomes summed over its processes. Kept for the session
+    (pytest interleaves the servers' tests, so a module fixture would run the pass again); the databases
+    are dropped with the cluster's."""
+    if cluster.admin_url not in runs_by_server:
+        urls = {limit: cluster.url(cluster.create_database(template)) for limit in LIMITS}
+        for limit, url in urls.items():
+            with Database(url) as db:
+                _user(db)
+                if limit == "usd":
+                    api.set_budget(db, USER, "lifetime", limit_usd=CALL_USD * 100)
+                elif limit == "tokens":
+                    api.set_budget(db, None, "monthly", limit_tokens=CALL_TOKENS * 100, timezone="Asia/Kolkata")
+                else:
+                    api.set_rate_limit(db, None, rpm=100, tpm=None)
+        outcomes = _run_workers(list(urls.values()), processes=4, calls=125)
+        runs_by_server[cluster.admin_url] = {limit: (url, outcomes[url]) for limit, url in urls.items()}
+    return runs_by_server[cluster.admin_url]
+
+
+@pytest.mark.parametrize("limit", LIMITS)
 @pytest.mark.slow
-def test_500_concurrent_calls_over_4_processes_admit_exactly_100(db: Database, db_url: str, limit: str) -> None:
-    _user(db)
-    if limit == "usd":
-        api.set_budget(db, USER, "lifetime", limit_usd=CALL_USD * 100)
-    elif limit == "tokens":
-        api.set_budget(db, None, "monthly", limit_tokens=CALL_TOKENS * 100, timezone="Asia/Kolkata")
-    else:
-        api.set_rate_limit(db, None, rpm=100, tpm=None)
-    outcome = _run_workers(db_url, processes=4, calls=125)
+def test_500_concurrent_calls_over_4_processes_admit_exactly_100(concurrent_runs: Runs, limit: str) -> None:
+    url, outcome = concurrent_runs[limit]
+    with Database(url) as db:
+        _admitted_exactly_100(db, limit, outcome)
+
+
+def _admitted_exactly_100(db: Database, limit: str, outcome: dict[str, int]) -> None:
     refused = "rate" if limit == "rpm" else "budget"
     assert outcome == {"ok": 100, "budget": 0, "rate": 0, "other": 0} | {refused: 400}
     totals = _ledger_totals(db)

@@ -2,36 +2,23 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from llmtally.db import Database
+from tests.support.forked import run_forked
 from tests.support.invariants import assert_counters_match_ledger
 
 pytestmark = [pytest.mark.sql, pytest.mark.slow]  # SQL: runs on every server (tests/conftest.py)
 
 WORKER = Path(__file__).parents[1] / "support" / "concurrent_worker.py"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_concurrent_processes_keep_counters_equal_to_the_ledger(db: Database, db_url: str) -> None:
     processes, calls = 4, 200
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(WORKER), db_url, str(w), str(calls)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for w in range(processes)
-    ]
-    for p in procs:
-        out, _ = p.communicate(timeout=300)
-        assert p.returncode == 0, out[-3000:]
+    for p in run_forked(WORKER, [[db_url, str(w), str(calls)] for w in range(processes)], timeout=300):
+        assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
     summary = db.fetch_one(
         "select count(*) as n, count(distinct litellm_call_id) as ids,"
         " count(*) filter (where status = 'failure') as failures, count(*) filter (where stream) as streams"
@@ -48,19 +35,8 @@ def test_concurrent_processes_keep_counters_equal_to_the_ledger(db: Database, db
 
 
 def test_concurrent_replays_of_the_same_calls_count_once(db: Database, db_url: str) -> None:
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(WORKER), db_url, "0", "120"],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for _ in range(3)
-    ]
-    for p in procs:
-        out, _ = p.communicate(timeout=300)
-        assert p.returncode == 0, out[-3000:]
+    for p in run_forked(WORKER, [[db_url, "0", "120"]] * 3, timeout=300):  # three processes, the same calls
+        assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
     assert db.fetch_one("select count(*) as n from request_logs")["n"] == 120
     assert db.fetch_one("select sum(request_count) as n from user_profiles")["n"] == 120
     assert_counters_match_ledger(db)

@@ -1,6 +1,8 @@
 """One app process for the budget concurrency tests: budgeted LiteLLM calls through its own ledger.
 
-Prints one JSON line: how many calls succeeded and how many were refused, by error.
+``run([DB_URL, USER, WORKER, CALLS])`` prints one JSON line: how many calls succeeded and how many were
+refused, by error. One ledger per process (each installs its LiteLLM callback, which sees every call of the
+process): the tests start several processes through tests/support/forked.py.
 """
 
 from __future__ import annotations
@@ -46,5 +48,9 @@ async def main(db_url: str, user: str, worker: int, calls: int) -> None:
     print(json.dumps(outcome))
 
 
+def run(argv: list[str]) -> None:
+    asyncio.run(main(argv[0], argv[1], int(argv[2]), int(argv[3])))
+
+
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
+    run(sys.argv[1:])

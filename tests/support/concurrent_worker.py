@@ -1,4 +1,7 @@
-"""One app process for the concurrency test: real LiteLLM calls through its own ledger."""
+"""One app process for the concurrency test: real LiteLLM calls through its own ledger.
+
+``run([DB_URL, WORKER, CALLS])``; the tests start several through tests/support/forked.py.
+"""
 
 from __future__ import annotations
 
@@ -44,5 +47,9 @@ async def main(db_url: str, worker: int, calls: int) -> None:
         assert await ledger.flush(timeout=60), "flush timed out"
 
 
+def run(argv: list[str]) -> None:
+    asyncio.run(main(argv[0], int(argv[1]), int(argv[2])))
+
+
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+    run(sys.argv[1:])
