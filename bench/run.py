@@ -19,7 +19,7 @@ if __package__ in (None, ""):
 
 from bench.common import Report, machine_description, server
 
-PARTS = ("ingest", "caller", "analytics", "app", "explorer")
+PARTS = ("ingest", "caller", "analytics", "app", "explorer", "gateway")
 
 
 def _sizes(text: str) -> list[int]:
@@ -61,6 +61,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="PATH",
         help="ingest: instead of the full benchmark, compare write throughput with the llmtally source tree at PATH"
         " (another checkout, e.g. of an earlier commit), side by side",
+    )
+    parser.add_argument(
+        "--chunk-delay-ms",
+        type=float,
+        default=0.0,
+        help="gateway: the upstream's pause after each streamed chunk (default 0: as fast as it can)",
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="PATH",
+        help="gateway: also profile `llmtally gateway` under this py-spy executable for one more run",
     )
     return parser.parse_args(argv)
 
@@ -135,6 +147,14 @@ def main(argv: list[str] | None = None) -> int:
 
             explorer_cfg = ExplorerConfig.smoke() if args.smoke else ExplorerConfig(sizes=args.explorer_rows)
             results["explorer"] = run_explorer(srv, report, explorer_cfg)
+        if "gateway" in parts:
+            from bench.gateway import GatewayConfig
+            from bench.gateway import run as run_gateway
+
+            gateway_cfg = GatewayConfig.smoke() if args.smoke else GatewayConfig()
+            gateway_cfg.chunk_delay_ms = args.chunk_delay_ms
+            gateway_cfg.py_spy = args.py_spy
+            results["gateway"] = run_gateway(srv, report, gateway_cfg)
     elapsed = time.monotonic() - started
     report.line(f"\ntotal time {elapsed / 60:.1f} min")
     if args.json:
