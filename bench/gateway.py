@@ -19,12 +19,14 @@ left, and counters equal to the rows.
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 from bench.common import Report, Server, check_invariants, fmt_ms, fmt_rate, fmt_ratio, median, percentile
 from bench.gateway_targets import (
@@ -51,15 +53,16 @@ ADDED_P50_TARGET_S = 0.002
 @dataclass
 class GatewayConfig:
     # (concurrent streams, requests timed per run); 1 stream shows the cost of a request with no queue
-    levels: tuple[tuple[int, int], ...] = ((1, 300), (50, 2000), (500, 5000))
-    rounds: int = 5
+    levels: tuple[tuple[int, int], ...] = ((1, 100), (50, 1000), (500, 2500))
+    rounds: int = 3
     chunk_delay_ms: float = 0.0
     first_calls: int = 20  # per target before the rounds, not timed (LiteLLM loads parts on first use)
     py_spy: Path | None = None  # profile the gateway under this py-spy for one more run, if given
+    profile_level: tuple[int, int] = (50, 1000)
 
     @classmethod
     def smoke(cls) -> GatewayConfig:
-        return cls(levels=((4, 20), (16, 40)), rounds=1, first_calls=8)
+        return cls(levels=((4, 20), (16, 40)), rounds=1, first_calls=8, profile_level=(16, 40))
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,17 @@ class Target:
     url: str
     headers: dict[str, str]
     upstream_caller: str  # the first segment of the upstream path it calls
+    pid: int  # the process whose CPU time a request costs (the upstream's for the direct target)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its children so far."""
+    process = psutil.Process(pid)
+    total = 0.0
+    for p in (process, *process.children(recursive=True)):
+        times = p.cpu_times()
+        total += times.user + times.system
+    return total
 
 
 @dataclass
@@ -128,17 +142,26 @@ def measure(report: Report, cfg: GatewayConfig, targets: list[Target], load: Any
         rate: dict[str, list[float]] = defaultdict(list)
         added50: dict[str, list[float]] = defaultdict(list)
         added99: dict[str, list[float]] = defaultdict(list)
+        cpu: dict[str, list[float]] = defaultdict(list)
         ratio: list[float] = []
-        for _ in range(cfg.rounds):
+        for round_ in range(cfg.rounds):
             measured: dict[str, tuple[float, float, float]] = {}
             for target in targets:
+                before = cpu_seconds(target.pid)
                 result = load.run(_job(target, concurrency, requests, concurrency))
+                cpu[target.name].append((cpu_seconds(target.pid) - before) / result["sent"])
                 tally.add(target, result)
                 latencies = result["latencies_s"]
                 measured[target.name] = (
                     percentile(latencies, 50),
                     percentile(latencies, 99),
                     len(latencies) / result["elapsed_s"],
+                )
+                print(  # progress, apart from the figures
+                    f"  {concurrency} streams, round {round_ + 1}/{cfg.rounds}, {target.name}:"
+                    f" {measured[target.name][2]:,.0f} requests/s, p50 {fmt_ms(measured[target.name][0])} ms",
+                    file=sys.stderr,
+                    flush=True,
                 )
             for name, (q50, q99, r) in measured.items():
                 p50[name].append(q50)
@@ -160,6 +183,7 @@ def measure(report: Report, cfg: GatewayConfig, targets: list[Target], load: Any
                     fmt_ms(median(p99[name])),
                     "-" if direct else fmt_ms(median(added50[name])),
                     "-" if direct else fmt_ms(median(added99[name])),
+                    fmt_ms(median(cpu[name])),
                 )
             )
             level[name] = {
@@ -168,11 +192,14 @@ def measure(report: Report, cfg: GatewayConfig, targets: list[Target], load: Any
                 "p99_s": median(p99[name]),
                 "added_p50_s": median(added50[name]),
                 "added_p99_s": median(added99[name]),
+                "cpu_s_per_request": median(cpu[name]),
                 "rounds": {"requests_per_s": rate[name], "p50_s": p50[name], "p99_s": p99[name]},
             }
         level["gateway_over_proxy_throughput"] = median(ratio)
         results[f"streams_{concurrency}"] = level
-    report.table(["streams", "target", "requests/s", "p50 ms", "p99 ms", "added p50 ms", "added p99 ms"], rows)
+    headers = ["streams", "target", "requests/s", "p50 ms", "p99 ms", "added p50 ms", "added p99 ms", "CPU ms/request"]
+    report.table(headers, rows)
+    report.line("CPU ms/request: the target process's CPU time (for the direct target, the upstream's) per request")
     for concurrency, _ in cfg.levels:
         level = results[f"streams_{concurrency}"]
         ratio_text = fmt_ratio(level["gateway_over_proxy_throughput"])
@@ -257,22 +284,36 @@ def run(srv: Server, report: Report, cfg: GatewayConfig) -> dict[str, Any]:
         wait_ready(proxy, f"{proxy_url}/health/liveliness")
         wait_ready(gateway, f"{gateway_url}/healthz")
         targets = [
-            Target(DIRECT, f"{upstream_url}/direct/v1/chat/completions", {}, "direct"),
-            Target(PROXY, f"{proxy_url}/v1/chat/completions", {"Authorization": f"Bearer {PROXY_KEY}"}, "proxy"),
-            Target(GATEWAY, f"{gateway_url}/v1/chat/completions", {"Authorization": f"Bearer {token}"}, "gateway"),
+            Target(DIRECT, f"{upstream_url}/direct/v1/chat/completions", {}, "direct", upstream.process.pid),
+            Target(
+                PROXY,
+                f"{proxy_url}/v1/chat/completions",
+                {"Authorization": f"Bearer {PROXY_KEY}"},
+                "proxy",
+                proxy.process.pid,
+            ),
+            Target(
+                GATEWAY,
+                f"{gateway_url}/v1/chat/completions",
+                {"Authorization": f"Bearer {token}"},
+                "gateway",
+                gateway.process.pid,
+            ),
         ]
         tally = Tally()
         with load_generator(work) as load:
             results["levels"] = measure(report, cfg, targets, load, tally)
+            if cfg.py_spy is not None:
+                from bench.gateway_profile import profile
+
+                level = cfg.profile_level
+                results["profile"] = {
+                    t.name: profile(report, cfg.py_spy, work, t, load, level, tally) for t in (targets[2], targets[1])
+                }
             results["checks"] = checks(report, url, upstream_url, targets, tally)
             gateway.stop()  # SIGTERM: the ledger drains what it still holds
             running.remove(gateway)
             results["ledger"] = ledger_checks(report, url, tally.sent[GATEWAY])
-            if cfg.py_spy is not None:
-                from bench.gateway_profile import profile_gateway
-
-                top = max(cfg.levels)
-                results["profile"] = profile_gateway(report, cfg.py_spy, work, config, url, targets[2], load, top)
     finally:
         for process in reversed(running):
             process.stop()

@@ -39,12 +39,15 @@ async def one(client: httpx.AsyncClient, job: dict[str, Any]) -> tuple[float, st
                 return elapsed, None
             return elapsed, f"the stream did not end with [DONE]: {tail.decode(errors='replace')!r}"
     except httpx.HTTPError as exc:
-        return time.perf_counter() - started, f"{type(exc).__name__}: {exc}"
+        elapsed = time.perf_counter() - started
+        return elapsed, f"{type(exc).__name__} {exc!r} after {elapsed:.2f} s"
 
 
 async def run(job: dict[str, Any]) -> dict[str, Any]:
     concurrency = int(job["concurrency"])
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # Idle connections are closed by the client after 1 s, before uvicorn's 5 s keep-alive timeout closes
+    # them under a request being sent (httpx's default expiry is 5 s too: a race that fails the request).
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=1)
     timeout = httpx.Timeout(300, connect=60, pool=300)
     errors: list[str] = []
     failed = 0
@@ -55,7 +58,7 @@ async def run(job: dict[str, Any]) -> dict[str, Any]:
             for _, error in await asyncio.gather(*(one(client, job) for _ in range(batch))):
                 if error is not None:
                     failed += 1
-                    errors.append(error)
+                    errors.append(f"warm-up: {error}")
             left -= batch
         todo = iter(range(int(job["requests"])))
         latencies: list[float] = []
