@@ -65,11 +65,14 @@ def _environment(extra: dict[str, str]) -> dict[str, str]:
     return env | extra
 
 
-def _spawn(name: str, command: Sequence[str], where: Path, env: dict[str, str], **popen: Any) -> Process:
+def _spawn(
+    name: str, command: Sequence[str], where: Path, env: dict[str, str], cwd: Path | None = None, **popen: Any
+) -> Process:
+    """``command`` with its output in ``where/NAME.log``, run in ``cwd`` (default ``where``)."""
     log = where / f"{name}.log"
     with log.open("wb") as out:
         stdout = popen.pop("stdout", out)
-        process = subprocess.Popen(list(command), cwd=where, env=env, stdout=stdout, stderr=out, **popen)
+        process = subprocess.Popen(list(command), cwd=cwd or where, env=env, stdout=stdout, stderr=out, **popen)
     return Process(name, process, log)
 
 
@@ -118,13 +121,11 @@ def write_gateway_config(where: Path, upstream: str) -> Path:
     return path
 
 
-def start_gateway(
-    where: Path, config: Path, database_url: str, wrapper: Sequence[str] = (), name: str = "gateway"
-) -> tuple[Process, str]:
-    """``llmtally gateway`` (under ``wrapper``, e.g. a profiler, if given); its URL."""
+def start_gateway(where: Path, config: Path, database_url: str) -> tuple[Process, str]:
+    """``llmtally gateway`` on a free port; its URL (wait with :func:`wait_ready`)."""
     port = free_port()
-    command = [*wrapper, *gateway_command(config, port)]
-    return _spawn(name, command, ROOT, gateway_env(database_url, where / "home")), f"http://127.0.0.1:{port}"
+    env = gateway_env(database_url, where / "home")
+    return _spawn("gateway", gateway_command(config, port), where, env, cwd=ROOT), f"http://127.0.0.1:{port}"
 
 
 def wait_ready(target: Process, url: str, timeout: float = 180) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -72,9 +73,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--py-spy",
         type=Path,
         metavar="PATH",
-        help="gateway: also profile `llmtally gateway` under this py-spy executable for one more run",
+        help="gateway: also profile the gateway and the Proxy with this py-spy executable, one more run each",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.py_spy is not None and not (args.py_spy.is_file() and os.access(args.py_spy, os.X_OK)):
+        parser.error(f"--py-spy: {args.py_spy} is not an executable file (pip install py-spy, then its path)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
