@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ if __package__ in (None, ""):
 
 from bench.common import Report, machine_description, server
 
-PARTS = ("ingest", "caller", "analytics", "app", "explorer")
+PARTS = ("ingest", "caller", "analytics", "app", "explorer", "gateway")
 
 
 def _sizes(text: str) -> list[int]:
@@ -62,7 +63,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="ingest: instead of the full benchmark, compare write throughput with the llmtally source tree at PATH"
         " (another checkout, e.g. of an earlier commit), side by side",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--chunk-delay-ms",
+        type=float,
+        default=0.0,
+        help="gateway: the upstream's pause after each streamed chunk (default 0: as fast as it can)",
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="PATH",
+        help="gateway: also profile the gateway and the Proxy with this py-spy executable, one more run each",
+    )
+    args = parser.parse_args(argv)
+    if args.py_spy is not None and not (args.py_spy.is_file() and os.access(args.py_spy, os.X_OK)):
+        parser.error(f"--py-spy: {args.py_spy} is not an executable file (pip install py-spy, then its path)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,6 +151,14 @@ def main(argv: list[str] | None = None) -> int:
 
             explorer_cfg = ExplorerConfig.smoke() if args.smoke else ExplorerConfig(sizes=args.explorer_rows)
             results["explorer"] = run_explorer(srv, report, explorer_cfg)
+        if "gateway" in parts:
+            from bench.gateway import GatewayConfig
+            from bench.gateway import run as run_gateway
+
+            gateway_cfg = GatewayConfig.smoke() if args.smoke else GatewayConfig()
+            gateway_cfg.chunk_delay_ms = args.chunk_delay_ms
+            gateway_cfg.py_spy = args.py_spy
+            results["gateway"] = run_gateway(srv, report, gateway_cfg)
     elapsed = time.monotonic() - started
     report.line(f"\ntotal time {elapsed / 60:.1f} min")
     if args.json:

@@ -24,6 +24,14 @@ EXPECTED = {
     "caller": ["with/without", "callback time per event"],
     "analytics": ["user_monthly_usage — heaviest", "cost by model by day, 90 days", "answers agree"],
     "explorer": ["heaviest user, own page (RLS)", "drill-down (one call and its attempts)", "latency percentiles"],
+    "gateway": [
+        "direct (upstream)",
+        "LiteLLM Proxy",
+        "llmtally gateway",
+        "gateway/proxy throughput",
+        "every request to the llmtally gateway answered 200 with [DONE]",
+        "rows in request_logs for the gateway's key",
+    ],
     "app": ["cold (new LLMTALLY_HOME)", "warm (initialised)", "replies/s", "rows in request_logs for these users"],
 }
 
