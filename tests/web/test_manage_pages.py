@@ -155,6 +155,18 @@ def test_a_token_is_shown_once_works_and_is_refused_once_revoked(seeded_db: Data
     assert status == 200 and "refused from now on" in notice(html)
     assert api.get("/api/v1/usage/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
     assert [e.what for e in audit_entries(seeded_db)] == ["revoked API token", "created API token"]
+    assert record.end_users is False
+
+
+def test_a_team_key_made_in_the_form_names_end_users(seeded_db: Database, browser: TestClient) -> None:
+    from llmtally import teams
+
+    team = teams.create_team(seeded_db, "pages")
+    status, html = post(browser, "/admin/tokens", action="create", user=team, name="team app", end_users="on")
+    assert status == 200 and "Created token" in notice(html)
+    [record] = list_tokens(seeded_db, team)
+    assert record.end_users is True
+    assert "names end users" in browser.get("/admin/tokens").text
 
 
 def test_a_user_is_deleted_only_when_the_id_is_typed(seeded_db: Database, browser: TestClient) -> None:

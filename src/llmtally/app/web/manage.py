@@ -165,6 +165,7 @@ def create_token(state: WebState, _: Viewer, form: Form) -> Done:
         name=_text(form, "name"),
         expires_at=expires,
         models=api_tokens.parse_models(_text(form, "models")),
+        end_users=form.get("end_users") == "on",
     )
     return Done(f"Created token {record.prefix}… for {user}. Copy it now: it is not shown again.", new_token=token)
 
