@@ -227,7 +227,7 @@ class Budgets:
         **kwargs: Any,
     ) -> Any:
         """``litellm.aembedding`` after a reservation of its input's tokens (an embedding has no output)."""
-        as_messages = [{"role": "user", "content": text} for text in embedding_texts(input)]
+        as_messages = [{"role": "user", "content": text} for text in input_texts(input)]
         return await self._call(
             _Call(call or calls.aembedding, user_id, model, as_messages, 0, None, False),
             metadata=metadata,
@@ -248,7 +248,7 @@ class Budgets:
     ) -> Any:
         """Reserve, call, and make sure the call is recorded however it ends. A ``user`` in ``request`` is
         the call's end user (a team key's member); without one the billed user is."""
-        end_user = request.pop("user", None) or what.user_id
+        named = request.pop("user", None)
         call_id, est = await self.reserve(
             what.user_id,
             what.model,
@@ -278,11 +278,15 @@ class Budgets:
             started,
             meta,
             what.stream,
-            end_user=None if end_user == what.user_id else end_user,
+            end_user=named,
         )
         try:
             response = await what.call(
-                model=what.model, user=end_user, litellm_call_id=call_id, **{metadata_param: meta}, **request
+                model=what.model,
+                user=named or what.user_id,
+                litellm_call_id=call_id,
+                **{metadata_param: meta},
+                **request,
             )
         except asyncio.CancelledError:
             cancelled.record("")
@@ -306,9 +310,6 @@ class _Call:
     max_tokens: int | None
     max_tokens_param: str | None  # the name of the output limit in this call's parameters
     stream: bool
-
-
-embedding_texts = input_texts  # the inputs of an embedding request as texts (llmtally.domain.inputs)
 
 
 @dataclass

@@ -377,8 +377,8 @@ class DeploymentLatency(_Result):
 class LatencyPercentiles(_Result):
     """p50/p95/p99 of a period's most recent calls (at most ``sample_limit``; ``sampled`` were read)
     by model, and of its most recent attempts by deployment, with p50/p95 of the streams' time to first
-    token. Budget refusals are not recorded (a refused
-    call never reaches LiteLLM), so they are not counted here."""
+    token. A call refused by a budget or a rate limit never reaches LiteLLM, so it is not among these
+    (:meth:`Analytics.refusals` counts those)."""
 
     sample_limit: int
     sampled: int

@@ -269,7 +269,7 @@ class Ledger:
             completion_tokens=completion_tokens,
             messages=messages,
             response={"partial": partial_response} if partial_response else None,
-            latency_ms=max(0, int((now - start).total_seconds() * 1000)),
+            latency_ms=_ms_between(start, now),
             first_token_ms=_ms_between(start, first_token_at) if stream and first_token_at else None,
             stream=stream,
             metadata=metadata or {},

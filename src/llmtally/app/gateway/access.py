@@ -14,6 +14,7 @@ from fastapi import Request
 
 from llmtally.api_tokens import PREFIX, TokenAccess, shown_prefix, token_access
 from llmtally.app.gateway.errors import GatewayError, from_exception
+from llmtally.app.gateway.requests import end_user, request_tags
 from llmtally.budgeted_calls import Budgets
 from llmtally.db.database import Database
 from llmtally.integrations.litellm.router import GatewayRouter
@@ -79,3 +80,21 @@ def call_metadata(caller: Caller, tags: list[str]) -> dict[str, Any]:
     if tags:
         metadata["tags"] = tags
     return metadata
+
+
+def billed_call(
+    gateway: Gateway, caller: Caller, request: Request, body: dict[str, Any], model: str, call: Any
+) -> dict[str, Any]:
+    """What every call route passes to :class:`llmtally.Budgets`: who is billed, the call's metadata (its
+    tags), the router's method, the models it may bill, and the end user when the key may name one.
+    Refuses bad tags (400) and a model outside the key's allow-list (403) before anything is reserved."""
+    tags = request_tags(body, request.headers.get(TAGS_HEADER))
+    allowed_model(gateway, caller, model)
+    return {
+        "user_id": caller.user_id,
+        "model": model,
+        "metadata": call_metadata(caller, tags),
+        "call": call,
+        "billed_models": gateway.router.billed_models(model),
+        **end_user(body, caller.access.end_users),
+    }

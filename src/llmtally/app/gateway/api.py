@@ -15,17 +15,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from llmtally.app.gateway.access import (
-    TAGS_HEADER,
-    Gateway,
-    allowed_model,
-    authenticate,
-    call_metadata,
-    models_of,
-)
+from llmtally.app.gateway.access import Gateway, authenticate, billed_call, models_of
 from llmtally.app.gateway.completions import add_completion_routes
 from llmtally.app.gateway.errors import GatewayError, from_exception, install_error_handlers
-from llmtally.app.gateway.requests import chat_request, embedding_request, end_user, json_body, request_tags
+from llmtally.app.gateway.requests import chat_request, embedding_request, json_body
 from llmtally.app.gateway.streaming import EventStreamResponse, sse_events
 from llmtally.budgeted_calls import BudgetedStream
 
@@ -61,23 +54,13 @@ def build_gateway(gateway: Gateway) -> FastAPI:
         caller = await authenticate(gateway, request)
         body = json_body(await request.body())
         chat = chat_request(body)
-        tags = request_tags(body, request.headers.get(TAGS_HEADER))
-        allowed_model(gateway, caller, chat.model)
+        billed = billed_call(gateway, caller, request, body, chat.model, router.acompletion)
         passed: dict[str, Any] = dict(chat.parameters)
         if chat.stream:  # the upstream's own count of a stream, whatever the client asked
             passed["stream_options"] = {"include_usage": True}
         try:
             response = await gateway.budgets.acompletion(
-                user_id=caller.user_id,
-                model=chat.model,
-                messages=chat.messages,
-                max_tokens=chat.max_tokens,
-                stream=chat.stream,
-                metadata=call_metadata(caller, tags),
-                call=router.acompletion,
-                billed_models=router.billed_models(chat.model),
-                **end_user(body, caller.access.end_users),
-                **passed,
+                **billed, messages=chat.messages, max_tokens=chat.max_tokens, stream=chat.stream, **passed
             )
         except Exception as exc:
             raise from_exception(exc) from None
@@ -90,19 +73,9 @@ def build_gateway(gateway: Gateway) -> FastAPI:
         caller = await authenticate(gateway, request)
         body = json_body(await request.body())
         embedding = embedding_request(body)
-        tags = request_tags(body, request.headers.get(TAGS_HEADER))
-        allowed_model(gateway, caller, embedding.model)
+        billed = billed_call(gateway, caller, request, body, embedding.model, router.aembedding)
         try:
-            response = await gateway.budgets.aembedding(
-                user_id=caller.user_id,
-                model=embedding.model,
-                input=embedding.input,
-                metadata=call_metadata(caller, tags),
-                call=router.aembedding,
-                billed_models=router.billed_models(embedding.model),
-                **end_user(body, caller.access.end_users),
-                **embedding.parameters,
-            )
+            response = await gateway.budgets.aembedding(**billed, input=embedding.input, **embedding.parameters)
         except Exception as exc:
             raise from_exception(exc) from None
         return JSONResponse(response.model_dump(mode="json"))

@@ -20,15 +20,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from llmtally.app.gateway.access import TAGS_HEADER, Gateway, allowed_model, authenticate, call_metadata
+from llmtally.app.gateway.access import Gateway, authenticate, billed_call
 from llmtally.app.gateway.errors import from_exception
-from llmtally.app.gateway.requests import (
-    completion_request,
-    end_user,
-    json_body,
-    request_tags,
-    responses_request,
-)
+from llmtally.app.gateway.requests import completion_request, json_body, responses_request
 from llmtally.app.gateway.streaming import EventStreamResponse, response_events, sse_events
 from llmtally.budgeted_calls import BudgetedStream
 
@@ -41,23 +35,17 @@ def add_completion_routes(api: FastAPI, gateway: Gateway) -> None:
         caller = await authenticate(gateway, request)
         body = json_body(await request.body())
         completion = completion_request(body)
-        tags = request_tags(body, request.headers.get(TAGS_HEADER))
-        allowed_model(gateway, caller, completion.model)
+        billed = billed_call(gateway, caller, request, body, completion.model, router.atext_completion)
         passed: dict[str, Any] = dict(completion.parameters)
         if completion.stream:  # the upstream's own count of a stream, whatever the client asked
             passed["stream_options"] = {"include_usage": True}
         try:
             response = await gateway.budgets.atext_completion(
-                user_id=caller.user_id,
-                model=completion.model,
+                **billed,
                 prompt=completion.prompt,
                 max_tokens=completion.max_tokens,
                 stream=completion.stream,
-                metadata=call_metadata(caller, tags),
-                call=router.atext_completion,
-                billed_models=router.billed_models(completion.model),
                 outputs=completion.n,
-                **end_user(body, caller.access.end_users),
                 **passed,
             )
         except Exception as exc:
@@ -71,20 +59,14 @@ def add_completion_routes(api: FastAPI, gateway: Gateway) -> None:
         caller = await authenticate(gateway, request)
         body = json_body(await request.body())
         asked = responses_request(body)
-        tags = request_tags(body, request.headers.get(TAGS_HEADER))
-        allowed_model(gateway, caller, asked.model)
+        billed = billed_call(gateway, caller, request, body, asked.model, router.aresponses)
         try:
             response = await gateway.budgets.aresponses(
-                user_id=caller.user_id,
-                model=asked.model,
+                **billed,
                 input=asked.input,
                 instructions=asked.instructions,
                 max_output_tokens=asked.max_output_tokens,
                 stream=asked.stream,
-                metadata=call_metadata(caller, tags),
-                call=router.aresponses,
-                billed_models=router.billed_models(asked.model),
-                **end_user(body, caller.access.end_users),
                 **asked.parameters,
             )
         except Exception as exc:
