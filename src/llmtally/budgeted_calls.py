@@ -356,7 +356,11 @@ class _Cancelled:
 
 def chunk_text(chunk: Any) -> str | None:
     """The text a streamed chunk adds: a chat delta's content, a text completion's text, or a Responses
-    API ``response.output_text.delta`` event's delta."""
+    API ``response.output_text.delta`` event's delta (or what a chunk passed on as the upstream sent it
+    says it adds: ``streamed_text``)."""
+    passed = getattr(chunk, "streamed_text", False)
+    if passed is not False:
+        return passed if isinstance(passed, str) else None
     choices = getattr(chunk, "choices", None)
     if choices:
         delta = getattr(choices[0], "delta", None)

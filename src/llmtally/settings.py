@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     proxy_client_ip: bool = Field(
         default=False, description="Store the client's IP address (metadata client_ip) of proxied calls."
     )
+    # -- the gateway (llmtally gateway and /v1 of llmtally up, docs/gateway.md) --
+    gateway_direct: bool = Field(
+        default=True,
+        description="Send chat completions of plain openai/ deployments straight to the upstream (LiteLLM's Router"
+        " takes over after a failure); false: every call through the Router.",
+    )
 
     @property
     def embedded(self) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from llmtally.api_tokens import create_token
 from tests.support.cluster import Cluster
 from tests.support.gateway import RunningGateway, serve_gateway
+from tests.support.server import free_port
 from tests.support.upstream import Upstream
 
 CONFIG = """\
@@ -42,6 +44,10 @@ model_list:
     litellm_params: {{model: openai/gpt-4o-mini, api_base: "{cached}", api_key: test}}
   - model_name: counted
     litellm_params: {{model: openai/gpt-4o-mini, api_base: "{counted}", api_key: test}}
+  - model_name: refused
+    litellm_params: {{model: openai/gpt-4o-mini, api_base: "{refused}", api_key: test}}
+  - model_name: unreachable
+    litellm_params: {{model: openai/gpt-4o-mini, api_base: "{unreachable}", api_key: test}}
   - model_name: text-embedding-3-small
     litellm_params: {{model: openai/text-embedding-3-small, api_base: "{ok}", api_key: test}}
 router_settings:
@@ -56,27 +62,41 @@ def upstream() -> Iterator[Upstream]:
         yield up
 
 
-@pytest.fixture(scope="module")
-def gateway(
-    cluster: Cluster, template: str, upstream: Upstream, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningGateway]:
-    home = tmp_path_factory.mktemp("gateway")
+def write_config(home: Path, upstream: Upstream) -> Path:
+    """The tests' gateway config (:data:`CONFIG`) at the upstream's behaviours, in ``home``."""
     config = home / "gateway.yaml"
     behaviours = {"ok": "ok", "slow": "slow", "broken": "fail500", "primary": "fail500-p", "backup": "ok-backup"}
-    behaviours.update(midfail="midfail", cached="cached", counted="counted")
+    behaviours.update(midfail="midfail", cached="cached", counted="counted", refused="fail400")
     config.write_text(
         CONFIG.format(
             **{name: upstream.api_base(b) for name, b in behaviours.items()},
             flaky=upstream.api_base("flaky1"),
+            unreachable=f"http://127.0.0.1:{free_port()}/v1",  # nothing listens there
         )
     )
+    return config
+
+
+@contextmanager
+def running_gateway(
+    cluster: Cluster, template: str, upstream: Upstream, home: Path, *, direct: bool = True
+) -> Iterator[RunningGateway]:
+    config = write_config(home, upstream)
     mp = pytest.MonkeyPatch()
     mp.setenv("LLMTALLY_TEST_UPSTREAM_KEY", "test-key")  # read once, when the config is loaded
     try:
-        with cluster.database(template) as url, serve_gateway(url, Path(home), config) as running:
+        with cluster.database(template) as url, serve_gateway(url, home, config, direct=direct) as running:
             yield running
     finally:
         mp.undo()
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    cluster: Cluster, template: str, upstream: Upstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningGateway]:
+    with running_gateway(cluster, template, upstream, Path(tmp_path_factory.mktemp("gateway"))) as running:
+        yield running
 
 
 @dataclass(frozen=True)

@@ -54,8 +54,13 @@ class RunningGateway:
 
 
 @contextmanager
-def serve_gateway(database_url: str, home: Path, config_file: Path | None) -> Iterator[RunningGateway]:
-    settings = Settings(home=home, flush_interval_ms=20).model_copy(update={"database_url": database_url})
+def serve_gateway(
+    database_url: str, home: Path, config_file: Path | None, *, direct: bool = True
+) -> Iterator[RunningGateway]:
+    """The gateway on a port of its own; ``direct=False`` sends every call through LiteLLM's Router."""
+    settings = Settings(home=home, flush_interval_ms=20, gateway_direct=direct).model_copy(
+        update={"database_url": database_url}
+    )
     runtime = GatewayRuntime.start(settings, load_config(config_file))
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -6,6 +6,7 @@ name stays one LiteLLM prices:
     ok[-*]            a completion
     fail500[-*]       HTTP 500
     fail429[-*]       HTTP 429
+    fail400[-*]       HTTP 400 (a request the provider refuses)
     flaky<N>[-*]      HTTP 500 for the first N requests to this exact segment, then completions
     cached[-*]        a completion whose usage reports prompt_tokens_details.cached_tokens
     reasoning[-*]     a completion whose usage reports completion_tokens_details.reasoning_tokens
@@ -67,6 +68,7 @@ class Upstream:
     def __init__(self) -> None:
         self.billed: list[Billed] = []
         self.requests: Counter[str] = Counter()
+        self.agents: list[tuple[str, str]] = []  # (behaviour, User-Agent) of every request, in order
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         upstream = self
@@ -83,7 +85,10 @@ class Upstream:
                 path = self.path.strip("/")
                 ends = [e for e in ENDPOINTS if path.endswith(f"/{e}") and not path.endswith("/chat/completions")]
                 endpoint = ends[0] if ends else "chat"
-                upstream._handle(self, path.split("/", 1)[0], body, endpoint)
+                behaviour = path.split("/", 1)[0]
+                with upstream._lock:
+                    upstream.agents.append((behaviour, self.headers.get("user-agent", "")))
+                upstream._handle(self, behaviour, body, endpoint)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -99,6 +104,11 @@ class Upstream:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def agents_of(self, behaviour: str) -> list[str]:
+        """The User-Agent of each request to ``behaviour`` (the HTTP client that sent it), in order."""
+        with self._lock:
+            return [agent for b, agent in self.agents if b == behaviour]
 
     def billed_for(self, behaviour: str) -> list[Billed]:
         with self._lock:
@@ -117,6 +127,8 @@ class Upstream:
             return _error(handler, 500, "upstream exploded")
         if kind == "fail429":
             return _error(handler, 429, "rate limited upstream")
+        if kind == "fail400":
+            return _error(handler, 400, "the upstream refuses this request")
         flaky = re.fullmatch(r"flaky(\d+)", kind)
         if flaky and seen <= int(flaky.group(1)):
             return _error(handler, 500, f"flaky upstream, attempt {seen}")

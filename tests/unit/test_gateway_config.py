@@ -83,3 +83,66 @@ def test_a_missing_file_and_a_setting_litellm_refuses(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"gateway\.yaml: LiteLLM refused the config") as refused:
         GatewayRouter(config)
     assert "\n" not in str(refused.value)
+
+
+def _router(*entries: dict[str, object], **settings: object) -> GatewayRouter:
+    return GatewayRouter(parse_config({"model_list": list(entries), "router_settings": settings}, "test"))
+
+
+def _entry(name: str, **params: object) -> dict[str, object]:
+    return {"model_name": name, "litellm_params": {"api_base": "http://up.example/v1/", "api_key": "sk-x", **params}}
+
+
+def test_plain_openai_deployments_are_called_directly_with_what_the_router_would_send() -> None:
+    router = _router(
+        _entry("a", model="openai/gpt-4o-mini", timeout=30),
+        _entry("a", model="openai/gpt-4o-mini", api_base="http://other.example/v1"),
+        _entry("local", model="openai/my-llama", stream_timeout=7),
+        num_retries=3,
+    )
+    first, second = router.direct_deployments("a")
+    assert (first.model, first.api_base, first.timeout_s, first.stream_timeout_s) == (
+        "gpt-4o-mini",
+        "http://up.example/v1",
+        30.0,
+        30.0,
+    )
+    assert second.api_base == "http://other.example/v1" and first.model_id != second.model_id
+    [local] = router.direct_deployments("local")
+    assert (local.model, local.timeout_s, local.stream_timeout_s) == ("my-llama", 600.0, 7.0)
+    assert "sk-x" not in repr(local)  # the upstream's key is never in a log line
+    assert router.num_retries == 3 and router.direct_deployments("llmtally/demo") == ()
+
+
+@pytest.mark.parametrize(
+    ("entries", "settings"),
+    [
+        ([_entry("m", model="openai/gpt-4o-mini", rpm=10)], {}),  # the Router's own limits
+        ([_entry("m", model="openai/o3-mini")], {}),  # LiteLLM renames and drops parameters
+        ([_entry("m", model="openai/gpt-5")], {}),
+        ([_entry("m", model="anthropic/claude-haiku-4-5")], {}),
+        ([_entry("m", model="openai/gpt-4o-mini"), _entry("m", model="azure/gpt-4o-mini")], {}),  # one of them
+        ([_entry("m", model="openai/gpt-4o-mini", input_cost_per_token=1e-6)], {}),  # a price of its own
+        (
+            [{**_entry("m", model="openai/gpt-4o-mini"), "model_info": {"input_cost_per_token": 1e-6}}],
+            {},
+        ),
+        ([_entry("m", model="openai/gpt-4o-mini")], {"routing_strategy": "latency-based-routing"}),
+    ],
+    ids=["rpm", "o-series", "gpt-5", "anthropic", "mixed", "price-param", "price-info", "strategy"],
+)
+def test_a_model_the_router_treats_its_own_way_always_goes_through_it(
+    entries: list[dict[str, object]], settings: dict[str, object]
+) -> None:
+    assert _router(*entries, **settings).direct_deployments("m") == ()
+
+
+def test_a_deployment_without_a_key_takes_openai_api_key_or_is_not_direct(monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = {"model_name": "m", "litellm_params": {"model": "openai/gpt-4o-mini"}}
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("OPENAI_API_BASE", raising=False)
+    assert _router(entry).direct_deployments("m") == ()
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    [deployment] = _router(entry).direct_deployments("m")
+    assert (deployment.api_key, deployment.api_base) == ("sk-env", "https://api.openai.com/v1")

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import Request
 
 from llmtally.api_tokens import PREFIX, TokenAccess, shown_prefix, token_access
+from llmtally.app.gateway.direct import DirectCalls
 from llmtally.app.gateway.errors import GatewayError, from_exception
 from llmtally.app.gateway.requests import end_user, request_tags
 from llmtally.budgeted_calls import Budgets
@@ -29,6 +30,7 @@ class Gateway:
     db: Database
     budgets: Budgets
     router: GatewayRouter
+    direct: DirectCalls | None = None  # chat completions sent to OpenAI-compatible upstreams without the Router
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 
 from llmtally.app.gateway.access import Gateway, authenticate, billed_call, models_of
 from llmtally.app.gateway.completions import add_completion_routes
+from llmtally.app.gateway.direct import DirectReply
 from llmtally.app.gateway.errors import GatewayError, from_exception, install_error_handlers
 from llmtally.app.gateway.requests import chat_request, embedding_request, json_body
 from llmtally.app.gateway.streaming import EventStreamResponse, sse_events
@@ -54,7 +55,8 @@ def build_gateway(gateway: Gateway) -> FastAPI:
         caller = await authenticate(gateway, request)
         body = json_body(await request.body())
         chat = chat_request(body)
-        billed = billed_call(gateway, caller, request, body, chat.model, router.acompletion)
+        direct = gateway.direct.chat_call(chat.model, chat.parameters) if gateway.direct is not None else None
+        billed = billed_call(gateway, caller, request, body, chat.model, direct or router.acompletion)
         passed: dict[str, Any] = dict(chat.parameters)
         if chat.stream:  # the upstream's own count of a stream, whatever the client asked
             passed["stream_options"] = {"include_usage": True}
@@ -66,6 +68,8 @@ def build_gateway(gateway: Gateway) -> FastAPI:
             raise from_exception(exc) from None
         if isinstance(response, BudgetedStream):
             return EventStreamResponse(sse_events(response, chat.include_usage))
+        if isinstance(response, DirectReply):  # the upstream's own JSON
+            return Response(response.body, media_type="application/json")
         return JSONResponse(response.model_dump(mode="json"))
 
     @api.post("/embeddings")

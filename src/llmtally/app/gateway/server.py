@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from llmtally.app.gateway.api import Gateway, build_gateway
+from llmtally.app.gateway.direct import DirectCalls
 from llmtally.app.web import GuardPolicy, install_guards
 from llmtally.app.web.origin import origin_of
 from llmtally.budgeted_calls import Budgets
@@ -30,7 +31,9 @@ log = logging.getLogger("llmtally.gateway")
 
 def gateway_for(ledger: Ledger, db: Database, config: GatewayConfig) -> Gateway:
     """The gateway over a started ledger and an open pool (the router is built here: a bad config raises)."""
-    return Gateway(db=db, budgets=Budgets(ledger, db=db), router=GatewayRouter(config))
+    router = GatewayRouter(config)
+    direct = DirectCalls(router, ledger) if ledger.settings.gateway_direct else None
+    return Gateway(db=db, budgets=Budgets(ledger, db=db), router=router, direct=direct)
 
 
 @dataclass
@@ -63,6 +66,8 @@ def build_gateway_app(runtime: GatewayRuntime, public_url: str) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        if runtime.gateway.direct is not None:
+            await runtime.gateway.direct.aclose()
         runtime.stop()
 
     app = FastAPI(title="llmtally gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)

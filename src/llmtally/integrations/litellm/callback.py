@@ -110,7 +110,7 @@ def _usage_object(response_obj: Any, slo: Mapping[str, Any]) -> Any:
     return usage
 
 
-def _token_types(usage: Any) -> tuple[int, int, int, int]:
+def token_types(usage: Any) -> tuple[int, int, int, int]:
     """(cached input, cache creation, reasoning, audio) tokens of a usage object, OpenAI's or Anthropic's."""
     if usage is None:
         return 0, 0, 0, 0
@@ -137,7 +137,7 @@ def _include_usage(kwargs: Mapping[str, Any]) -> bool:
     return False
 
 
-def _host(api_base: Any) -> str | None:
+def api_host(api_base: Any) -> str | None:
     """Host and port of an api_base, without credentials or path."""
     if not api_base or not isinstance(api_base, str):
         return None
@@ -181,7 +181,7 @@ def event_from_payload(
     end_user = kwargs.get("user") or litellm_params.get("user") or slo.get("end_user")
     success = status == "success"
     prompt, completion, total = _usage(response_obj if success else None, slo)
-    cached, creation, reasoning, audio = _token_types(_usage_object(response_obj, slo) if success else None)
+    cached, creation, reasoning, audio = token_types(_usage_object(response_obj, slo) if success else None)
 
     error = error_type = None
     if status == "failure":
@@ -235,7 +235,7 @@ def event_from_payload(
         trace_id=_str_or_none(slo.get("trace_id") or given_trace),
         model_group=_str_or_none(slo.get("model_group")),
         model_id=_str_or_none(slo.get("model_id")),
-        api_base=_host(slo.get("api_base") or litellm_params.get("api_base")),
+        api_base=api_host(slo.get("api_base") or litellm_params.get("api_base")),
         cache_hit=cache_hit,
         saved_cost=saved if isinstance(saved, int | float) and saved > 0 else None,
         # Without a usage chunk, a stream's tokens are LiteLLM's tokenizer count, not the provider's bill.

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,14 +77,19 @@ class GatewayConfig:
     def billed_models(self, model_name: str) -> tuple[str, ...]:
         """What a call to ``model_name`` may be billed as: its deployments, then those of its fallbacks
         (``fallbacks``, ``context_window_fallbacks``, ``content_policy_fallbacks``, ``default_fallbacks``)."""
-        names = [model_name]
+        names = dict.fromkeys([model_name, *self.fallbacks(model_name)])
+        models = (m for name in names for m in self.deployment_models(name))
+        return tuple(dict.fromkeys(models))
+
+    def fallbacks(self, model_name: str) -> tuple[str, ...]:
+        """The model names the Router may fall back to from ``model_name``, in order."""
+        names: list[str] = []
         for key in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
             for rule in self.router_settings.get(key) or []:
                 if isinstance(rule, Mapping) and isinstance(rule.get(model_name), list):
                     names.extend(str(n) for n in rule[model_name])
         names.extend(str(n) for n in self.router_settings.get("default_fallbacks") or [])
-        models = (m for name in dict.fromkeys(names) for m in self.deployment_models(name))
-        return tuple(dict.fromkeys(models))
+        return tuple(n for n in dict.fromkeys(names) if n != model_name)
 
 
 def _where(source: str, index: int | None = None) -> str:
@@ -164,6 +169,43 @@ def load_config(path: Path | str | None) -> GatewayConfig:
     return parse_config(document, source)
 
 
+# The litellm_params a deployment called directly may have: anything else (rpm, tpm, weights, custom
+# prices, headers, regions, ...) is the Router's to apply, and such a model always goes through it.
+DIRECT_PARAMS = frozenset({"model", "api_base", "api_key", "timeout", "stream_timeout", "max_retries", "organization"})
+OPENAI_API_BASE = "https://api.openai.com/v1"
+DEFAULT_TIMEOUT_S = 600.0  # LiteLLM's own default for a request
+DEFAULT_COOLDOWN_S = 5.0  # LiteLLM's cooldown of a deployment after failures
+
+
+@dataclass(frozen=True)
+class DirectDeployment:
+    """An OpenAI-compatible deployment the gateway may call itself, with what the Router would send it."""
+
+    model_group: str  # the name clients call
+    model: str  # the model sent to the upstream (``gpt-4o-mini`` of ``openai/gpt-4o-mini``)
+    model_id: str  # the Router's id of the deployment, stored with each attempt
+    api_base: str
+    api_key: str = field(repr=False)  # never in a log line
+    organization: str | None
+    timeout_s: float
+    stream_timeout_s: float
+
+
+def _plain_openai_model(model: str) -> bool:
+    """True when LiteLLM sends this model's chat completions as they are: its plain OpenAI chat config (not
+    the o-series' or GPT-5's, which rename and drop parameters)."""
+    import litellm
+    from litellm.llms.openai.chat.gpt_transformation import OpenAIUnknownModelConfig
+    from litellm.utils import ProviderConfigManager
+
+    config = ProviderConfigManager.get_provider_chat_config(model=model, provider=litellm.LlmProviders.OPENAI)
+    return type(config) in (litellm.OpenAIGPTConfig, OpenAIUnknownModelConfig)
+
+
+def _seconds(value: Any, default: float) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value > 0 else default
+
+
 class GatewayRouter:
     """A LiteLLM Router over a :class:`GatewayConfig`: the calls the gateway makes, by model name."""
 
@@ -184,6 +226,84 @@ class GatewayRouter:
 
     def billed_models(self, model_name: str) -> tuple[str, ...]:
         return self.config.billed_models(model_name)
+
+    @property
+    def num_retries(self) -> int:
+        """The Router's retries of a failed call (LiteLLM's default when the config gives none)."""
+        value = getattr(self._router, "num_retries", None)
+        return value if isinstance(value, int) and value >= 0 else 0
+
+    def retry_wait_s(self, model_name: str, retry_after: str | None) -> float:
+        """The Router's wait before its first retry of ``model_name``: none when another deployment can
+        take it, else LiteLLM's backoff (the upstream's Retry-After when it gave a short one)."""
+        import httpx
+        from litellm.utils import calculate_retry_after
+
+        if len(self.config.deployment_models(model_name)) > 1:
+            return 0.0
+        headers = httpx.Headers({"retry-after": retry_after}) if retry_after else None
+        least = self.config.router_settings.get("retry_after")
+        least = int(least) if isinstance(least, int | float) and not isinstance(least, bool) and least > 0 else 0
+        retries = self.num_retries
+        return float(calculate_retry_after(retries, retries, headers, min_timeout=least))
+
+    @property
+    def cooldown_s(self) -> float:
+        return _seconds(self.config.router_settings.get("cooldown_time"), DEFAULT_COOLDOWN_S)
+
+    def direct_deployments(self, model_name: str) -> tuple[DirectDeployment, ...]:
+        """The deployments of ``model_name`` when the gateway may call them itself, else ``()``.
+
+        Every deployment of the name must be an ``openai/`` model that LiteLLM sends as it is, with nothing
+        but an API base, a key, an organization and timeouts in its ``litellm_params`` and no price of its
+        own; the Router must pick among them at random (its default ``simple-shuffle``, no weights).
+        Otherwise the Router's own logic would differ from a direct call, and every call goes through it.
+        """
+        settings = self.config.router_settings
+        if settings.get("routing_strategy") not in (None, "simple-shuffle") or settings.get("enable_pre_call_checks"):
+            return ()
+        entries = [e for e in self._router_entries() if e.get("model_name") == model_name]
+        found = []
+        for entry in entries:
+            deployment = self._direct(entry, settings)
+            if deployment is None:
+                return ()
+            found.append(deployment)
+        return tuple(found)
+
+    def _router_entries(self) -> list[Mapping[str, Any]]:
+        """The Router's deployments, with the ids it gave them."""
+        registry = getattr(self._router, "registry", None)
+        if callable(registry):
+            return [dict(e) for e in registry().all()]
+        return [dict(e) for e in self._router.model_list]
+
+    def _direct(self, entry: Mapping[str, Any], settings: Mapping[str, Any]) -> DirectDeployment | None:
+        params = {k: v for k, v in dict(entry.get("litellm_params") or {}).items() if v not in (None, False)}
+        model = str(params.get("model") or "")
+        info = dict(entry.get("model_info") or {})
+        if not model.startswith("openai/") or not set(params) <= DIRECT_PARAMS or "*" in str(entry["model_name"]):
+            return None
+        if any("cost" in str(key) for key in info) or not info.get("id"):
+            return None
+        bare = model[len("openai/") :]
+        key = params.get("api_key") or os.environ.get("OPENAI_API_KEY")
+        if not bare or not isinstance(key, str) or not key or not _plain_openai_model(bare):
+            return None
+        base = params.get("api_base") or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
+        timeout = _seconds(params.get("timeout"), _seconds(settings.get("timeout"), DEFAULT_TIMEOUT_S))
+        stream_timeout = _seconds(params.get("stream_timeout"), _seconds(settings.get("stream_timeout"), timeout))
+        organization = params.get("organization")
+        return DirectDeployment(
+            model_group=str(entry["model_name"]),
+            model=bare,
+            model_id=str(info["id"]),
+            api_base=str(base or OPENAI_API_BASE).rstrip("/"),
+            api_key=key,
+            organization=str(organization) if organization else None,
+            timeout_s=timeout,
+            stream_timeout_s=stream_timeout,
+        )
 
     async def acompletion(self, **kwargs: Any) -> Any:
         """``Router.acompletion``: the response, or the stream when ``stream=True``."""
