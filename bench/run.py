@@ -33,6 +33,18 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
+def _levels(text: str) -> tuple[tuple[int, int], ...]:
+    """``STREAMSxREQUESTS`` pairs, comma-separated (``1x100,50x1000``)."""
+    try:
+        pairs = (part.strip().split("x") for part in text.split(",") if part.strip())
+        levels = tuple((int(a), int(b)) for a, b in pairs)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--gateway-levels takes STREAMSxREQUESTS,... (got {text!r})") from None
+    if not levels or any(c < 1 or n < c for c, n in levels):
+        raise argparse.ArgumentTypeError("--gateway-levels: each level needs 1 stream or more and as many requests")
+    return levels
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.splitlines()[0])
     parser.add_argument("parts", nargs="*", choices=[*PARTS, []], help="parts to run (default: all)")
@@ -68,6 +80,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=float,
         default=0.0,
         help="gateway: the upstream's pause after each streamed chunk (default 0: as fast as it can)",
+    )
+    parser.add_argument(
+        "--gateway-levels",
+        type=_levels,
+        help="gateway: the levels to run, STREAMSxREQUESTS comma-separated (default 1x100,50x1000,500x2500)",
+    )
+    parser.add_argument(
+        "--gateway-rounds", type=int, help="gateway: rounds of direct, Proxy, gateway per level (default 3)"
     )
     parser.add_argument(
         "--py-spy",
@@ -158,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
             gateway_cfg = GatewayConfig.smoke() if args.smoke else GatewayConfig()
             gateway_cfg.chunk_delay_ms = args.chunk_delay_ms
             gateway_cfg.py_spy = args.py_spy
+            if args.gateway_levels:
+                gateway_cfg.levels = args.gateway_levels
+            if args.gateway_rounds:
+                gateway_cfg.rounds = args.gateway_rounds
             results["gateway"] = run_gateway(srv, report, gateway_cfg)
     elapsed = time.monotonic() - started
     report.line(f"\ntotal time {elapsed / 60:.1f} min")

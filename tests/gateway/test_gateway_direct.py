@@ -23,7 +23,7 @@ from tests.support.invariants import assert_counters_match_ledger
 from tests.support.upstream import COMPLETION_TOKENS, PROMPT_TOKENS, REPLY, Upstream
 
 MESSAGES: list[Any] = [{"role": "user", "content": "how many tokens is this?"}]
-DIRECT_AGENT = "python-httpx/"  # the gateway's own client; LiteLLM's Router sends through the openai SDK's
+DIRECT_AGENT = "Python/3"  # aiohttp, the gateway's own client; LiteLLM's Router sends through the openai SDK's
 ROUTER_AGENT = "AsyncOpenAI/Python"
 # What must be the same in a row, whichever path made the call (ids, times and the user differ).
 SAME = (

@@ -31,9 +31,10 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import httpx
+import aiohttp
 
 from llmtally.app.gateway.direct_attempts import (
+    CONNECTION_ERRORS,
     Attempt,
     DirectReply,
     Failure,
@@ -64,7 +65,7 @@ class DirectCalls:
         self._deployments = {name: router.direct_deployments(name) for name in router.model_names}
         self._fallbacks = {name: bool(router.config.fallbacks(name)) for name in router.model_names}
         self._resume_at: dict[str, float] = {}  # a model group called through the Router until then (monotonic)
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -81,13 +82,13 @@ class DirectCalls:
 
     async def aclose(self) -> None:
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
             self._client = None
 
-    def _http(self) -> httpx.AsyncClient:
+    def _http(self) -> aiohttp.ClientSession:
         if self._client is None:  # made on the server's event loop, at its first call
-            limits = httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=30)
-            self._client = httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(None))
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=60)
+            self._client = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None))
         return self._client
 
     def _record(self, event: UsageEvent) -> None:
@@ -125,10 +126,10 @@ class DirectCalls:
         failure: Failure | None = None
         try:
             response = await self._send(deployment, body, stream)
-        except httpx.HTTPError as exc:
+        except CONNECTION_ERRORS as exc:
             failure = failure_of_exception(exc)
         else:
-            if response.status_code == 200:
+            if response.status == 200:
                 if stream:
                     return DirectStream(self._record, attempt, response)
                 reply = await self._reply(attempt, response)
@@ -160,28 +161,28 @@ class DirectCalls:
             **parameters,
         )
 
-    async def _send(self, deployment: DirectDeployment, body: dict[str, Any], stream: bool) -> httpx.Response:
+    async def _send(self, deployment: DirectDeployment, body: dict[str, Any], stream: bool) -> aiohttp.ClientResponse:
         headers = {"authorization": f"Bearer {deployment.api_key}", "content-type": "application/json"}
         if deployment.organization:
             headers["openai-organization"] = deployment.organization
-        seconds = deployment.stream_timeout_s if stream else deployment.timeout_s
-        client = self._http()
-        request = client.build_request(
-            "POST",
+        if stream:  # no chunk for this long ends the stream
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=deployment.stream_timeout_s)
+        else:
+            timeout = aiohttp.ClientTimeout(total=deployment.timeout_s, sock_connect=30)
+        return await self._http().post(
             f"{deployment.api_base}/chat/completions",
-            content=json.dumps(body, separators=(",", ":")).encode(),
+            data=json.dumps(body, separators=(",", ":")).encode(),
             headers=headers,
-            timeout=httpx.Timeout(seconds, connect=min(seconds, 30.0)),
+            timeout=timeout,
         )
-        return await client.send(request, stream=True)
 
-    async def _reply(self, attempt: Attempt, response: httpx.Response) -> DirectReply | Failure:
+    async def _reply(self, attempt: Attempt, response: aiohttp.ClientResponse) -> DirectReply | Failure:
         try:
-            raw = await response.aread()
-        except httpx.HTTPError as exc:
+            raw = await response.read()
+        except CONNECTION_ERRORS as exc:
             return failure_of_exception(exc)
         finally:
-            await response.aclose()
+            response.release()
         try:
             data = json.loads(raw)
         except ValueError:
@@ -200,11 +201,12 @@ class DirectStream:
     :class:`llmtally.Budgets` records the call as cancelled).
     """
 
-    def __init__(self, record: Callable[[UsageEvent], None], attempt: Attempt, response: httpx.Response) -> None:
+    def __init__(
+        self, record: Callable[[UsageEvent], None], attempt: Attempt, response: aiohttp.ClientResponse
+    ) -> None:
         self._record = record
         self._attempt = attempt
         self._response = response
-        self._raw = response.aiter_raw()
         self._buffer = b""
         self._ready: deque[PassedChunk] = deque()
         self._parts: list[str] = []
@@ -226,14 +228,14 @@ class DirectStream:
                 await self._drain()
                 raise StopAsyncIteration
             try:
-                data = await self._raw.__anext__()
-            except StopAsyncIteration:
+                data = await self._response.content.readany()
+            except CONNECTION_ERRORS as exc:
+                self._fail(failure_of_exception(exc))
+                continue
+            if not data:  # the end of the answer
                 if self._usage is None:
                     self._fail(Failure(502, "APIError", "the upstream closed the stream before its end"))
                 self._succeed()
-                continue
-            except httpx.HTTPError as exc:
-                self._fail(failure_of_exception(exc))
                 continue
             if self._attempt.first_chunk_at is None:
                 self._attempt.first_chunk_at = now()
@@ -305,11 +307,14 @@ class DirectStream:
             return
         self._drained = True
         try:
-            async for _ in self._raw:
+            while await self._response.content.readany():
                 pass
-        except httpx.HTTPError:
-            pass
+        except CONNECTION_ERRORS:
+            self._response.close()
+        else:
+            self._response.release()
 
     async def aclose(self) -> None:
         self._over = True
-        await self._response.aclose()
+        if not self._drained:
+            self._response.close()

@@ -4,13 +4,14 @@ is answered then, and the reply or chunks passed to the client as the upstream s
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 
 from llmtally.app.gateway.errors import GatewayError
 from llmtally.domain.events import Status, UsageEvent, UsageSource
@@ -76,33 +77,33 @@ class Failure:
         return GatewayError(502, message, type="upstream_error", code="upstream_failed")
 
 
-async def failure_of(response: httpx.Response) -> Failure:
+# What a failed or broken connection to the upstream raises (aiohttp's errors and its timeouts).
+CONNECTION_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
+
+
+async def failure_of(response: aiohttp.ClientResponse) -> Failure:
     """A failed answer's status, name and message (the upstream's ``error.message`` when it sent one)."""
-    raw = b""
     try:
-        async for part in response.aiter_bytes():
-            raw += part
-            if len(raw) >= ERROR_BODY_BYTES:
-                break
-    except httpx.HTTPError:
-        pass
+        raw = await response.content.read(ERROR_BODY_BYTES)
+    except CONNECTION_ERRORS:
+        raw = b""
     finally:
-        await response.aclose()
-    text = raw[:ERROR_BODY_BYTES].decode("utf-8", "replace").strip()
+        response.close()
+    text = raw.decode("utf-8", "replace").strip()
     try:
         error = json.loads(text).get("error")
         message = str(error.get("message") if isinstance(error, Mapping) else error or text)
     except (ValueError, AttributeError):
         message = text
-    status = response.status_code
+    status = response.status
     name = FAILURE_NAMES.get(status, "APIError" if status < 500 else "InternalServerError")
     line = (message.splitlines()[0] if message else "") or f"HTTP {status}"
     return Failure(status, name, f"{line[:500]} (HTTP {status})", response.headers.get("retry-after"))
 
 
-def failure_of_exception(exc: httpx.HTTPError) -> Failure:
-    if isinstance(exc, httpx.TimeoutException):
-        return Failure(0, "Timeout", f"the upstream did not answer in time ({type(exc).__name__})")
+def failure_of_exception(exc: BaseException) -> Failure:
+    if isinstance(exc, asyncio.TimeoutError):
+        return Failure(0, "Timeout", "the upstream did not answer in time")
     return Failure(0, "APIConnectionError", f"cannot reach the upstream: {type(exc).__name__} {exc}".strip())
 
 

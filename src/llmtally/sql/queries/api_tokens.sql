@@ -18,11 +18,18 @@ returning id, user_id, name, prefix, created_at, expires_at, revoked_at, last_us
 
 -- check_api_token --
 -- The token's owner and allowed models when it is valid; last_used_at is refreshed at most once a minute.
-update public.api_tokens
-   set last_used_at = case when last_used_at is null or last_used_at < now() - interval '1 minute'
-                           then now() else last_used_at end
- where token_hash = %(token_hash)s and revoked_at is null and (expires_at is null or expires_at > now())
-returning user_id, models, end_users
+-- Read first, written only when stale: a check within the minute writes nothing (no row version, no WAL
+-- record, no flush at commit), so a key used on every request costs one index lookup.
+with valid as (
+    select t.id, t.user_id, t.models, t.end_users, t.last_used_at
+      from public.api_tokens t
+     where t.token_hash = %(token_hash)s and t.revoked_at is null and (t.expires_at is null or t.expires_at > now())
+), touched as (
+    update public.api_tokens t set last_used_at = now()
+      from valid v
+     where t.id = v.id and (v.last_used_at is null or v.last_used_at < now() - interval '1 minute')
+)
+select user_id, models, end_users from valid
 
 -- removed_password_tokens --
 -- Active API tokens of password logins that LLMTALLY_USERS no longer names (kept: a token is revoked only

@@ -78,7 +78,13 @@ update public.budget_alerts set notified_at = now() where id = %s
 -- reserve --
 -- The reservation; a refused one is counted in refusals in the same statement (migration 0021), under
 -- the per-user lock llmtally_reserve took. The decision is evaluated once (a CTE referenced twice).
-with decision as (
+-- Committed without waiting for the WAL flush (synchronous_commit off for this transaction only): a
+-- reservation lives for one call, and its commit is on the path of every call. Other sessions see it as
+-- soon as it commits, as always, so concurrent reservations are decided exactly as before; only a crash
+-- of the database server in the next fraction of a second (wal_writer_delay) could lose it.
+with async_commit as (
+    select pg_catalog.set_config('synchronous_commit', 'off', true)
+), decision as (
     select * from public.llmtally_reserve(%(user_id)s, %(call_id)s, %(model)s, %(provider)s, %(prompt_tokens)s,
                                           %(completion_tokens)s, %(usd)s, %(ttl_s)s,
                                           coalesce(%(at)s::timestamptz, now()))
@@ -91,7 +97,7 @@ with decision as (
     on conflict (day, user_id, reason, model) do update
        set refused = r.refused + 1, last_at = greatest(r.last_at, excluded.last_at)
 )
-select * from decision
+select d.* from decision d cross join async_commit
 
 -- release_reservation --
 select public.llmtally_release(%s) as released
