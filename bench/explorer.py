@@ -65,6 +65,9 @@ def shapes(facts: dict[str, Any]) -> dict[str, tuple[ExplorerFilter, str | None]
         "heaviest user, own page (RLS)": (ExplorerFilter(since=month), heavy),
         "heaviest user by tokens, own page (RLS)": (ExplorerFilter(since=month, sort="tokens"), heavy),
         "median user, own page (RLS)": (ExplorerFilter(since=month), middle),
+        # the generator's calls name their user as end user too, as the gateway records a key's own calls
+        "heaviest end user, newest": (ExplorerFilter(since=month, end_user=heavy), None),
+        "median end user, newest": (ExplorerFilter(since=month, end_user=middle), None),
     }
 
 

@@ -64,6 +64,7 @@ class ExportFilter:
     since: dt.date | None = None
     until: dt.date | None = None
     user_id: str | None = None
+    end_user: str | None = None  # the call's end_user, exactly
 
     def __post_init__(self) -> None:
         if self.since and self.until and self.until <= self.since:
@@ -71,7 +72,7 @@ class ExportFilter:
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"since": self.since, "until": self.until, "user_id": self.user_id}
+        return {"since": self.since, "until": self.until, "user_id": self.user_id, "end_user": self.end_user}
 
 
 def neutralise(text: str) -> str:

@@ -1,5 +1,6 @@
 """The request explorer's queries: every filter, the sorts, the pages, and row-level security in the list
-and the drill-down. One seeded database per module; the tests only read."""
+and the drill-down. Two seeded databases per module (the end-user filter's team calls have their own);
+the tests only read."""
 
 from __future__ import annotations
 
@@ -149,6 +150,8 @@ def test_bad_parameters_are_one_line_errors(db: Database) -> None:
         ({"page": "201"}, "page must be a whole number from 1 to 200"),
         ({"cache_hit": "maybe"}, "cache_hit must be one of yes, no"),
         ({"q": "x" * 201}, "q must be at most 200 characters"),
+        ({"end_user": "x" * 501}, "end_user must be at most 500 characters, without NUL"),
+        ({"end_user": "ann\x00"}, "end_user must be at most 500 characters, without NUL"),
     ]:
         with pytest.raises(UserInputError, match=message):
             ExplorerFilter.from_params(params, allow_user=True)
@@ -160,10 +163,15 @@ def test_bad_parameters_are_one_line_errors(db: Database) -> None:
 
 def test_a_shared_url_gives_back_the_same_filter() -> None:
     where = ExplorerFilter.from_params(
-        {"user": ADA, "status": "failure", "cache_hit": "no", "since": "2026-01-01", "sort": "cost", "order": "asc"},
+        {"user": ADA, "status": "failure", "cache_hit": "no", "since": "2026-01-01", "sort": "cost", "order": "asc",
+         "end_user": "member-ann"},
         allow_user=True,
-    )
+    )  # fmt: skip
+    assert where.end_user == "member-ann" and where.params()["end_user"] == "member-ann"
     assert ExplorerFilter.from_params(where.params(), allow_user=True) == where
+    # a user may narrow their own calls by end user (only the user filter is for administrators)
+    assert ExplorerFilter.from_params({"end_user": "member-ann"}, allow_user=False).end_user == "member-ann"
+    assert "end_user" not in ExplorerFilter.from_params({"end_user": "  "}, allow_user=True).params()
 
 
 def test_drill_down_has_every_attempt_tokens_by_type_and_pricing(db: Database) -> None:
@@ -202,6 +210,76 @@ def test_a_user_sees_only_their_own_calls_in_the_list_and_the_drill_down(db: Dat
     bob = RequestExplorer(db, with_content=True, viewer=BOB)
     assert bob.detail(id_of(db, "ada-retried")) is None
     assert {r.user_profile_id for r in bob.page(ExplorerFilter(page=2)).rows} == {BOB}
+
+
+TEAM, ANN, CY = "team:research", "member-ann", "member-cy"
+
+
+@pytest.fixture(scope="module")
+def team_db(cluster: Cluster, template: str) -> Iterator[Database]:
+    """A team key's calls naming two members as end users, one naming nobody, and Ada's own calls."""
+    with cluster.database(template) as url:
+        hours = [NOW - dt.timedelta(hours=h) for h in range(8)]
+        events = [
+            event("ann-1", TEAM, end_user=ANN, created_at=hours[1]),
+            event("ann-2", TEAM, end_user=ANN, status="failure", prompt_tokens=0, completion_tokens=0,
+                  reported_cost=0.0, error="upstream 500", error_type="InternalServerError", created_at=hours[2]),
+            event("ann-3", TEAM, end_user=ANN, model="claude-haiku-4-5", provider="anthropic", created_at=hours[3]),
+            event("ann-old", TEAM, end_user=ANN, created_at=NOW - dt.timedelta(days=40)),
+            event("cy-1", TEAM, end_user=CY, created_at=hours[4]),
+            event("cy-2", TEAM, end_user=CY, status="failure", prompt_tokens=0, completion_tokens=0,
+                  reported_cost=0.0, error="upstream 500", error_type="InternalServerError", created_at=hours[5]),
+            event("team-unnamed", TEAM, created_at=hours[6]),  # the key named nobody
+            event("ada-own", ADA, end_user=ADA, created_at=hours[7]),  # a key's own call: its user is the end user
+            event("ada-for-ann", ADA, end_user=ANN, created_at=hours[0]),  # Ada's own key, naming the same end user
+        ]  # fmt: skip
+        with Ledger(url, settings=Settings(flush_interval_ms=20)) as ledger:
+            for e in events:
+                ledger.record(e)
+            assert ledger.flush_sync()
+        with Database(url) as database:
+            yield database
+
+
+def test_the_end_user_filter_gives_exactly_that_end_user_s_calls(team_db: Database) -> None:
+    everyone = RequestExplorer(team_db, with_content=True)
+    call = {r["call_key"]: int(r["id"]) for r in team_db.fetch_all("select call_key, id from public.request_logs")}
+
+    def named(*keys: str) -> list[int]:
+        return [call[k] for k in keys]
+
+    # newest first, within the default 30 days; the team's and Ada's calls alike
+    assert calls(everyone, end_user=ANN) == named("ada-for-ann", "ann-1", "ann-2", "ann-3")
+    every = named("ada-for-ann", "ann-1", "ann-2", "ann-3", "ann-old")
+    assert calls(everyone, end_user=ANN, since="2000-01-01") == every
+    assert calls(everyone, end_user=CY) == named("cy-1", "cy-2")
+    assert calls(everyone, end_user=ADA) == named("ada-own")
+    assert {r.end_user for r in everyone.page(ExplorerFilter(end_user=ANN)).rows} == {ANN}
+    # combined with the other filters
+    assert calls(everyone, end_user=ANN, user=TEAM) == named("ann-1", "ann-2", "ann-3")
+    assert calls(everyone, end_user=ANN, user=ADA) == named("ada-for-ann")
+    assert calls(everyone, end_user=ANN, status="failure") == named("ann-2")
+    assert calls(everyone, end_user=CY, status="failure") == named("cy-2")
+    assert calls(everyone, end_user=ANN, model="claude-haiku-4-5") == named("ann-3")
+    assert calls(everyone, end_user=ANN, sort="cost", order="asc")[0] == call["ann-2"]  # the failure cost 0
+    # exactly: no prefix, no other case, no LIKE wildcard; surrounding spaces are dropped like any filter's
+    for near in ("member-an", "MEMBER-ANN", "member-%", "member-_nn", "member"):
+        assert calls(everyone, end_user=near) == [], near
+    assert calls(everyone, end_user=f"  {ANN} ") == calls(everyone, end_user=ANN)
+    # without the filter every call of the period is there, the unnamed one too
+    assert call["team-unnamed"] in calls(everyone, user=TEAM)
+    assert call["team-unnamed"] not in calls(everyone, end_user=TEAM)
+
+
+def test_a_user_s_end_user_filter_narrows_only_their_own_calls(team_db: Database) -> None:
+    ada = RequestExplorer(team_db, with_content=True, viewer=ADA)
+    own = ada.page(ExplorerFilter(end_user=ANN)).rows
+    assert [(r.user_profile_id, r.end_user, r.messages) for r in own] == [
+        (ADA, ANN, [{"role": "user", "content": "question ada-for-ann"}])
+    ]  # the team's calls naming the same end user are not Ada's to read
+    assert [r.end_user for r in ada.page(ExplorerFilter(end_user=ADA)).rows] == [ADA]
+    assert ada.page(ExplorerFilter(end_user=CY)).rows == []
+    assert RequestExplorer(team_db, with_content=True, viewer=ANN).page(ExplorerFilter(end_user=ANN)).rows == []
 
 
 def test_latency_percentiles_by_model_and_deployment(db: Database) -> None:

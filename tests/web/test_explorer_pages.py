@@ -1,13 +1,17 @@
 """The explorer's pages in process over a real database: access rules, readable 400s, 404 for another
-user's call, the latency percentiles in the JSON API."""
+user's call, the end-user filter across pages and in the export, the latency percentiles in the JSON API."""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import html
+import re
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from llmtally.analytics.explorer import PAGE_SIZE
 from llmtally.api_tokens import create_token
 from llmtally.app.web import WebState, install_web
 from tests.support.web_seed import ADA, BOB, ROOT, Api
@@ -21,6 +25,13 @@ def client(state: WebState) -> TestClient:
 
 def bearer(state: WebState, user: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {create_token(state.db, user)[0]}"}
+
+
+def link(page: str, element_id: str) -> str:
+    """The href of the link with this id, as a browser follows it."""
+    found = re.search(f'<a id="{element_id}" href="([^"]*)"', page)
+    assert found is not None, element_id
+    return html.unescape(found.group(1))
 
 
 def request_id(state: WebState, call: str) -> int:
@@ -131,3 +142,49 @@ def test_a_cancelled_reply_is_shown_as_text_marked_cancelled(state: WebState) ->
         page = web.get(f"/usage/requests/{request_id(state, 'stopped')}", headers=bearer(state, ADA)).text
     assert "Once upon a" in page and "partial" not in page
     assert '<span class="note">cancelled</span>' in page
+
+
+def test_the_end_user_filter_keeps_its_value_across_pages_and_in_the_export(state: WebState) -> None:
+    from llmtally import Ledger, Settings
+    from tests.support.web_seed import NOW, event
+
+    team, ann, cy = "team:research", "member-ann", "member-cy"
+    with Ledger(state.db.url, settings=Settings(flush_interval_ms=20)) as ledger:
+        for n in range(PAGE_SIZE + 2):  # more than a page of one member's calls through the team's key
+            ledger.record(event(f"ann-{n}", team, end_user=ann, created_at=NOW - dt.timedelta(minutes=n + 1)))
+        ledger.record(event("cy-1", team, end_user=cy, messages=[{"role": "user", "content": "cy's question"}]))
+        ledger.record(event("ada-for-ann", ADA, end_user=ann, created_at=NOW - dt.timedelta(days=1)))
+        assert ledger.flush_sync()
+    root = bearer(state, ROOT)
+    with client(state) as web:
+        first = web.get("/admin/requests", params={"end_user": ann}, headers=root)
+        assert first.status_code == 200
+        assert 'name="end_user" value="member-ann"' in first.text  # the form keeps it
+        assert first.text.count("data-id=") == PAGE_SIZE and "cy&#39;s question" not in first.text
+        assert first.text.count('<span class="muted small end-user">for member-ann</span>') == PAGE_SIZE
+        assert "end_user=member-ann&amp;format=csv" in first.text  # the export link keeps it
+        next_link = link(first.text, "next-page")
+        assert "end_user=member-ann" in next_link and "page=2" in next_link  # and the next page's
+        second = web.get(next_link, headers=root)
+        assert second.status_code == 200 and 'name="end_user" value="member-ann"' in second.text
+        assert second.text.count("data-id=") == 3  # the last two of the team's and Ada's own
+        assert "question ada-for-ann" in second.text and 'id="next-page"' not in second.text
+        assert "end_user=member-ann" in link(second.text, "previous-page")
+        narrowed = web.get("/admin/requests", params={"end_user": ann, "user": ADA}, headers=root).text
+        assert narrowed.count("data-id=") == 1 and "question ada-for-ann" in narrowed
+        # the drill-down names the end user, linked to their calls, for the administrator and the user
+        detail = web.get(f"/admin/requests/{request_id(state, 'cy-1')}", headers=root).text
+        assert '<td id="call-end-user"><a href="/admin/requests?end_user=member-cy"' in detail
+        own = web.get(f"/usage/requests/{request_id(state, 'ada-for-ann')}", headers=bearer(state, ADA)).text
+        assert '<td id="call-end-user"><a href="/usage/requests?end_user=member-ann"' in own
+        plain = web.get(f"/usage/requests/{request_id(state, 'ada-1')}", headers=bearer(state, ADA)).text
+        assert 'id="call-end-user"' not in plain  # no end user, or the user themself: no row
+        # a user narrows their own calls: the team's calls naming the same end user are not theirs
+        mine = web.get("/usage/requests", params={"end_user": ann}, headers=bearer(state, ADA))
+        assert mine.status_code == 200 and 'name="end_user" value="member-ann"' in mine.text
+        assert mine.text.count("data-id=") == 1 and "question ada-for-ann" in mine.text
+        for who, path in ((root, "/admin/requests"), (bearer(state, ADA), "/usage/requests")):
+            refused = web.get(path, params={"end_user": "x" * 501}, headers=who)
+            assert refused.status_code == 400 and 'id="explorer-error"' in refused.text
+            assert "end_user must be at most 500 characters, without NUL" in refused.text
+            assert "Traceback" not in refused.text

@@ -102,6 +102,40 @@ def test_export_filters_by_user_and_period_to_stdout(seeded_url: str) -> None:
     check_jsonl(result.stdout, rows)
 
 
+def team_calls(db_url: str) -> None:
+    """Three calls through a team key: two name the member Ann as their end user, one names Cy."""
+    with Ledger(db_url, settings=Settings(flush_interval_ms=20)) as ledger:
+        for call, end_user in (("team-ann-1", "member-ann"), ("team-ann-2", "member-ann"), ("team-cy", "member-cy")):
+            ledger.record(event(call, "team:research", end_user=end_user, created_at=NOW - dt.timedelta(hours=1)))
+        assert ledger.flush_sync()
+
+
+@pytest.mark.sql  # the export's SQL filter: on every server
+def test_export_filters_by_end_user(seeded_url: str) -> None:
+    team_calls(seeded_url)
+    result = llmtally("export", "--format", "jsonl", "--end-user", "member-ann", "--progress", database_url=seeded_url)
+    assert result.returncode == 0, result.stderr
+    rows = db_rows(seeded_url, "end_user = 'member-ann'")
+    assert [r["litellm_call_id"] for r in rows] == ["team-ann-1", "team-ann-2"]
+    assert "exported 2 rows" in result.stderr and "2/2" in result.stderr  # the count takes the filter too
+    check_jsonl(result.stdout, rows)
+    both = llmtally("export", "--end-user", "member-ann", "--user", ADA, database_url=seeded_url)
+    assert both.returncode == 0 and both.stdout.count("\n") == 1  # Ada's own calls name no Ann: the header only
+
+
+@pytest.mark.sql
+def test_the_dashboard_download_filters_by_end_user(api: Api) -> None:
+    team_calls(api.db.url)
+    for fmt, check in (("csv", check_csv), ("jsonl", check_jsonl)):
+        response = api.get("/admin/export", ROOT, format=fmt, end_user="member-ann")
+        assert response.status_code == 200  # type: ignore[attr-defined]
+        check(response.text, db_rows(api.db.url, "end_user = 'member-ann'"))  # type: ignore[attr-defined]
+    refused = api.get("/admin/export", ROOT, end_user="x" * 501)
+    assert refused.status_code == 400  # type: ignore[attr-defined]
+    assert refused.json()["error"].startswith("invalid end_user")  # type: ignore[attr-defined]
+    assert api.get("/admin/export", ADA, end_user="member-ann").status_code == 403  # type: ignore[attr-defined]
+
+
 def test_export_mistakes_are_one_line_errors(seeded_url: str) -> None:
     assert_one_line_error(llmtally("export", "--since", "yesterday", database_url=seeded_url), "--since")
     assert_one_line_error(

@@ -53,6 +53,7 @@ class ExplorerRow(_Row):
     id: int
     created_at: dt.datetime
     user_profile_id: str | None
+    end_user: str | None
     model: str
     provider: str
     status: str
@@ -155,6 +156,7 @@ class ExplorerFilter:
     """What the explorer shows: each field None means "any". ``until`` is the last day shown (inclusive)."""
 
     user_id: str | None = None
+    end_user: str | None = None  # the call's end_user, exactly (a team key's member, the Proxy's end user)
     model: str | None = None
     provider: str | None = None
     status: str | None = None
@@ -213,6 +215,7 @@ class ExplorerFilter:
         order = choice("order", ("desc", "asc")) or "desc"
         return cls(
             user_id=user,
+            end_user=text("end_user"),
             model=text("model"),
             provider=text("provider"),
             status=choice("status", STATUSES),
@@ -232,6 +235,7 @@ class ExplorerFilter:
         out: dict[str, str] = {}
         for name, value in (
             ("user", self.user_id),
+            ("end_user", self.end_user),
             ("model", self.model),
             ("provider", self.provider),
             ("status", self.status),
@@ -304,6 +308,7 @@ class RequestExplorer:
             raise UserInputError(f"page must be a whole number from 1 to {MAX_PAGE}")
         return {
             "user_id": self.viewer if self.viewer is not None else where.user_id,
+            "end_user": where.end_user,
             "model": where.model,
             "provider": where.provider,
             "status": where.status,

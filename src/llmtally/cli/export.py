@@ -23,6 +23,7 @@ from llmtally.wording import plural
 @click.option("--since", metavar="DATE", help="First UTC day, inclusive (2026-01-01).")
 @click.option("--until", metavar="DATE", help="UTC day after the last one, exclusive.")
 @click.option("--user", "user_id", metavar="USER_ID", help="Only this user's requests.")
+@click.option("--end-user", metavar="NAME", help="Only the requests of this end user (exactly): a team key's member.")
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE (default: stdout)."
 )
@@ -34,11 +35,14 @@ def export(
     since: str | None,
     until: str | None,
     user_id: str | None,
+    end_user: str | None,
     output: Path | None,
     progress: bool | None,
 ) -> None:
     """Export every recorded request (oldest first) in bounded memory, with all columns."""
-    where = ExportFilter(since=as_date(since, "--since"), until=as_date(until, "--until"), user_id=user_id)
+    where = ExportFilter(
+        since=as_date(since, "--since"), until=as_date(until, "--until"), user_id=user_id, end_user=end_user or None
+    )
     errors = Console(stderr=True)
     show = errors.is_terminal if progress is None else progress
     with state.database() as db, ExitStack() as stack:

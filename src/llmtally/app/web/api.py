@@ -292,9 +292,14 @@ def build_api(state: WebState) -> FastAPI:
         since: Since = None,
         until: Until = None,
         user: Annotated[str | None, Query(max_length=500, description="Only this user's requests.")] = None,
+        end_user: Annotated[
+            str | None, Query(max_length=500, description="Only the requests with this end user (exactly).")
+        ] = None,
     ) -> StreamingResponse:
         """Every request of a period as CSV or JSON Lines, streamed."""
-        where = ExportFilter(since=since, until=until, user_id=_text(user, "user"))
+        where = ExportFilter(
+            since=since, until=until, user_id=_text(user, "user"), end_user=_text(end_user or None, "end_user")
+        )
         # The file is named by the days it holds, the last one inclusive as the dashboard shows it.
         last = (until - dt.timedelta(days=1)).isoformat() if until else "now"
         name = f"llmtally-requests-{since or 'start'}-to-{last}.{format}"

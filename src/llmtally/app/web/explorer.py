@@ -115,6 +115,7 @@ def install_explorer(app: FastAPI, state: WebState) -> None:
                 "since": where.since.isoformat() if where.since else None,
                 "until": (where.until + dt.timedelta(days=1)).isoformat() if where.until else None,
                 "user": where.user_id,
+                "end_user": where.end_user,
             }
             export = "/api/v1/admin/export?" + urlencode({k: v for k, v in span.items() if v} | {"format": "csv"})
         return render(

@@ -5,13 +5,14 @@
 -- filter costs nothing. The period is [since, until) in UTC; the page is LIMIT/OFFSET with a capped offset.
 
 -- explorer_requests --
-select r.id, r.created_at, r.user_profile_id, r.model, r.provider, r.status, r.prompt_tokens,
+select r.id, r.created_at, r.user_profile_id, r.end_user, r.model, r.provider, r.status, r.prompt_tokens,
        r.completion_tokens, r.tokens_used, r.total_cost, r.cost_status, r.latency_ms, r.stream,
        r.cache_hit, r.usage_source, r.attempt_count, r.failed_attempts, r.error_type,
        case when %(with_content)s then r.messages end as messages,
        case when %(with_content)s then r.response end as response
   from public.request_logs r
  where (%(user_id)s::text is null or r.user_profile_id = %(user_id)s::text)
+   and (%(end_user)s::text is null or r.end_user = %(end_user)s::text)
    and (%(model)s::text is null or r.model = %(model)s::text)
    and (%(provider)s::text is null or r.provider = %(provider)s::text)
    and (%(status)s::text is null or r.status = %(status)s::text)

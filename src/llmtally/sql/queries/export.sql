@@ -9,6 +9,7 @@ select id, created_at, user_profile_id, end_user, session_id, litellm_call_id, m
  where (%(since)s::date is null or created_at >= %(since)s::date::timestamp at time zone 'UTC')
    and (%(until)s::date is null or created_at < %(until)s::date::timestamp at time zone 'UTC')
    and (%(user_id)s::text is null or user_profile_id = %(user_id)s::text)
+   and (%(end_user)s::text is null or end_user = %(end_user)s::text)
  order by created_at, id
 
 -- count_export --
@@ -17,3 +18,4 @@ select count(*) as n
  where (%(since)s::date is null or created_at >= %(since)s::date::timestamp at time zone 'UTC')
    and (%(until)s::date is null or created_at < %(until)s::date::timestamp at time zone 'UTC')
    and (%(user_id)s::text is null or user_profile_id = %(user_id)s::text)
+   and (%(end_user)s::text is null or end_user = %(end_user)s::text)
