@@ -27,6 +27,7 @@ KEYS = {
 MESSAGES: list[Any] = [{"role": "user", "content": "How much did this cost?"}]
 # What a proxied row's metadata may hold: the client's own keys, and the identity the proxy vouches for.
 PROXY_KEYS = {"team_id", "team_alias", "key_alias", "org_id", "route", "tags", "health_check", "client_ip"}
+PROXY_KEYS |= {"response_id"}  # a Responses API call's, from the provider's response
 
 
 @pytest.fixture(scope="module")
@@ -194,6 +195,26 @@ def test_a_client_leaving_mid_stream_is_cancelled_with_the_tokens_streamed(proxy
     # the words streamed before the client left (LiteLLM's tokenizer: one token per word here), not the bill
     assert streamed <= row["completion_tokens"] < COMPLETION_TOKENS
     assert row["total_cost"] > 0
+    assert_counters_match_ledger(db)
+
+
+def test_a_stored_response_retrieved_through_the_proxy_is_billed_once(
+    proxy: Proxy, db: Database, upstream: Upstream
+) -> None:
+    """LiteLLM reports a retrieval with the stored response's usage and cost again: the plug-in skips it."""
+    alice = client(proxy, "sk-alice")
+    made = alice.responses.create(model="gpt-4o-mini", input="Say something", metadata={"response_id": "forged"})
+    [row] = eventually(lambda: rows(db, "metadata ->> 'response_id' = %(id)s", {"id": made.id}))
+    assert (row["user_profile_id"], row["prompt_tokens"], row["completion_tokens"]) == ("alice", 47, 19)
+    assert rows(db, "metadata ->> 'response_id' = 'forged'") == []
+    calls = len(rows(db, "true"))
+    again = alice.responses.retrieve(made.id)
+    assert again.output_text == made.output_text and [lookup.method for lookup in upstream.lookups] == ["GET"]
+    # a call after the retrieval: once it is written, the retrieval would have been too
+    alice.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, user="after-retrieval")
+    assert eventually(lambda: rows(db, "end_user = 'after-retrieval'"))
+    time.sleep(0.5)
+    assert len(rows(db, "true")) == calls + 1
     assert_counters_match_ledger(db)
 
 

@@ -21,6 +21,10 @@ A request to ``.../embeddings`` gets one embedding per input (``EMBEDDING_DIMENS
 ``.../completions`` (legacy text completions) answers a ``text_completion`` with the same usage;
 ``.../responses`` (the Responses API) a ``response`` whose usage is ``input_tokens``/``output_tokens``,
 streamed as typed events ending with ``response.completed`` (``slow`` and ``midfail`` apply to both).
+A response is stored (unless the request says ``"store": false``, or it failed mid-stream), as OpenAI
+stores it: ``GET .../responses/{id}`` answers it again and ``DELETE .../responses/{id}`` deletes it
+(``{"id", "object": "response", "deleted": true}``); an id it does not hold is a 404, as OpenAI's.
+``Upstream.lookups`` lists those requests (:class:`Lookup`); they bill nothing.
 A streamed request (``"stream": true``) gets server-sent events, with a final usage chunk only when
 ``stream_options.include_usage`` is true, as OpenAI does. Every response that carries a completion is
 billed: ``Upstream.billed`` lists them (model, prompt, completion, cached and reasoning tokens).
@@ -62,6 +66,16 @@ class Billed:
     body: dict[str, Any] = field(default_factory=dict, compare=False)  # the request as the upstream got it
 
 
+@dataclass(frozen=True)
+class Lookup:
+    """A GET or DELETE of a stored response, as the upstream got it."""
+
+    method: str
+    behaviour: str
+    id: str
+    query: str  # the query string, undecoded
+
+
 class Upstream:
     """Start with ``with Upstream() as up:``; point LiteLLM at ``up.api_base(behaviour)``."""
 
@@ -69,6 +83,8 @@ class Upstream:
         self.billed: list[Billed] = []
         self.requests: Counter[str] = Counter()
         self.agents: list[tuple[str, str]] = []  # (behaviour, User-Agent) of every request, in order
+        self.stored: dict[str, dict[str, Any]] = {}  # the stored responses, by id
+        self.lookups: list[Lookup] = []  # GET and DELETE of a stored response
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         upstream = self
@@ -89,6 +105,12 @@ class Upstream:
                 with upstream._lock:
                     upstream.agents.append((behaviour, self.headers.get("user-agent", "")))
                 upstream._handle(self, behaviour, body, endpoint)
+
+            def do_GET(self) -> None:
+                upstream._stored_response(self, "GET")
+
+            def do_DELETE(self) -> None:
+                upstream._stored_response(self, "DELETE")
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -113,6 +135,28 @@ class Upstream:
     def billed_for(self, behaviour: str) -> list[Billed]:
         with self._lock:
             return [b for b in self.billed if b.behaviour == behaviour]
+
+    def lookups_of(self, response_id: str) -> list[Lookup]:
+        """The requests for the stored response ``response_id`` (the upstream's own id), oldest first."""
+        with self._lock:
+            return [lookup for lookup in self.lookups if lookup.id == response_id]
+
+    def _stored_response(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        """GET or DELETE ``/{behaviour}/v1/responses/{id}``: the stored response, or a 404 as OpenAI's."""
+        found = re.fullmatch(r"([^/]+)/v1/responses/([^/?]+)(\?.*)?", handler.path.strip("/"))
+        if found is None:
+            return _error(handler, 404, f"no route {method} {handler.path}")
+        behaviour, response_id = found.group(1), found.group(2)
+        with self._lock:
+            self.lookups.append(Lookup(method, behaviour, response_id, (found.group(3) or "").lstrip("?")))
+            stored = self.stored.get(response_id)
+            if stored is not None and method == "DELETE":
+                del self.stored[response_id]
+        if stored is None:
+            return _error(handler, 404, f"Response with id '{response_id}' not found.", "invalid_request_error")
+        if method == "DELETE":
+            return _send_json(handler, {"id": response_id, "object": "response", "deleted": True})
+        return _send_json(handler, stored)
 
     # -- behaviour -----------------------------------------------------------------------------
     def _handle(
@@ -157,6 +201,9 @@ class Upstream:
         if endpoint == "completions":
             return _text_completion(handler, bill, kind, body)
         if endpoint == "responses":
+            if kind != "midfail" and body.get("store") is not False:
+                with self._lock:
+                    self.stored[bill.id] = _response_payload(bill)[1]
             return _response(handler, bill, kind)
         usage = _usage(bill)
         if not stream:
@@ -240,8 +287,8 @@ def _usage(bill: Billed) -> dict[str, Any]:
     }
 
 
-def _error(handler: BaseHTTPRequestHandler, code: int, message: str) -> None:
-    data = json.dumps({"error": {"message": message, "type": "server_error", "code": code}}).encode()
+def _error(handler: BaseHTTPRequestHandler, code: int, message: str, type: str = "server_error") -> None:
+    data = json.dumps({"error": {"message": message, "type": type, "code": code}}).encode()
     handler.send_response(code)
     handler.send_header("content-type", "application/json")
     handler.send_header("content-length", str(len(data)))
@@ -305,9 +352,8 @@ def _text_completion(handler: BaseHTTPRequestHandler, bill: Billed, kind: str, b
     _end_events(handler, True)
 
 
-def _response(handler: BaseHTTPRequestHandler, bill: Billed, kind: str) -> None:
-    """POST /responses (the Responses API): usage as input_tokens/output_tokens; streamed as typed events
-    ending with ``response.completed``, which carries the usage (always, as OpenAI sends it)."""
+def _response_payload(bill: Billed) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The output message and the completed ``response`` object of a Responses API bill."""
     message = {
         "type": "message",
         "id": f"msg-{bill.id}",
@@ -334,6 +380,13 @@ def _response(handler: BaseHTTPRequestHandler, bill: Billed, kind: str) -> None:
         "tools": [],
         "usage": usage,
     }
+    return message, done
+
+
+def _response(handler: BaseHTTPRequestHandler, bill: Billed, kind: str) -> None:
+    """POST /responses (the Responses API): usage as input_tokens/output_tokens; streamed as typed events
+    ending with ``response.completed``, which carries the usage (always, as OpenAI sends it)."""
+    message, done = _response_payload(bill)
     if not bill.stream:
         return _send_json(handler, done)
     _start_events(handler)

@@ -172,3 +172,30 @@ def test_a_stream_s_first_token_is_litellm_s_completion_start_time() -> None:
     assert event_from_payload(no_chunk, None, start, end, "success").first_token_ms is None
     # a call that was not streamed has none either, whatever LiteLLM noted
     assert event_from_payload({**payload, "stream": False}, None, start, end, "success").first_token_ms is None
+
+
+RESPONSE = {"id": "resp_bGl0ZWxsbTo", "object": "response", "status": "completed", "output": []}
+
+
+def test_a_responses_call_names_its_response_in_the_metadata_and_a_caller_cannot() -> None:
+    made = {"litellm_call_id": "r1", "call_type": "aresponses", "litellm_params": {"metadata": {"feature": "x"}}}
+    event = event_from_payload(made, dict(RESPONSE), None, None, "success")
+    assert event.metadata == {"feature": "x", "response_id": "resp_bGl0ZWxsbTo"}
+    # a caller's own response_id is dropped: only a provider's response names one
+    forged = {"litellm_call_id": "c1", "litellm_params": {"metadata": {"response_id": "resp_someone_elses"}}}
+    chat = {"id": "chatcmpl-1", "object": "chat.completion", "choices": []}
+    assert event_from_payload(forged, chat, None, None, "success").metadata == {}
+    assert "response_id" not in event_from_payload(made, None, None, None, "failure").metadata
+
+
+@pytest.mark.parametrize("call_type", ["aget_responses", "adelete_responses", "get_responses", "alist_input_items"])
+def test_a_call_on_a_stored_response_is_not_recorded(call_type: str) -> None:
+    events: list[UsageEvent] = []
+    callback = LedgerCallback(events.append)
+    usage = {"input_tokens": 47, "output_tokens": 19, "total_tokens": 66}
+    payload = {"litellm_call_id": "g1", "call_type": call_type, "standard_logging_object": {"prompt_tokens": 47}}
+    callback.log_success_event(payload, {**RESPONSE, "usage": usage}, None, None)
+    callback.log_failure_event(payload, None, None, None)
+    assert events == []  # LiteLLM reports the stored response's usage again: billing it would count it twice
+    callback.log_success_event({**payload, "call_type": "aresponses"}, RESPONSE, None, None)
+    assert [e.metadata.get("response_id") for e in events] == [RESPONSE["id"]]

@@ -68,3 +68,20 @@ def test_llmtally_database_url_wins_over_the_proxys_database_url(monkeypatch: py
     assert Settings().database_url == "postgresql://proxy@db/litellm"
     monkeypatch.setenv("LLMTALLY_DATABASE_URL", "postgresql://usage@db/llmtally")
     assert Settings().database_url == "postgresql://usage@db/llmtally"
+
+
+def test_a_proxied_response_is_named_by_the_provider_s_id_never_the_client_s() -> None:
+    forging = {**ALICE, "requester_metadata": {"response_id": "resp_someone_elses", "feature": "search"}}
+    kwargs = payload(forging, call_type="aresponses")
+    made = proxy_event(kwargs, {"id": "resp_alices", "object": "response"}, None, None, "success", Settings())
+    assert made is not None and made.metadata["response_id"] == "resp_alices"
+    chat = proxy_event(
+        payload(forging), {"id": "chatcmpl-1", "object": "chat.completion"}, None, None, "success", Settings()
+    )
+    assert chat is not None and "response_id" not in chat.metadata and chat.metadata["feature"] == "search"
+
+
+def test_a_stored_response_retrieved_through_the_proxy_is_not_recorded() -> None:
+    retrieved = {"id": "resp_alices", "object": "response", "usage": {"input_tokens": 47, "output_tokens": 19}}
+    assert event(payload(ALICE, call_type="aget_responses")) is None
+    assert proxy_event(payload(ALICE, call_type="aget_responses"), retrieved, None, None, "success", Settings()) is None

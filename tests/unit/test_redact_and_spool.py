@@ -73,6 +73,22 @@ def test_content_modes_and_the_size_limit() -> None:
     assert len(json.dumps(cut.messages)) < 20_000
 
 
+def test_a_response_id_in_the_metadata_outlives_every_content_mode() -> None:
+    """The gateway finds a response's owner by metadata.response_id: masked, cut or dropped content keeps it."""
+    made = "resp_bGl0ZWxsbTpjdXN0b21fbGxtX3Byb3ZpZGVyOm9wZW5haTttb2RlbF9pZDo3ZjliMmMzMTljNTg5N2MxNDc4NjU"
+    event = UsageEvent(
+        "i",
+        "m",
+        "success",
+        messages=[{"content": "x" * 100_000}],
+        response={"id": made},
+        metadata={"response_id": made},
+    )
+    assert decode(encode(event, content="redacted")).response == {"id": "[SECRET]"}  # the content loses it
+    for content, limit in (("none", 4 << 20), ("redacted", 4 << 20), ("full", 20_000)):
+        assert decode(encode(event, content=content, max_content_bytes=limit)).metadata == {"response_id": made}
+
+
 def test_spool_drops_what_is_committed(tmp_path: object) -> None:
     from pathlib import Path
 

@@ -1,5 +1,6 @@
 """The OpenAI-compatible API under /v1: chat completions (streamed or not), embeddings, the models;
-text completions and the Responses API are in :mod:`llmtally.app.gateway.completions`.
+text completions and the Responses API are in :mod:`llmtally.app.gateway.completions`, a stored
+response retrieved or deleted in :mod:`llmtally.app.gateway.stored`.
 
 Every request is authenticated by an ``lt_`` API token (:mod:`llmtally.app.gateway.access`); the token's
 user is the user billed. Every call goes through :class:`llmtally.Budgets`: the worst case is reserved
@@ -20,6 +21,7 @@ from llmtally.app.gateway.completions import add_completion_routes
 from llmtally.app.gateway.direct import DirectReply
 from llmtally.app.gateway.errors import GatewayError, from_exception, install_error_handlers
 from llmtally.app.gateway.requests import chat_request, embedding_request, json_body
+from llmtally.app.gateway.stored import add_stored_response_routes
 from llmtally.app.gateway.streaming import EventStreamResponse, sse_events
 from llmtally.budgeted_calls import BudgetedStream
 
@@ -85,4 +87,5 @@ def build_gateway(gateway: Gateway) -> FastAPI:
         return JSONResponse(response.model_dump(mode="json"))
 
     add_completion_routes(api, gateway)
+    add_stored_response_routes(api, gateway)
     return api

@@ -10,7 +10,8 @@ callback, a stream the client leaves recorded as cancelled.
 - ``/responses`` is ``Router.aresponses``: an ``openai/`` model calls ``{api_base}/responses``; LiteLLM
   bridges other providers (and the demo model) to their chat completions. Its usage
   (``input_tokens``/``output_tokens``) is recorded as prompt and completion tokens; a stream's last event
-  (``response.completed``) carries it.
+  (``response.completed``) carries it. A ``previous_response_id`` must name a response of the key's user
+  (:mod:`llmtally.app.gateway.stored`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from llmtally.app.gateway.access import Gateway, authenticate, billed_call
 from llmtally.app.gateway.errors import from_exception
 from llmtally.app.gateway.requests import completion_request, json_body, responses_request
+from llmtally.app.gateway.stored import check_previous_response
 from llmtally.app.gateway.streaming import EventStreamResponse, response_events, sse_events
 from llmtally.budgeted_calls import BudgetedStream
 
@@ -60,6 +62,8 @@ def add_completion_routes(api: FastAPI, gateway: Gateway) -> None:
         body = json_body(await request.body())
         asked = responses_request(body)
         billed = billed_call(gateway, caller, request, body, asked.model, router.aresponses)
+        if "previous_response_id" in asked.parameters:  # the model would read it: the key's user's only
+            await check_previous_response(gateway, caller, asked.parameters["previous_response_id"])
         try:
             response = await gateway.budgets.aresponses(
                 **billed,

@@ -5,6 +5,8 @@
     429 rate_limit_exceeded      a per-user rate limit; ``Retry-After`` says when to try again
     429 budget_exceeded          a hard budget has no room for the call (``x-should-retry: false``)
     400 invalid_request_error    malformed JSON, a missing or mistyped parameter, a request the provider refused
+    404 response_not_found       no stored response with that id for this key's user (GET/DELETE /v1/responses/{id})
+    400 previous_response_not_found  a previous_response_id that no call of this key's user made
     404 / 405                    no such path or method under /v1
     502 upstream_failed          the provider failed after every retry and fallback
     503 upstream_unavailable     every deployment of the model is cooling down; ``Retry-After`` says for how long

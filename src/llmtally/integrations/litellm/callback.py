@@ -53,6 +53,42 @@ _LITELLM_METADATA = frozenset(
 )
 
 
+# Calls on a stored response (the Responses API's GET, DELETE, cancel, input items): no model is called
+# and nothing is billed, but LiteLLM reports them, a retrieval with the stored response's usage (and
+# cost) again. They are not recorded.
+NOT_MODEL_CALLS = frozenset(
+    {
+        "aget_responses",
+        "get_responses",
+        "adelete_responses",
+        "delete_responses",
+        "acancel_responses",
+        "cancel_responses",
+        "alist_input_items",
+        "list_input_items",
+    }
+)
+# The metadata key that names the response a Responses API call made (its id as the client got it,
+# LiteLLM's), set from the provider's response whatever the content mode; a caller's own is dropped.
+RESPONSE_ID = "response_id"
+
+
+def is_model_call(kwargs: Mapping[str, Any]) -> bool:
+    """Whether a LiteLLM payload is of a call that asks a model (and may bill), not of a stored response."""
+    call_type = kwargs.get("call_type")
+    return str(getattr(call_type, "value", call_type)) not in NOT_MODEL_CALLS
+
+
+def response_id(response_obj: Any) -> str | None:
+    """The id of a Responses API response (``object: "response"``): LiteLLM's id, which encodes the
+    deployment. None for anything else, a chat completion LiteLLM bridged to the Responses API included
+    (the client's id is made from it later, and no provider stores it)."""
+    if response_obj is None or _get(response_obj, "object") != "response":
+        return None
+    value = _get(response_obj, "id")
+    return value if isinstance(value, str) and value else None
+
+
 def _aware(value: Any) -> dt.datetime | None:
     if isinstance(value, dt.datetime):
         return value if value.tzinfo else value.astimezone()  # LiteLLM passes naive local times
@@ -171,7 +207,7 @@ def event_from_payload(
     litellm_params = kwargs.get("litellm_params") or {}
     slo: Mapping[str, Any] = kwargs.get("standard_logging_object") or {}
     metadata = dict(litellm_params.get("metadata") or {})
-    app_metadata = {k: v for k, v in metadata.items() if k not in _LITELLM_METADATA}
+    app_metadata = {k: v for k, v in metadata.items() if k not in _LITELLM_METADATA and k != RESPONSE_ID}
 
     call_id = kwargs.get("litellm_call_id") or litellm_params.get("litellm_call_id") or slo.get("id")
     call_id = str(call_id) if call_id else f"llmtally-{uuid.uuid4()}"  # replays need an id
@@ -180,6 +216,9 @@ def event_from_payload(
     # LiteLLM leaves standard_logging_object["end_user"] empty for SDK calls: `user` is in kwargs.
     end_user = kwargs.get("user") or litellm_params.get("user") or slo.get("end_user")
     success = status == "success"
+    made = response_id(response_obj) if success else None
+    if made is not None:
+        app_metadata[RESPONSE_ID] = made
     prompt, completion, total = _usage(response_obj if success else None, slo)
     cached, creation, reasoning, audio = token_types(_usage_object(response_obj, slo) if success else None)
 
@@ -270,6 +309,8 @@ class LedgerCallback(CustomLogger):  # type: ignore[misc]
 
     def _record(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any, status: Status) -> None:
         try:
+            if isinstance(kwargs, Mapping) and not is_model_call(kwargs):
+                return
             self._sink(event_from_payload(kwargs, response_obj, start_time, end_time, status))
         except Exception:  # LiteLLM would hide it: say it loudly ourselves
             call_id = kwargs.get("litellm_call_id") if isinstance(kwargs, Mapping) else None

@@ -45,7 +45,7 @@ from litellm.integrations.custom_logger import CustomLogger
 from llmtally import budgets
 from llmtally.domain.events import Status, UsageEvent
 from llmtally.errors import BudgetExceeded, RateLimited
-from llmtally.integrations.litellm.callback import event_from_payload
+from llmtally.integrations.litellm.callback import RESPONSE_ID, event_from_payload, is_model_call
 from llmtally.ledger.ledger import Ledger
 from llmtally.settings import Settings
 
@@ -55,7 +55,9 @@ HEALTH_CHECK = "litellm-internal-health-check"  # LiteLLM's tag, team and key al
 # Keys of the client's own metadata the proxy adds, and ours, which a client may not set.
 _NOT_CLIENT_METADATA = frozenset({"headers", "used_client_oauth_token", "user_profile_id"})
 LEFT_EARLY_KEPT_S = 600  # how long a stream left early waits for LiteLLM's event of it
-_OURS = frozenset({"team_id", "team_alias", "key_alias", "org_id", "health_check", "client_ip", "route", "tags"})
+_OURS = frozenset(
+    {"team_id", "team_alias", "key_alias", "org_id", "health_check", "client_ip", "route", "tags", RESPONSE_ID}
+)
 
 
 def _proxy_metadata(kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -91,6 +93,8 @@ def proxy_event(
     """The event of one proxied attempt, attributed to the proxy's identity; None when nothing is recorded."""
     if kwargs.get("litellm_no_upstream_llm_call"):
         return None  # refused at the proxy's gate (a bad key, its own limits): no provider was asked
+    if not is_model_call(kwargs):
+        return None  # a stored response retrieved or deleted: nothing billed
     metadata = _proxy_metadata(kwargs)
     health = is_health_check(kwargs, metadata)
     if health and settings.proxy_health_checks == "skip":
@@ -107,6 +111,8 @@ def proxy_event(
         "route": _text(metadata.get("user_api_key_request_route")),
     }
     kept.update({k: v for k, v in identity.items() if v is not None})
+    if event.metadata.get(RESPONSE_ID):  # from the provider's response, never the client's metadata
+        kept[RESPONSE_ID] = event.metadata[RESPONSE_ID]
     slo = kwargs.get("standard_logging_object") or {}
     tags = [t for t in slo.get("request_tags") or [] if isinstance(t, str)]
     if tags:

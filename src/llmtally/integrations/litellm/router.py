@@ -322,6 +322,25 @@ class GatewayRouter:
         LiteLLM bridges other providers (and the demo model) to their chat completions."""
         return await self._router.aresponses(**kwargs)
 
+    def response_model(self, response_id: str) -> str | None:
+        """The model name of the deployment that made a response, read from its id: LiteLLM's Router
+        gives a response an id that encodes the deployment (``model_info.id``). None when the id names no
+        deployment of this config (not LiteLLM's, or its deployment was removed or changed since)."""
+        from litellm.responses.utils import ResponsesAPIRequestUtils
+
+        model_id = ResponsesAPIRequestUtils.get_model_id_from_response_id(response_id)
+        deployment = self._router.registry().deployment(model_id) if model_id else None
+        return None if deployment is None else str(deployment.model_name)
+
+    async def aget_responses(self, response_id: str, include: list[str] | None = None) -> Any:
+        """``Router.aget_responses``: the stored response, asked of the deployment its id names."""
+        extra = {"extra_query": {"include[]": include}} if include else {}
+        return await self._router.aget_responses(response_id=response_id, **extra)
+
+    async def adelete_responses(self, response_id: str) -> Any:
+        """``Router.adelete_responses``: the stored response deleted at the deployment its id names."""
+        return await self._router.adelete_responses(response_id=response_id)
+
 
 @dataclass(frozen=True)
 class UpstreamFailure:
@@ -363,6 +382,13 @@ def upstream_failure(exc: BaseException) -> UpstreamFailure | None:
         message = f"the upstream provider refused the gateway's credentials: {detail}"
         return UpstreamFailure(502, "upstream_error", "upstream_auth_failed", message)
     return UpstreamFailure(502, "upstream_error", "upstream_failed", f"the upstream provider failed: {detail}")
+
+
+def is_not_found(exc: BaseException) -> bool:
+    """Whether a LiteLLM error is the provider's 404 (a stored response it does not hold)."""
+    import openai
+
+    return isinstance(exc, openai.NotFoundError)
 
 
 def _first_line(exc: BaseException) -> str:
