@@ -32,6 +32,8 @@ GROUPS: tuple[tuple[str, str], ...] = (
     ("token lookup (lt_ key → user, in a thread)", r"\btoken_access \("),
     ("budget reservation (estimate + reserve, in a thread)", r"llmtally/budgets\.py|\bestimate \(|\breserve \("),
     ("ledger: LiteLLM callback into llmtally, writer", r"llmtally/integrations/litellm/callback\.py|llmtally/ledger/"),
+    ("direct call: the event and its price (llmtally + LiteLLM's cost)", r"direct_attempts\.py"),
+    ("direct call: aiohttp to the upstream, SSE parsing", r"llmtally/app/gateway/direct\.py|aiohttp/"),
     ("LiteLLM logging (success handlers, cost)", r"litellm/litellm_core_utils/litellm_logging\.py"),
     ("LiteLLM stream wrapper (per chunk)", r"litellm/litellm_core_utils/streaming_handler\.py"),
     ("LiteLLM router, OpenAI client, httpx", r"litellm/|openai/|httpx/|httpcore/"),

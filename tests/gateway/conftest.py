@@ -46,6 +46,8 @@ model_list:
     litellm_params: {{model: openai/gpt-4o-mini, api_base: "{counted}", api_key: test}}
   - model_name: refused
     litellm_params: {{model: openai/gpt-4o-mini, api_base: "{refused}", api_key: test}}
+  - model_name: nousage
+    litellm_params: {{model: openai/gpt-4o-mini, api_base: "{nousage}", api_key: test}}
   - model_name: unreachable
     litellm_params: {{model: openai/gpt-4o-mini, api_base: "{unreachable}", api_key: test}}
   - model_name: text-embedding-3-small
@@ -66,7 +68,7 @@ def write_config(home: Path, upstream: Upstream) -> Path:
     """The tests' gateway config (:data:`CONFIG`) at the upstream's behaviours, in ``home``."""
     config = home / "gateway.yaml"
     behaviours = {"ok": "ok", "slow": "slow", "broken": "fail500", "primary": "fail500-p", "backup": "ok-backup"}
-    behaviours.update(midfail="midfail", cached="cached", counted="counted", refused="fail400")
+    behaviours.update(midfail="midfail", cached="cached", counted="counted", refused="fail400", nousage="nousage")
     config.write_text(
         CONFIG.format(
             **{name: upstream.api_base(b) for name, b in behaviours.items()},

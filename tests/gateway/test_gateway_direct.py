@@ -212,3 +212,22 @@ def test_a_failed_direct_attempt_is_the_routers_first_and_the_model_then_goes_th
         assert all(a.startswith(ROUTER_AGENT) for a in agents_since(upstream, "fail500", before))
     assert gateway.reservations(caller.user_id) == 0
     assert_counters_match_ledger(gateway.db)
+
+
+def test_a_stream_whose_upstream_sends_no_usage_is_counted_and_marked_estimated(
+    gateway: RunningGateway, caller: Caller, upstream: Upstream
+) -> None:
+    with sdk(gateway, caller) as client:
+        chunks = list(
+            client.chat.completions.create(
+                model="nousage", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+            )
+        )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == REPLY
+    assert all(c.usage is None for c in chunks)  # none came, none is made up for the client
+    assert agents_since(upstream, "nousage", 0)[-1].startswith(DIRECT_AGENT)
+    [row] = gateway.wait_for_rows(caller.user_id, 1)
+    # LiteLLM's tokenizer's count of the prompt and of the reply: not what the upstream billed
+    assert (row["status"], row["usage_source"]) == ("success", "estimated")
+    assert 0 < row["prompt_tokens"] < PROMPT_TOKENS and 0 < row["completion_tokens"] < COMPLETION_TOKENS
+    assert row["total_cost"] > 0 and gateway.reservations(caller.user_id) == 0

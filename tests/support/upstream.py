@@ -7,6 +7,7 @@ name stays one LiteLLM prices:
     fail500[-*]       HTTP 500
     fail429[-*]       HTTP 429
     fail400[-*]       HTTP 400 (a request the provider refuses)
+    nousage[-*]       a completion; streamed, never a usage chunk, even when asked for one
     flaky<N>[-*]      HTTP 500 for the first N requests to this exact segment, then completions
     cached[-*]        a completion whose usage reports prompt_tokens_details.cached_tokens
     reasoning[-*]     a completion whose usage reports completion_tokens_details.reasoning_tokens
@@ -223,7 +224,8 @@ class Upstream:
             handler.end_headers()
             handler.wfile.write(data)
             return
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        # nousage: a server that ignores stream_options (some OpenAI-compatible ones do)
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and kind != "nousage"
         handler.send_response(200)
         handler.send_header("content-type", "text/event-stream")
         handler.send_header("connection", "close")

@@ -27,7 +27,6 @@ import json
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -39,6 +38,7 @@ from llmtally.app.gateway.direct_attempts import (
     DirectReply,
     Failure,
     PassedChunk,
+    PassedEvents,
     failure_of,
     failure_of_exception,
     now,
@@ -53,7 +53,7 @@ log = logging.getLogger("llmtally.gateway")
 DIRECT_PARAMETERS = frozenset(
     {"frequency_penalty", "logit_bias", "presence_penalty", "response_format", "seed", "stop", "temperature", "top_p"}
 )
-__all__ = ["DIRECT_PARAMETERS", "DirectCalls", "DirectReply", "DirectStream", "PassedChunk"]
+__all__ = ["DIRECT_PARAMETERS", "DirectCalls", "DirectReply", "DirectStream", "PassedEvents"]
 
 
 class DirectCalls:
@@ -194,7 +194,8 @@ class DirectCalls:
 
 
 class DirectStream:
-    """A direct stream's chunks (:class:`PassedChunk`), read from the upstream's server-sent events.
+    """A direct stream, read from the upstream's server-sent events: the chunks of each read
+    (:class:`PassedEvents`, sent to the client in one write).
 
     Its end (``[DONE]``) records the call; a failure records the attempt and raises a
     :class:`GatewayError`; :meth:`aclose` stops reading (the client left: the stream's wrapper in
@@ -208,7 +209,7 @@ class DirectStream:
         self._attempt = attempt
         self._response = response
         self._buffer = b""
-        self._ready: deque[PassedChunk] = deque()
+        self._ready: list[PassedChunk] = []
         self._parts: list[str] = []
         self._usage: Any = None
         self._finish_reason: Any = None
@@ -220,7 +221,7 @@ class DirectStream:
     def __aiter__(self) -> DirectStream:
         return self
 
-    async def __anext__(self) -> PassedChunk:
+    async def __anext__(self) -> PassedEvents:
         while not self._ready:
             if self._failure is not None:
                 raise self._failure.answer()
@@ -243,7 +244,8 @@ class DirectStream:
             *events, self._buffer = self._buffer.split(b"\n\n")
             for event in events:
                 self._take(event)
-        return self._ready.popleft()
+        ready, self._ready = self._ready, []
+        return PassedEvents(tuple(ready))
 
     def _take(self, event: bytes) -> None:
         for line in event.split(b"\n"):

@@ -131,6 +131,22 @@ class PassedChunk:
         return json.dumps({k: v for k, v in self.parsed.items() if k != "usage"}, separators=(",", ":")).encode()
 
 
+@dataclass(frozen=True)
+class PassedEvents:
+    """The chunks of one read from the upstream, sent on to the client together, in one write."""
+
+    chunks: tuple[PassedChunk, ...]
+
+    @property
+    def streamed_text(self) -> str | None:  # read by llmtally.budgeted_calls.chunk_text
+        return "".join(c.streamed_text or "" for c in self.chunks) or None
+
+    def sse(self, include_usage: bool) -> bytes:
+        """The chunks as server-sent events (``data: {...}``), without the usage when not asked for."""
+        datas = (c.data(include_usage) for c in self.chunks)
+        return b"".join(b"data: " + data + b"\n\n" for data in datas if data is not None)
+
+
 @dataclass
 class Attempt:
     """One direct attempt of a call, and the event that records it."""

@@ -19,7 +19,7 @@ import anyio
 from starlette.responses import StreamingResponse
 from starlette.types import Send
 
-from llmtally.app.gateway.direct import PassedChunk
+from llmtally.app.gateway.direct import PassedEvents
 from llmtally.app.gateway.errors import from_exception
 from llmtally.budgeted_calls import BudgetedStream
 
@@ -29,8 +29,6 @@ LEFT = "client disconnected"
 
 def chunk_data(chunk: Any, include_usage: bool) -> bytes | None:
     """One chunk as the JSON of an event; None for the usage chunk of a client that did not ask for it."""
-    if isinstance(chunk, PassedChunk):  # as the upstream sent it
-        return chunk.data(include_usage)
     data: dict[str, Any] = chunk.model_dump(mode="json", exclude_none=True)
     if not include_usage:
         data.pop("usage", None)
@@ -44,6 +42,11 @@ async def sse_events(stream: BudgetedStream, include_usage: bool) -> AsyncIterat
     try:
         try:
             async for chunk in stream:
+                if isinstance(chunk, PassedEvents):  # as the upstream sent them, in one write
+                    events = chunk.sse(include_usage)
+                    if events:
+                        yield events
+                    continue
                 data = chunk_data(chunk, include_usage)
                 if data is not None:
                     yield b"data: " + data + b"\n\n"
