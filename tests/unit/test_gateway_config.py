@@ -128,8 +128,9 @@ def test_plain_openai_deployments_are_called_directly_with_what_the_router_would
             {},
         ),
         ([_entry("m", model="openai/gpt-4o-mini")], {"routing_strategy": "latency-based-routing"}),
+        ([_entry("m", model="openai/gpt-4o-mini")], {"retry_policy": {"RateLimitErrorRetries": 5}}),
     ],
-    ids=["rpm", "o-series", "gpt-5", "anthropic", "mixed", "price-param", "price-info", "strategy"],
+    ids=["rpm", "o-series", "gpt-5", "anthropic", "mixed", "price-param", "price-info", "strategy", "retry-policy"],
 )
 def test_a_model_the_router_treats_its_own_way_always_goes_through_it(
     entries: list[dict[str, object]], settings: dict[str, object]

@@ -256,11 +256,14 @@ class GatewayRouter:
 
         Every deployment of the name must be an ``openai/`` model that LiteLLM sends as it is, with nothing
         but an API base, a key, an organization and timeouts in its ``litellm_params`` and no price of its
-        own; the Router must pick among them at random (its default ``simple-shuffle``, no weights).
+        own; the Router must pick among them at random (its default ``simple-shuffle``, no weights) and
+        retry every failure alike (no ``retry_policy`` or ``allowed_fails_policy``).
         Otherwise the Router's own logic would differ from a direct call, and every call goes through it.
         """
         settings = self.config.router_settings
-        if settings.get("routing_strategy") not in (None, "simple-shuffle") or settings.get("enable_pre_call_checks"):
+        if settings.get("routing_strategy") not in (None, "simple-shuffle") or any(
+            settings.get(key) for key in ("enable_pre_call_checks", "retry_policy", "allowed_fails_policy")
+        ):
             return ()
         entries = [e for e in self._router_entries() if e.get("model_name") == model_name]
         found = []
