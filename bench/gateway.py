@@ -1,12 +1,13 @@
 """Part 7: the gateway side by side with a direct upstream and the LiteLLM Proxy, on the same upstream.
 
-Three targets, each its own process, all pointed at one local upstream (``bench/gateway_upstream.py``):
-the upstream itself (direct), the LiteLLM Proxy (no database, no callback: its lightest setup) and
+Four targets, each its own process, all pointed at one local upstream (``bench/gateway_upstream.py``):
+the upstream itself (direct), the LiteLLM Proxy (no database, no callback: its lightest setup),
 ``llmtally gateway`` (every call authenticated by an ``lt_`` key, reserved against a budget, recorded in
-the ledger). A load generator in its own process sends streamed chat completions (``stream: true``,
-asking for the usage chunk) from N concurrent clients, each sending its next request when its stream has
-ended; the targets take turns, round after round (direct, proxy, gateway, direct, ...), so the noise of
-a shared machine falls on all three.
+the ledger; its chat completions sent to the upstream directly) and the same gateway with every call
+through LiteLLM's Router (``LLMTALLY_GATEWAY_DIRECT=false``). A load generator in its own process sends
+streamed chat completions (``stream: true``, asking for the usage chunk) from N concurrent clients, each
+sending its next request when its stream has ended; the targets take turns, round after round (direct,
+proxy, gateway, Router-only gateway, direct, ...), so the noise of a shared machine falls on all of them.
 
 Per run: latency of every request (sending it to the last byte of its stream), p50 and p99, and
 throughput (requests completed per second). Added latency is a target's p50 (p99) minus the direct
@@ -47,6 +48,7 @@ from bench.gateway_targets import (
 from bench.gateway_upstream import COMPLETION_TOKENS, PROMPT_TOKENS
 
 DIRECT, PROXY, GATEWAY = "direct (upstream)", "LiteLLM Proxy", "llmtally gateway"
+ROUTED = "gateway, Router only"  # LLMTALLY_GATEWAY_DIRECT=false: every call through LiteLLM's Router
 ADDED_P50_TARGET_S = 0.002
 
 
@@ -202,6 +204,13 @@ def measure(report: Report, cfg: GatewayConfig, targets: list[Target], load: Any
     report.line("CPU ms/request: the target process's CPU time (for the direct target, the upstream's) per request")
     for concurrency, _ in cfg.levels:
         level = results[f"streams_{concurrency}"]
+        level["direct_over_routed_throughput"] = level[GATEWAY]["requests_per_s"] / level[ROUTED]["requests_per_s"]
+        report.line(
+            f"{concurrency} streams: direct calls / Router only: throughput"
+            f" {fmt_ratio(level['direct_over_routed_throughput'])}, CPU per request"
+            f" {fmt_ratio(level[GATEWAY]['cpu_s_per_request'] / level[ROUTED]['cpu_s_per_request'])},"
+            f" added p50 {fmt_ms(level[GATEWAY]['added_p50_s'])} vs {fmt_ms(level[ROUTED]['added_p50_s'])} ms"
+        )
         ratio_text = fmt_ratio(level["gateway_over_proxy_throughput"])
         added = level[GATEWAY]["added_p50_s"]
         proxy_added = level[PROXY]["added_p50_s"]
@@ -237,7 +246,7 @@ def checks(report: Report, url: str, upstream: str, targets: list[Target], tally
             asked.get(target.upstream_caller, 0) == tally.sent[target.name],
             f"{asked.get(target.upstream_caller, 0):,} upstream calls for {tally.sent[target.name]:,} requests",
         )
-    expected = tally.sent[GATEWAY]
+    expected = tally.sent[GATEWAY] + tally.sent[ROUTED]
     wait_for(lambda: _ledger(url)["rows"] >= expected, timeout=60)
     return {"upstream_calls": asked, "ledger": _ledger(url), "expected_rows": expected}
 
@@ -264,7 +273,8 @@ def run(srv: Server, report: Report, cfg: GatewayConfig) -> dict[str, Any]:
     report.section("7. Gateway: direct upstream, LiteLLM Proxy, llmtally gateway")
     levels = ", ".join(f"{c} streams × {n:,} requests" for c, n in cfg.levels)
     report.line(
-        f"streamed chat completions, {levels} a run, {cfg.rounds} round(s) of direct → proxy → gateway;"
+        f"streamed chat completions, {levels} a run, {cfg.rounds} round(s) of direct → proxy → gateway →"
+        " gateway with every call through LiteLLM's Router;"
         f" upstream chunk delay {cfg.chunk_delay_ms:g} ms; every target, the upstream and the load generator"
         " in their own processes on the same cores"
     )
@@ -278,11 +288,15 @@ def run(srv: Server, report: Report, cfg: GatewayConfig) -> dict[str, Any]:
         proxy, proxy_url = start_proxy(work, upstream_url)
         running.append(proxy)
         config = write_gateway_config(work, upstream_url)
+        routed_config = write_gateway_config(work, upstream_url, "routed")
         token = make_key(url, work / "home")  # while the proxy loads
         gateway, gateway_url = start_gateway(work, config, url)
         running.append(gateway)
+        routed, routed_url = start_gateway(work, routed_config, url, direct=False)
+        running.append(routed)
         wait_ready(proxy, f"{proxy_url}/health/liveliness")
         wait_ready(gateway, f"{gateway_url}/healthz")
+        wait_ready(routed, f"{routed_url}/healthz")
         targets = [
             Target(DIRECT, f"{upstream_url}/direct/v1/chat/completions", {}, "direct", upstream.process.pid),
             Target(
@@ -299,6 +313,13 @@ def run(srv: Server, report: Report, cfg: GatewayConfig) -> dict[str, Any]:
                 "gateway",
                 gateway.process.pid,
             ),
+            Target(
+                ROUTED,
+                f"{routed_url}/v1/chat/completions",
+                {"Authorization": f"Bearer {token}"},
+                "routed",
+                routed.process.pid,
+            ),
         ]
         tally = Tally()
         with load_generator(work) as load:
@@ -311,9 +332,10 @@ def run(srv: Server, report: Report, cfg: GatewayConfig) -> dict[str, Any]:
                     t.name: profile(report, cfg.py_spy, work, t, load, level, tally) for t in (targets[2], targets[1])
                 }
             results["checks"] = checks(report, url, upstream_url, targets, tally)
-            gateway.stop()  # SIGTERM: the ledger drains what it still holds
-            running.remove(gateway)
-            results["ledger"] = ledger_checks(report, url, tally.sent[GATEWAY])
+            for process in (gateway, routed):  # SIGTERM: the ledger drains what it still holds
+                process.stop()
+                running.remove(process)
+            results["ledger"] = ledger_checks(report, url, tally.sent[GATEWAY] + tally.sent[ROUTED])
     finally:
         for process in reversed(running):
             process.stop()

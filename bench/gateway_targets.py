@@ -111,21 +111,26 @@ def gateway_command(config: Path, port: int) -> list[str]:
     return [sys.executable, "-m", "llmtally", "gateway", "--port", str(port), "--config", str(config)]
 
 
-def gateway_env(database_url: str, home: Path) -> dict[str, str]:
-    return _environment({"DATABASE_URL": database_url, "LLMTALLY_HOME": str(home)})
+def gateway_env(database_url: str, home: Path, *, direct: bool = True) -> dict[str, str]:
+    return _environment(
+        {"DATABASE_URL": database_url, "LLMTALLY_HOME": str(home), "LLMTALLY_GATEWAY_DIRECT": str(direct).lower()}
+    )
 
 
-def write_gateway_config(where: Path, upstream: str) -> Path:
-    path = where / "gateway.yaml"
-    path.write_text(json.dumps({"model_list": _model_list(f"{upstream}/gateway/v1")}, indent=2))
+def write_gateway_config(where: Path, upstream: str, caller: str = "gateway") -> Path:
+    """The gateway's config, its model at ``{upstream}/{caller}/v1`` (the upstream counts calls by caller)."""
+    path = where / f"{caller}.yaml"
+    path.write_text(json.dumps({"model_list": _model_list(f"{upstream}/{caller}/v1")}, indent=2))
     return path
 
 
-def start_gateway(where: Path, config: Path, database_url: str) -> tuple[Process, str]:
-    """``llmtally gateway`` on a free port; its URL (wait with :func:`wait_ready`)."""
+def start_gateway(where: Path, config: Path, database_url: str, *, direct: bool = True) -> tuple[Process, str]:
+    """``llmtally gateway`` on a free port; its URL (wait with :func:`wait_ready`). ``direct=False``: every
+    call through LiteLLM's Router (``LLMTALLY_GATEWAY_DIRECT=false``)."""
     port = free_port()
-    env = gateway_env(database_url, where / "home")
-    return _spawn("gateway", gateway_command(config, port), where, env, cwd=ROOT), f"http://127.0.0.1:{port}"
+    env = gateway_env(database_url, where / "home", direct=direct)
+    name = "gateway" if direct else "gateway-routed"
+    return _spawn(name, gateway_command(config, port), where, env, cwd=ROOT), f"http://127.0.0.1:{port}"
 
 
 def wait_ready(target: Process, url: str, timeout: float = 180) -> None:
