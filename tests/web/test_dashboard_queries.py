@@ -35,7 +35,7 @@ QUERIES: dict[str, tuple[dict[str, Any], str | None]] = {
     ),
     "user_recent_requests": ({"user_id": ADA, "limit": 20, "with_content": True}, "request_logs_user_created_idx"),
     "check_api_token": ({"token_hash": "0" * 64}, "api_tokens_token_hash_key"),
-    "export_requests": ({**PERIOD, "user_id": None}, "request_logs_created_idx"),
+    "export_requests": ({**PERIOD, "user_id": None, "end_user": None}, "request_logs_created_idx"),
 }
 
 
