@@ -91,11 +91,24 @@ class DirectCalls:
             self._client = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None))
         return self._client
 
-    def _record(self, event: UsageEvent) -> None:
+    def record(self, event: UsageEvent) -> None:
         try:
             self._ledger.record(event)
         except Exception:
             log.exception("could not record the gateway's call %s", event.litellm_call_id)
+
+    def record_success(self, attempt: Attempt, usage: Any, response: Any, text: str = "") -> None:
+        """Record a success once the client has its answer: its end is now, its event (and price) is made
+        just after, off the answer's path (the next turn of the event loop)."""
+        ended = now()
+
+        def record() -> None:
+            try:
+                self.record(attempt.event("success", usage=usage, response=response, text=text, ended=ended))
+            except Exception:
+                log.exception("could not record the gateway's call %s", attempt.call_id)
+
+        asyncio.get_running_loop().call_soon(record)
 
     async def acompletion(
         self,
@@ -131,14 +144,14 @@ class DirectCalls:
         else:
             if response.status == 200:
                 if stream:
-                    return DirectStream(self._record, attempt, response)
+                    return DirectStream(self, attempt, response)
                 reply = await self._reply(attempt, response)
                 if isinstance(reply, DirectReply):
                     return reply
                 failure = reply
             else:
                 failure = await failure_of(response)
-        self._record(attempt.event("failure", failure=failure))
+        self.record(attempt.event("failure", failure=failure))
         retries = self._router.num_retries
         if not failure.refused():  # the upstream is in trouble: the Router's cooldowns decide for a while
             self._resume_at[model] = time.monotonic() + self._router.cooldown_s
@@ -189,7 +202,7 @@ class DirectCalls:
             return Failure(502, "APIError", "the upstream's answer is not JSON")
         if not isinstance(data, dict):
             return Failure(502, "APIError", "the upstream's answer is not a JSON object")
-        self._record(attempt.event("success", usage=data.get("usage"), response=data))
+        self.record_success(attempt, data.get("usage"), data)
         return DirectReply(raw)
 
 
@@ -202,10 +215,8 @@ class DirectStream:
     :class:`llmtally.Budgets` records the call as cancelled).
     """
 
-    def __init__(
-        self, record: Callable[[UsageEvent], None], attempt: Attempt, response: aiohttp.ClientResponse
-    ) -> None:
-        self._record = record
+    def __init__(self, calls: DirectCalls, attempt: Attempt, response: aiohttp.ClientResponse) -> None:
+        self._calls = calls
         self._attempt = attempt
         self._response = response
         self._buffer = b""
@@ -294,14 +305,13 @@ class DirectStream:
     def _succeed(self) -> None:
         if not self._over:
             self._over = True
-            text = "".join(self._parts)
-            self._record(self._attempt.event("success", usage=self._usage, response=self._reply(), text=text))
+            self._calls.record_success(self._attempt, self._usage, self._reply(), "".join(self._parts))
 
     def _fail(self, failure: Failure) -> None:
         if not self._over:
             self._over = True
             self._failure = failure
-            self._record(self._attempt.event("failure", failure=failure))
+            self._calls.record(self._attempt.event("failure", failure=failure))
 
     async def _drain(self) -> None:
         """Read the answer to its end after ``[DONE]``: its connection then goes back to the pool."""

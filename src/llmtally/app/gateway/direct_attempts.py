@@ -161,9 +161,16 @@ class Attempt:
     first_chunk_at: dt.datetime | None = None
 
     def event(
-        self, status: Status, *, usage: Any = None, response: Any = None, text: str = "", failure: Failure | None = None
+        self,
+        status: Status,
+        *,
+        usage: Any = None,
+        response: Any = None,
+        text: str = "",
+        failure: Failure | None = None,
+        ended: dt.datetime | None = None,
     ) -> UsageEvent:
-        end = now()
+        end = ended or now()
         model = self.deployment.model
         source: UsageSource = "provider"
         if status == "success" and not isinstance(usage, Mapping):  # the upstream sent no usage: count it
