@@ -68,11 +68,6 @@ class DirectCalls:
         self._resume_at: dict[str, float] = {}  # a model group called through the Router until then (monotonic)
         self._client: aiohttp.ClientSession | None = None
 
-    @property
-    def models(self) -> tuple[str, ...]:
-        """The model names that may be called directly."""
-        return tuple(name for name, deployments in self._deployments.items() if deployments)
-
     def chat_call(self, model: str, parameters: Mapping[str, Any]) -> Callable[..., Awaitable[Any]] | None:
         """The call that makes this chat completion directly, or None when the Router must make it."""
         if not self._deployments.get(model) or not parameters.keys() <= DIRECT_PARAMETERS:
