@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from llmtally.api_tokens import create_token, revoke_token, token_access
@@ -14,11 +12,9 @@ pytestmark = pytest.mark.sql
 USER = "google_key_checked"
 
 
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    with Database(db_url) as database:
-        database.execute("select public.llmtally_upsert_user(%s)", (USER,))
-        yield database
+@pytest.fixture(autouse=True)
+def _user(db: Database) -> None:
+    db.execute("select public.llmtally_upsert_user(%s)", (USER,))
 
 
 def _version(db: Database, token_id: int) -> tuple[str, object]:

@@ -60,7 +60,6 @@ def routed(
 def caller_of(gateway: RunningGateway, name: str) -> Caller:
     user_id = f"password_{name}_{time.monotonic_ns()}"
     gateway.runtime.ledger.upsert_user_sync(user_id)
-    gateway_of[user_id] = gateway
     token, _ = create_token(gateway.db, user_id, name="direct test")
     return Caller(user_id, token)
 
@@ -73,7 +72,7 @@ def agents_since(upstream: Upstream, behaviour: str, before: int) -> list[str]:
     return upstream.agents_of(behaviour)[before:]
 
 
-def comparable(row: dict[str, Any], caller: Caller) -> dict[str, Any]:
+def comparable(gateway: RunningGateway, row: dict[str, Any], caller: Caller) -> dict[str, Any]:
     shown = {name: row[name] for name in SAME}
     shown["first_token"] = row["first_token_ms"] is not None
     shown["end_user_is_the_key_owner"] = row["end_user"] == caller.user_id
@@ -84,12 +83,9 @@ def comparable(row: dict[str, Any], caller: Caller) -> dict[str, Any]:
     shown["attempts"] = [
         {k: v for k, v in attempt.items() if k not in ("first_token_ms", "latency_ms")}
         | {"first_token": attempt["first_token_ms"] is not None}
-        for attempt in attempts_of(gateway_of[row["user_profile_id"]], row["call_key"])
+        for attempt in attempts_of(gateway, row["call_key"])
     ]
     return shown
-
-
-gateway_of: dict[str, RunningGateway] = {}  # a caller's gateway, to read its attempts
 
 
 def attempts_of(gateway: RunningGateway, call_key: str) -> list[dict[str, Any]]:
@@ -127,7 +123,7 @@ def test_a_direct_call_answers_and_records_what_the_router_does(
         [agent] = agents_since(upstream, "ok", before)
         assert agent.startswith(DIRECT_AGENT if server is gateway else ROUTER_AGENT)
         [row] = server.wait_for_rows(caller.user_id, 1)
-        rows.append(comparable(row, caller))
+        rows.append(comparable(server, row, caller))
         assert server.reservations(caller.user_id) == 0
         assert_counters_match_ledger(server.db)
     assert replies[0] == replies[1] == (REPLY, PROMPT_TOKENS, COMPLETION_TOKENS)

@@ -10,7 +10,7 @@ import pytest
 from llmtally.analytics.service import LATENCY_BOUNDS_MS, month_split
 from llmtally.db import Database
 from llmtally.db.queries import query
-from tests.support.plans import table_scans
+from tests.support.plans import index_names, table_scans
 from tests.support.web_seed import ADA
 
 pytestmark = pytest.mark.sql  # the subject is SQL: runs on every server (tests/conftest.py)
@@ -39,19 +39,6 @@ QUERIES: dict[str, tuple[dict[str, Any], str | None]] = {
 }
 
 
-def _indexes(plan: object) -> set[str]:
-    found: set[str] = set()
-    if isinstance(plan, dict):
-        if "Index Name" in plan:
-            found.add(plan["Index Name"])
-        for value in plan.values():
-            found |= _indexes(value)
-    elif isinstance(plan, list):
-        for item in plan:
-            found |= _indexes(item)
-    return found
-
-
 @pytest.mark.parametrize("name", sorted(QUERIES))
 def test_dashboard_queries_use_the_rollup_or_an_index(seeded_db: Database, name: str) -> None:
     params, index = QUERIES[name]
@@ -62,4 +49,4 @@ def test_dashboard_queries_use_the_rollup_or_an_index(seeded_db: Database, name:
     assert scans, "the plan reads no table"
     assert not [s for s in scans if s[0] == "Seq Scan"], scans
     if index:
-        assert index in _indexes(plan), _indexes(plan)
+        assert index in index_names(plan), index_names(plan)

@@ -5,8 +5,8 @@ response retrieved or deleted in :mod:`llmtally.app.gateway.stored`.
 Every request is authenticated by an ``lt_`` API token (:mod:`llmtally.app.gateway.access`); the token's
 user is the user billed. Every call goes through :class:`llmtally.Budgets`: the worst case is reserved
 before the upstream is asked, LiteLLM's callback records each attempt (retries and fallbacks of the router
-included) and the ledger's row settles the reservation; a stream the client leaves is recorded as
-cancelled with what it received.
+included; the gateway itself for a direct call, :mod:`llmtally.app.gateway.direct`) and the ledger's row
+settles the reservation; a stream the client leaves is recorded as cancelled with what it received.
 """
 
 from __future__ import annotations

@@ -13,12 +13,12 @@ from typing import Any
 
 import aiohttp
 
-from llmtally.app.gateway.errors import GatewayError
+from llmtally.app.gateway.errors import GatewayError, upstream_error
 from llmtally.domain.events import Status, UsageEvent, UsageSource
 from llmtally.integrations.litellm.callback import api_host, token_types
 from llmtally.integrations.litellm.models import count_tokens
 from llmtally.integrations.litellm.prices import LITELLM_PRICES
-from llmtally.integrations.litellm.router import DirectDeployment
+from llmtally.integrations.litellm.router import TIMED_OUT, DirectDeployment, status_failure
 
 PROVIDER = "openai"
 # Statuses the Router retries, or falls back from, for a model without fallbacks: the call goes on through it.
@@ -60,21 +60,9 @@ class Failure:
         return 400 <= self.status < 500 and self.status not in RETRIED
 
     def answer(self) -> GatewayError:
-        """The client's answer, as :func:`llmtally.integrations.litellm.router.upstream_failure` gives it."""
-        if self.name == "Timeout":
-            message = f"the upstream provider timed out: {self.message}"
-            return GatewayError(504, message, type="timeout", code="upstream_timeout")
-        if self.status == 429:
-            headers = {"retry-after": self.retry_after} if self.retry_after else None
-            code = "upstream_rate_limited"
-            return GatewayError(429, self.message, type="rate_limit_error", code=code, headers=headers)
-        if self.status in (401, 403):
-            message = f"the upstream provider refused the gateway's credentials: {self.message}"
-            return GatewayError(502, message, type="upstream_error", code="upstream_auth_failed")
-        if self.status in (400, 422):
-            return GatewayError(400, self.message, type="invalid_request_error", code="upstream_refused_request")
-        message = f"the upstream provider failed: {self.message}"
-        return GatewayError(502, message, type="upstream_error", code="upstream_failed")
+        """The client's answer: what the Router's failure of the same status is told as."""
+        status = TIMED_OUT if self.name == "Timeout" else self.status
+        return upstream_error(status_failure(status, self.message, self.retry_after))
 
 
 # What a failed or broken connection to the upstream raises (aiohttp's errors and its timeouts).

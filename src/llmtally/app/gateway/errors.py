@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmtally.errors import BudgetExceeded, DatabaseError, LlmtallyError, RateLimited, UserInputError
-from llmtally.integrations.litellm.router import upstream_failure
+from llmtally.integrations.litellm.router import UpstreamFailure, upstream_failure
 
 log = logging.getLogger("llmtally.gateway")
 
@@ -61,6 +61,12 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
     return GatewayError(400, message, param=param, code=code)
 
 
+def upstream_error(failure: UpstreamFailure) -> GatewayError:
+    """An upstream's failure as the client gets it (with the upstream's Retry-After, if it gave one)."""
+    headers = {"retry-after": failure.retry_after} if failure.retry_after else {}
+    return GatewayError(failure.status, failure.message, type=failure.type, code=failure.code, headers=headers)
+
+
 def from_exception(exc: BaseException) -> GatewayError:
     """The client's view of an error raised while serving a request."""
     if isinstance(exc, GatewayError):
@@ -90,8 +96,7 @@ def from_exception(exc: BaseException) -> GatewayError:
         )
     failure = upstream_failure(exc)
     if failure is not None:
-        headers = {"retry-after": failure.retry_after} if failure.retry_after else {}
-        return GatewayError(failure.status, failure.message, type=failure.type, code=failure.code, headers=headers)
+        return upstream_error(failure)
     if isinstance(exc, LlmtallyError):
         log.error("gateway: %s", exc)
         return GatewayError(500, str(exc), type="server_error", code="internal_error")

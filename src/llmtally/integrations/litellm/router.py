@@ -372,16 +372,31 @@ def upstream_failure(exc: BaseException) -> UpstreamFailure | None:
         return None
     detail = _first_line(exc)
     if isinstance(exc, litellm.Timeout):
-        return UpstreamFailure(504, "timeout", "upstream_timeout", f"the upstream provider timed out: {detail}")
+        return status_failure(TIMED_OUT, detail)
     if isinstance(exc, litellm.RateLimitError):
-        retry = _retry_after(exc)
-        return UpstreamFailure(429, "rate_limit_error", "upstream_rate_limited", detail, retry)
+        return status_failure(429, detail, _retry_after(exc))
     if isinstance(exc, litellm.ContextWindowExceededError | litellm.ContentPolicyViolationError):
-        return UpstreamFailure(400, "invalid_request_error", "upstream_refused_request", detail)
+        return status_failure(400, detail)
     if isinstance(exc, litellm.BadRequestError) and not isinstance(exc, litellm.AuthenticationError):
-        return UpstreamFailure(400, "invalid_request_error", "upstream_refused_request", detail)
+        return status_failure(400, detail)
     if isinstance(exc, litellm.AuthenticationError | litellm.PermissionDeniedError):
-        # The gateway's own credentials for the provider: not the client's mistake.
+        return status_failure(401, detail)
+    return status_failure(502, detail)
+
+
+TIMED_OUT = 408  # the status :func:`status_failure` takes for an upstream that did not answer in time
+
+
+def status_failure(status: int, detail: str, retry_after: str | None = None) -> UpstreamFailure:
+    """How an upstream's failed answer is told to the client, by its HTTP status (:data:`TIMED_OUT` for
+    no answer in time, 0 for no answer at all): what a LiteLLM error of that status is told as."""
+    if status == TIMED_OUT:
+        return UpstreamFailure(504, "timeout", "upstream_timeout", f"the upstream provider timed out: {detail}")
+    if status == 429:
+        return UpstreamFailure(429, "rate_limit_error", "upstream_rate_limited", detail, retry_after)
+    if status in (400, 422):
+        return UpstreamFailure(400, "invalid_request_error", "upstream_refused_request", detail)
+    if status in (401, 403):  # the gateway's own credentials for the provider: not the client's mistake
         message = f"the upstream provider refused the gateway's credentials: {detail}"
         return UpstreamFailure(502, "upstream_error", "upstream_auth_failed", message)
     return UpstreamFailure(502, "upstream_error", "upstream_failed", f"the upstream provider failed: {detail}")
