@@ -70,9 +70,11 @@ LINTS: dict[str, tuple[str, str, list[str]]] = {
             "select p.oid::regprocedure::text from pg_proc p where p.pronamespace = 'public'::regnamespace"
             " and (has_function_privilege('anon', p.oid, 'EXECUTE')"
             "      or has_function_privilege('authenticated', p.oid, 'EXECUTE'))"
-            # The one exception (docs/security.md): date arithmetic that reads no table, called by the
-            # view user_budget_status, which runs as the user (security_invoker).
-            " and p.oid::regprocedure::text <> 'llmtally_period_bounds(text,timestamp with time zone,text)'"
+            # The two exceptions (docs/security.md), both called by the view user_budget_status, which runs
+            # as the user (security_invoker): date arithmetic that reads no table, and a sum that reads
+            # as its caller, under row-level security.
+            " and p.oid::regprocedure::text not in ('llmtally_period_bounds(text,timestamp with time zone,text)',"
+            "   'llmtally_spent(text,timestamp with time zone,timestamp with time zone)')"
         ),
         "create function public.lint_probe() returns int language sql set search_path = '' as 'select 1'",
         ["lint_probe()"],
