@@ -71,9 +71,7 @@ def test_the_spend_of_any_period_equals_the_sum_of_its_calls(db: Database) -> No
     for zone in ("UTC", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu", "Pacific/Chatham"):
         for period in ("daily", "weekly", "monthly"):
             for at in (base + dt.timedelta(days=d, hours=h) for d in (3, 11, 38) for h in (1, 13)):
-                bounds = db.fetch_one(
-                    "select starts, ends from llmtally_period_bounds(%s, %s, %s)", (period, at, zone)
-                )
+                bounds = db.fetch_one("select starts, ends from llmtally_period_bounds(%s, %s, %s)", (period, at, zone))
                 assert bounds is not None
                 periods.append((bounds["starts"], bounds["ends"]))
     for _ in range(60):
