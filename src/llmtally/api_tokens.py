@@ -13,6 +13,7 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -139,11 +140,14 @@ def token_access(db: Database, token: str) -> TokenAccess | None:
     """What a valid (known, unrevoked, unexpired) token grants, else None."""
     if not looks_like_token(token):
         return None
-    rows = db.fetch_all_in_transaction(query("check_api_token"), {"token_hash": token_hash(token)})
-    if not rows:
-        return None
-    models = rows[0]["models"]
-    return TokenAccess(str(rows[0]["user_id"]), None if models is None else frozenset(models), rows[0]["end_users"])
+    rows = db.fetch_all_autocommit(query("check_api_token"), {"token_hash": token_hash(token)})
+    return access_of(rows[0]) if rows else None
+
+
+def access_of(row: dict[str, Any]) -> TokenAccess:
+    """A valid token's grant from its row (``user_id``, ``models``, ``end_users``)."""
+    models = row["models"]
+    return TokenAccess(str(row["user_id"]), None if models is None else frozenset(models), bool(row["end_users"]))
 
 
 def token_user(db: Database, token: str) -> str | None:

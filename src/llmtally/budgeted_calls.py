@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from llmtally.budgets import (
     Alert,
@@ -39,6 +40,7 @@ from llmtally.ledger.ledger import Ledger
 
 log = logging.getLogger("llmtally.budgets")
 
+_T = TypeVar("_T")
 _BACKGROUND: set[asyncio.Future[Any]] = set()  # releases still running after a cancelled reservation
 
 
@@ -100,19 +102,39 @@ class Budgets:
         ``outputs``: how many completions of up to ``max_tokens`` the call makes.
         """
         call_id = call_id or str(uuid.uuid4())
-        est = max(
+        est = self.estimate(model, messages, max_tokens=max_tokens, billed_models=billed_models, outputs=outputs)
+        db = self.db
+        await self.reserving(call_id, functools.partial(reserve, db, user_id, call_id, est, ttl_s=self.ttl_s))
+        return call_id, est
+
+    def estimate(
+        self,
+        model: str,
+        messages: Any,
+        *,
+        max_tokens: int | None = None,
+        billed_models: Sequence[str] = (),
+        outputs: int = 1,
+    ) -> Estimate:
+        """The worst case of a call: the dearest of ``billed_models`` (empty: ``model``), see :meth:`reserve`."""
+        return max(
             (
                 estimate(m, messages, max_tokens, default_max_tokens=self.default_max_tokens, outputs=outputs)
                 for m in (billed_models or (model,))
             ),
             key=lambda e: (e.usd is not None, e.usd or 0),
         )
+
+    async def reserving(self, call_id: str, reserve_call: Callable[[], _T]) -> _T:
+        """Run ``reserve_call`` (blocking: it reserves ``call_id``) in a thread and return what it
+        returns. If the caller is cancelled meanwhile, the reservation may still commit: it is released
+        once it has (the call is never made)."""
         db = self.db
-        pending = asyncio.ensure_future(asyncio.to_thread(reserve, db, user_id, call_id, est, ttl_s=self.ttl_s))
+        pending = asyncio.ensure_future(asyncio.to_thread(reserve_call))
         try:
-            await asyncio.shield(pending)
+            return await asyncio.shield(pending)
         except asyncio.CancelledError:
-            # The reservation may still commit: release it once it has (the call is never made).
+
             def release_when_done(done: asyncio.Future[Any]) -> None:
                 if not done.cancelled() and done.exception() is None:
                     task = asyncio.ensure_future(asyncio.to_thread(release, db, call_id))
@@ -121,7 +143,6 @@ class Budgets:
 
             pending.add_done_callback(release_when_done)
             raise
-        return call_id, est
 
     async def status(self, user_id: str) -> list[BudgetStatus]:
         return await asyncio.to_thread(budget_status, self.db, user_id)
@@ -144,12 +165,15 @@ class Budgets:
         session_id: str | None = None,
         call: Callable[..., Awaitable[Any]] | None = None,
         billed_models: Sequence[str] = (),
+        reserved: tuple[str, Estimate] | None = None,
         **kwargs: Any,
     ) -> Any:
         """``litellm.acompletion`` after a reservation; a stream comes back as a :class:`BudgetedStream`.
 
         ``call`` makes the call instead of ``litellm.acompletion`` (a LiteLLM Router's ``acompletion``), with
         the same arguments; ``billed_models`` are the models it may bill (see :meth:`reserve`).
+        ``reserved``: the call id and estimate of a reservation already made for this call (the gateway
+        reserves as it checks the key, :mod:`llmtally.admission`); then none is made here.
         """
         return await self._call(
             _Call(call or calls.acompletion, user_id, model, messages, max_tokens, "max_tokens", stream),
@@ -157,6 +181,7 @@ class Budgets:
             session_id=session_id,
             billed_models=billed_models,
             request={"messages": messages, "stream": stream, **kwargs},
+            reserved=reserved,
         )
 
     async def atext_completion(
@@ -245,11 +270,12 @@ class Budgets:
         session_id: str | None = None,
         outputs: int = 1,
         metadata_param: str = "metadata",
+        reserved: tuple[str, Estimate] | None = None,
     ) -> Any:
-        """Reserve, call, and make sure the call is recorded however it ends. A ``user`` in ``request`` is
-        the call's end user (a team key's member); without one the billed user is."""
+        """Reserve (unless ``reserved``), call, and make sure the call is recorded however it ends. A
+        ``user`` in ``request`` is the call's end user (a team key's member); without one the billed user is."""
         named = request.pop("user", None)
-        call_id, est = await self.reserve(
+        call_id, est = reserved or await self.reserve(
             what.user_id,
             what.model,
             what.messages,

@@ -348,7 +348,7 @@ def reserve(
     """Reserve ``est`` for ``user_id``; raise :class:`BudgetExceeded` or :class:`RateLimited` if it does not fit."""
     if not user_id:
         raise UserInputError("user_id must not be empty")
-    row = db.fetch_all(
+    row = db.fetch_all_autocommit(
         query("reserve"),
         {
             "user_id": user_id,
@@ -362,28 +362,39 @@ def reserve(
             "at": at,
         },
     )[0]
-    if row["allowed"]:
-        return row
-    if row["reason"] in ("rpm", "tpm"):
+    refused = refusal(row, est)
+    if refused is not None:
+        raise refused
+    return row
+
+
+def refusal(decision: dict[str, Any], est: Estimate) -> BudgetExceeded | RateLimited | None:
+    """What a refused reservation raises (counted in the metrics), from ``public.llmtally_reserve``'s
+    decision; None when it was allowed."""
+    if decision["allowed"]:
+        return None
+    if decision["reason"] in ("rpm", "tpm"):
         metrics.RATE_LIMIT_REFUSALS.inc()
-        retry = row["retry_after_seconds"]
-        raise RateLimited(
-            retry_after=None if retry is None else float(retry), kind=row["reason"], limit=int(row["limit_amount"])
+        retry = decision["retry_after_seconds"]
+        return RateLimited(
+            retry_after=None if retry is None else float(retry),
+            kind=decision["reason"],
+            limit=int(decision["limit_amount"]),
         )
     metrics.BUDGET_REFUSALS.inc()
-    unit = row["budget_unit"]
+    unit = decision["budget_unit"]
     limit, spent, reserved, requested = (
-        _shown(row[k], unit) for k in ("limit_amount", "spent", "reserved", "requested")
+        _shown(decision[k], unit) for k in ("limit_amount", "spent", "reserved", "requested")
     )
-    raise BudgetExceeded(
+    return BudgetExceeded(
         limit=limit,
         spent=spent,
         reserved=reserved,
         requested=requested,
-        resets_at=None if row["period"] == "lifetime" else row["resets_at"],
-        period=row["period"],
+        resets_at=None if decision["period"] == "lifetime" else decision["resets_at"],
+        period=decision["period"],
         unit=unit,
-        unpriced_model=est.model if row["reason"] == "unpriced" else None,
+        unpriced_model=est.model if decision["reason"] == "unpriced" else None,
     )
 
 

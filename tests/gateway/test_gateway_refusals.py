@@ -48,6 +48,35 @@ def test_no_key_a_bad_key_and_a_session_token_are_401(gateway: RunningGateway, c
         client.models.list()
 
 
+def test_the_key_is_checked_before_the_request_whatever_is_wrong_with_it(
+    gateway: RunningGateway, caller: Caller
+) -> None:
+    """A chat completion checks its key and reserves in one statement only when the request is sound; any
+    other is answered as every route answers: 401 for the key first, then 400 or 403, nothing reserved."""
+    bad_key = Caller(caller.user_id, "lt_" + "z" * 43)
+    narrow, _ = create_token(gateway.db, caller.user_id, name="narrow", models=["llmtally/demo"])
+    wrong = [
+        b"{not json",
+        {**CHAT, "messages": []},
+        {**CHAT, "model": "gpt-5-unlisted"},
+        {**CHAT, "max_tokens": -1},
+        {**CHAT, "metadata": {"tags": "not-a-list"}},
+        {**CHAT, "user": "\x00"},
+        CHAT,
+    ]
+    for body in wrong:
+        assert error_of(post(gateway, bad_key, body), 401)["code"] == "invalid_api_key", body
+    assert error_of(post(gateway, caller, b"{not json"), 400)["type"] == "invalid_request_error"
+    assert error_of(post(gateway, caller, {**CHAT, "model": "gpt-5-unlisted"}), 403)["code"] == "model_not_allowed"
+    assert error_of(post(gateway, Caller(caller.user_id, narrow), CHAT), 403)["code"] == "model_not_allowed"
+    assert gateway.reservations(caller.user_id) == 0
+    assert gateway.db.fetch_all("select 1 from refusals where user_id = %s", (caller.user_id,)) == []
+    # A `user` this key may not name is left out, as from any key without end users: the call goes on.
+    assert post(gateway, caller, {**CHAT, "user": "\x00"}).status_code == 200
+    [row] = gateway.wait_for_rows(caller.user_id, 1)
+    assert row["end_user"] == caller.user_id
+
+
 def test_a_revoked_key_is_refused_at_once(gateway: RunningGateway, caller: Caller) -> None:
     assert post(gateway, caller, CHAT).status_code == 200
     revoke_token(gateway.db, shown_prefix(caller.token))

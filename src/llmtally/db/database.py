@@ -336,6 +336,19 @@ class Database:
             cur.execute(sql, params)
             return cur.fetchall()
 
+    def fetch_all_autocommit(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
+        """Run one statement as its own transaction and return its rows: committed when it returns, in
+        one round trip (no ``BEGIN`` before it, no ``COMMIT`` after it, as :meth:`fetch_all` sends)."""
+        with self.connection() as conn:
+            conn.autocommit = True
+            try:
+                with conn.cursor(row_factory=dict_row) as cur:
+                    cur.execute(sql, params)
+                    return cur.fetchall()
+            finally:
+                if not conn.closed:  # a broken connection is dropped by the pool
+                    conn.autocommit = False
+
     def stream(self, sql: str, params: Sequence[Any] | dict[str, Any] = (), *, batch: int = 2000) -> Iterator[Row]:
         """Rows of a query read through a server-side cursor, ``batch`` at a time: bounded memory."""
         with (

@@ -7,16 +7,19 @@ the database on each request, so a revoked token is refused at once); the token'
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
 
+from llmtally.admission import admit_keyed_call
 from llmtally.api_tokens import PREFIX, TokenAccess, shown_prefix, token_access
 from llmtally.app.gateway.direct import DirectCalls
 from llmtally.app.gateway.errors import GatewayError, from_exception
 from llmtally.app.gateway.requests import end_user, request_tags
 from llmtally.budgeted_calls import Budgets
+from llmtally.budgets import Estimate
 from llmtally.db.database import Database
 from llmtally.integrations.litellm.router import GatewayRouter
 
@@ -44,20 +47,47 @@ def _unauthorized(message: str) -> GatewayError:
     return GatewayError(401, message, code="invalid_api_key", headers={"www-authenticate": "Bearer"})
 
 
-async def authenticate(gateway: Gateway, request: Request) -> Caller:
+_UNKNOWN_KEY = "the API key is unknown, revoked or expired"
+
+
+def bearer_credential(request: Request) -> str:
+    """The ``lt_`` key of ``Authorization: Bearer lt_...``; 401 when it is missing or not one."""
     scheme, _, credential = request.headers.get("authorization", "").partition(" ")
     credential = credential.strip()
     if not scheme:
         raise _unauthorized("you didn't provide an API key: send 'Authorization: Bearer lt_...' (llmtally tokens)")
     if scheme.lower() != "bearer" or not credential.startswith(PREFIX):
         raise _unauthorized("the Authorization header must be 'Bearer lt_...' with an llmtally API token")
+    return credential
+
+
+async def authenticate(gateway: Gateway, request: Request) -> Caller:
+    credential = bearer_credential(request)
     try:
         access = await asyncio.to_thread(token_access, gateway.db, credential)
     except Exception as exc:
         raise from_exception(exc) from None
     if access is None:
-        raise _unauthorized("the API key is unknown, revoked or expired")
+        raise _unauthorized(_UNKNOWN_KEY)
     return Caller(access.user_id, shown_prefix(credential), access)
+
+
+async def admit(gateway: Gateway, credential: str, model: str, call_id: str, est: Estimate) -> Caller:
+    """Check the key and reserve the call in one statement (:mod:`llmtally.admission`): 401 for a key
+    that is not valid, 403 for a model outside its allow-list (nothing reserved either way), 402 or 429
+    when the budget or a rate limit refuses the call."""
+    admitting = functools.partial(
+        admit_keyed_call, gateway.db, credential, model, call_id, est, ttl_s=gateway.budgets.ttl_s
+    )
+    try:
+        admission = await gateway.budgets.reserving(call_id, admitting)
+    except Exception as exc:
+        raise from_exception(exc) from None
+    if admission.access is None:
+        raise _unauthorized(_UNKNOWN_KEY)
+    if not admission.reserved:
+        raise _model_not_allowed(model)
+    return Caller(admission.access.user_id, shown_prefix(credential), admission.access)
 
 
 def models_of(gateway: Gateway, caller: Caller) -> list[str]:
@@ -65,15 +95,19 @@ def models_of(gateway: Gateway, caller: Caller) -> list[str]:
     return [name for name in gateway.router.model_names if caller.access.may_use(name)]
 
 
+def _model_not_allowed(model: str) -> GatewayError:
+    return GatewayError(
+        403,
+        f"the model {model!r} is not available to this key (GET /v1/models lists the models it may use)",
+        type="invalid_request_error",
+        code="model_not_allowed",
+        param="model",
+    )
+
+
 def allowed_model(gateway: Gateway, caller: Caller, model: str) -> None:
     if model not in gateway.router.model_names or not caller.access.may_use(model):
-        raise GatewayError(
-            403,
-            f"the model {model!r} is not available to this key (GET /v1/models lists the models it may use)",
-            type="invalid_request_error",
-            code="model_not_allowed",
-            param="model",
-        )
+        raise _model_not_allowed(model)
 
 
 def call_metadata(caller: Caller, tags: list[str]) -> dict[str, Any]:

@@ -17,10 +17,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from llmtally.app.gateway.access import Gateway, authenticate, billed_call, models_of
+from llmtally.app.gateway.admitted import admitted_chat
 from llmtally.app.gateway.completions import add_completion_routes
 from llmtally.app.gateway.direct import DirectReply
 from llmtally.app.gateway.errors import GatewayError, from_exception, install_error_handlers
-from llmtally.app.gateway.requests import chat_request, embedding_request, json_body
+from llmtally.app.gateway.requests import embedding_request, json_body
 from llmtally.app.gateway.stored import add_stored_response_routes
 from llmtally.app.gateway.streaming import EventStreamResponse, sse_events
 from llmtally.budgeted_calls import BudgetedStream
@@ -54,17 +55,19 @@ def build_gateway(gateway: Gateway) -> FastAPI:
 
     @api.post("/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        caller = await authenticate(gateway, request)
-        body = json_body(await request.body())
-        chat = chat_request(body)
-        direct = gateway.direct.chat_call(chat.model, chat.parameters) if gateway.direct is not None else None
-        billed = billed_call(gateway, caller, request, body, chat.model, direct or router.acompletion)
+        admitted = await admitted_chat(gateway, request)  # the key checked, the call reserved
+        chat = admitted.chat
         passed: dict[str, Any] = dict(chat.parameters)
         if chat.stream:  # the upstream's own count of a stream, whatever the client asked
             passed["stream_options"] = {"include_usage": True}
         try:
             response = await gateway.budgets.acompletion(
-                **billed, messages=chat.messages, max_tokens=chat.max_tokens, stream=chat.stream, **passed
+                **admitted.billed,
+                messages=chat.messages,
+                max_tokens=chat.max_tokens,
+                stream=chat.stream,
+                reserved=admitted.reserved,
+                **passed,
             )
         except Exception as exc:
             raise from_exception(exc) from None
