@@ -44,7 +44,8 @@ def ingest(db: Database, workload: Workload, events: int, *, reserve: bool) -> f
                 conn.cursor().executemany(
                     "insert into budget_reservations (litellm_call_id, user_id, usd, tokens, expires_at)"
                     " values (%s, %s, 0.01, 1000, now() + interval '1 hour')",
-                    [(e.litellm_call_id, e.user_profile_id or "anonymous") for e in batch],
+                    # A failure keeps its reservation (a retry of the call may follow): none is made for it.
+                    [(e.litellm_call_id, e.user_profile_id or "anonymous") for e in batch if e.status != "failure"],
                 )
     began = time.perf_counter()
     for batch in batches:
@@ -91,7 +92,7 @@ def main() -> None:
             api.set_budget(db, "google_1", "monthly", limit_usd=Decimal(1_000_000))
             est = api.Estimate("gpt-4o-mini", "openai", 100, 500, Decimal("0.0003"), None)
             have = 0
-            for calls in (0, 1_000, 10_000):
+            for calls in (0, 1_000, 10_000, 100_000):
                 if calls > have:
                     db.execute(
                         "insert into request_logs (user_profile_id, litellm_call_id, model, cost_status, total_cost,"

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from llmtally.app.chat_theme import write_chat_files
 from llmtally.app.config import LOCAL_USER, AppSettings, auth_secret, password_logins
 from llmtally.app.gateway import build_gateway
+from llmtally.app.gateway.chat import ChatCompletions
 from llmtally.app.gateway.server import gateway_for
 from llmtally.app.identity import password_identity
 from llmtally.app.models import available_models
@@ -249,6 +250,7 @@ def build_app() -> FastAPI:
     origin = origin_of(runtime.app.url)
     if origin is None:
         raise ConfigurationError(f"LLMTALLY_PUBLIC_URL must be an http(s) URL (got {runtime.app.url!r})")
+    app.add_middleware(ChatCompletions, gateway=gateway)  # POST /v1/chat/completions, inside the guards
     app.add_middleware(LocalAssetsOnly)  # Chainlit's page without its CDN links
     app.add_middleware(SessionCheck, state=state)  # inside the guards: origins are checked first
     install_guards(app, GuardPolicy(origin=origin))

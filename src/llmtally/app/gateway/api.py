@@ -17,14 +17,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from llmtally.app.gateway.access import Gateway, authenticate, billed_call, models_of
-from llmtally.app.gateway.admitted import admitted_chat
+from llmtally.app.gateway.chat import chat_completion
 from llmtally.app.gateway.completions import add_completion_routes
-from llmtally.app.gateway.direct import DirectReply
 from llmtally.app.gateway.errors import GatewayError, from_exception, install_error_handlers
 from llmtally.app.gateway.requests import embedding_request, json_body
 from llmtally.app.gateway.stored import add_stored_response_routes
-from llmtally.app.gateway.streaming import EventStreamResponse, sse_events
-from llmtally.budgeted_calls import BudgetedStream
 
 __all__ = ["CREATED", "Gateway", "build_gateway"]
 
@@ -55,27 +52,7 @@ def build_gateway(gateway: Gateway) -> FastAPI:
 
     @api.post("/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        admitted = await admitted_chat(gateway, request)  # the key checked, the call reserved
-        chat = admitted.chat
-        passed: dict[str, Any] = dict(chat.parameters)
-        if chat.stream:  # the upstream's own count of a stream, whatever the client asked
-            passed["stream_options"] = {"include_usage": True}
-        try:
-            response = await gateway.budgets.acompletion(
-                **admitted.billed,
-                messages=chat.messages,
-                max_tokens=chat.max_tokens,
-                stream=chat.stream,
-                reserved=admitted.reserved,
-                **passed,
-            )
-        except Exception as exc:
-            raise from_exception(exc) from None
-        if isinstance(response, BudgetedStream):
-            return EventStreamResponse(sse_events(response, chat.include_usage))
-        if isinstance(response, DirectReply):  # the upstream's own JSON
-            return Response(response.body, media_type="application/json")
-        return JSONResponse(response.model_dump(mode="json"))
+        return await chat_completion(gateway, request)  # served by the ChatCompletions layer in front
 
     @api.post("/embeddings")
     async def embeddings(request: Request) -> Response:

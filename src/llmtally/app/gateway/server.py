@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from llmtally.app.gateway.api import Gateway, build_gateway
+from llmtally.app.gateway.chat import ChatCompletions
 from llmtally.app.gateway.direct import DirectCalls
 from llmtally.app.web import GuardPolicy, install_guards
 from llmtally.app.web.origin import origin_of
@@ -85,5 +86,6 @@ def build_gateway_app(runtime: GatewayRuntime, public_url: str) -> FastAPI:
     origin = origin_of(public_url)
     if origin is None:
         raise ConfigurationError(f"LLMTALLY_PUBLIC_URL must be an http(s) URL (got {public_url!r})")
+    app.add_middleware(ChatCompletions, gateway=runtime.gateway)  # inside the guards
     install_guards(app, GuardPolicy(origin=origin))
     return app
