@@ -5,10 +5,10 @@ Proxy, after the rounds (both warm), each with ``py-spy record --pid`` attached 
 dependency: install it anywhere (``pip install py-spy`` in a virtualenv of its own) and name its
 executable; it needs the right to trace the process (root, or ptrace allowed).
 
-Every thread is sampled (the database threads of the token lookup and the reservation too) while it
+Every thread is sampled (the database threads of the key check and the reservation too) while it
 holds the GIL (``--gil``): what runs Python on a core, not what waits for the database or the network.
 Each sample is put in the first of these groups its stack contains, so the shares add up to 100 %: the
-token lookup, the reservation, the ledger (LiteLLM's callback into llmtally, the writer), LiteLLM's
+key check and the reservation, the ledger (LiteLLM's callback into llmtally, the writer), LiteLLM's
 logging, LiteLLM's stream wrapper, the rest of LiteLLM (the router, the OpenAI client, httpx), the
 gateway's own code (request parsing, the SSE relay), the HTTP server (uvicorn, h11, Starlette, FastAPI)
 and anything else (the event loop itself, JSON, ...). For the Proxy nearly every stack runs through
@@ -29,8 +29,10 @@ from bench.common import Report
 
 # (group, a pattern any frame of the stack matches), most specific first
 GROUPS: tuple[tuple[str, str], ...] = (
-    ("token lookup (lt_ key → user, in a thread)", r"\btoken_access \("),
-    ("budget reservation (estimate + reserve, in a thread)", r"llmtally/budgets\.py|\bestimate \(|\breserve \("),
+    (
+        "key check and reservation (the estimate, one statement in a thread)",
+        r"\btoken_access \(|llmtally/admission\.py|llmtally/budgets\.py|\bestimate \(|\breserve \(",
+    ),
     ("ledger: LiteLLM callback into llmtally, writer", r"llmtally/integrations/litellm/callback\.py|llmtally/ledger/"),
     ("direct call: the event and its price (llmtally + LiteLLM's cost)", r"direct_attempts\.py"),
     ("direct call: aiohttp to the upstream, SSE parsing", r"llmtally/app/gateway/direct\.py|aiohttp/"),

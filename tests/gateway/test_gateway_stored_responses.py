@@ -229,3 +229,24 @@ def test_include_is_passed_on_and_bad_input_is_400(gateway: RunningGateway, call
         assert answer.status_code == 400 and "Traceback" not in answer.text, answer.text
         assert answer.json()["error"]["param"] == param
     assert len(upstream.lookups_of(bill.id)) == 1
+
+
+def test_a_response_s_input_items_are_listed_for_its_own_user_only_and_nothing_is_billed(
+    gateway: RunningGateway, caller: Caller, upstream: Upstream
+) -> None:
+    response_id, bill = create(gateway, caller, upstream)
+    gateway.wait_for_rows(caller.user_id, 1)
+    calls = all_calls(gateway)
+    with sdk(gateway, caller) as client:
+        page = client.responses.input_items.list(response_id, limit=5, order="asc")
+    assert [(item.type, item.role) for item in page.data] == [("message", "user")]
+    assert [part.text for part in page.data[0].content] == ["Say something"]  # type: ignore[union-attr]
+    [lookup] = upstream.lookups_of(bill.id)
+    assert lookup.method == "GET items" and {"limit=5", "order=asc"} <= set(lookup.query.split("&"))
+    with sdk(gateway, new_caller(gateway)) as client, pytest.raises(openai.NotFoundError) as refused:
+        client.responses.input_items.list(response_id)
+    not_found(refused)
+    bad = httpx.get(f"{gateway.base_url}/responses/{response_id}/input_items?limit=0", headers=caller.headers)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "limit"
+    assert len(upstream.lookups_of(bill.id)) == 1  # neither the other key nor the bad page reached it
+    assert all_calls(gateway) == calls  # a listing is not a call

@@ -69,7 +69,7 @@ class Billed:
 
 @dataclass(frozen=True)
 class Lookup:
-    """A GET or DELETE of a stored response, as the upstream got it."""
+    """A GET ("GET items" for its input items) or DELETE of a stored response, as the upstream got it."""
 
     method: str
     behaviour: str
@@ -144,12 +144,13 @@ class Upstream:
 
     def _stored_response(self, handler: BaseHTTPRequestHandler, method: str) -> None:
         """GET or DELETE ``/{behaviour}/v1/responses/{id}``: the stored response, or a 404 as OpenAI's."""
-        found = re.fullmatch(r"([^/]+)/v1/responses/([^/?]+)(\?.*)?", handler.path.strip("/"))
-        if found is None:
+        found = re.fullmatch(r"([^/]+)/v1/responses/([^/?]+)(/input_items)?(\?.*)?", handler.path.strip("/"))
+        if found is None or (found.group(3) and method != "GET"):
             return _error(handler, 404, f"no route {method} {handler.path}")
-        behaviour, response_id = found.group(1), found.group(2)
+        behaviour, response_id, items = found.group(1), found.group(2), bool(found.group(3))
         with self._lock:
-            self.lookups.append(Lookup(method, behaviour, response_id, (found.group(3) or "").lstrip("?")))
+            query = (found.group(4) or "").lstrip("?")
+            self.lookups.append(Lookup("GET items" if items else method, behaviour, response_id, query))
             stored = self.stored.get(response_id)
             if stored is not None and method == "DELETE":
                 del self.stored[response_id]
@@ -157,7 +158,12 @@ class Upstream:
             return _error(handler, 404, f"Response with id '{response_id}' not found.", "invalid_request_error")
         if method == "DELETE":
             return _send_json(handler, {"id": response_id, "object": "response", "deleted": True})
-        return _send_json(handler, stored)
+        if items:
+            data = _input_items(stored["_input"], response_id)
+            first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
+            listed = {"object": "list", "data": data, "first_id": first, "last_id": last, "has_more": False}
+            return _send_json(handler, listed)
+        return _send_json(handler, {k: v for k, v in stored.items() if k != "_input"})
 
     # -- behaviour -----------------------------------------------------------------------------
     def _handle(
@@ -204,7 +210,7 @@ class Upstream:
         if endpoint == "responses":
             if kind != "midfail" and body.get("store") is not False:
                 with self._lock:
-                    self.stored[bill.id] = _response_payload(bill)[1]
+                    self.stored[bill.id] = {**_response_payload(bill)[1], "_input": body.get("input")}
             return _response(handler, bill, kind)
         usage = _usage(bill)
         if not stream:
@@ -306,6 +312,17 @@ def _pause(handler: BaseHTTPRequestHandler, kind: str) -> None:
     if kind == "slow":
         handler.wfile.flush()
         time.sleep(0.2)
+
+
+def _input_items(given: Any, response_id: str) -> list[dict[str, Any]]:
+    """A response's input as OpenAI lists it (``GET /responses/{id}/input_items``), newest first."""
+    messages = [{"role": "user", "content": given}] if isinstance(given, str) else list(given or [])
+    items = []
+    for i, message in enumerate(messages):
+        content = message.get("content")
+        parts = [{"type": "input_text", "text": content}] if isinstance(content, str) else list(content or [])
+        items.append({"id": f"msg_{response_id}_{i}", "type": "message", "role": message.get("role"), "content": parts})
+    return items[::-1]
 
 
 def _send_json(handler: BaseHTTPRequestHandler, payload: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""GET and DELETE /v1/responses/{response_id}: a stored response, retrieved or deleted at its provider.
+"""GET and DELETE /v1/responses/{response_id}: a stored response, retrieved or deleted at its provider, and
+GET /v1/responses/{response_id}/input_items, what it was asked.
 
 Isolation first: a key reaches only the responses made by calls billed to its own user (or team), and
 the database says which those are before the provider is asked. The LiteLLM callback stores the id of
@@ -8,8 +9,9 @@ retention. The lookup runs as the key's user, under row-level security. An id of
 response and an id nobody made get the same 404: the answer says nothing about other users.
 
 The request then goes to the deployment that made the response: LiteLLM's Router gave the response an id
-that encodes its deployment, and ``Router.aget_responses`` / ``adelete_responses`` decode it. Nothing is
-reserved or recorded for them: no model is called and nothing is billed (the callback skips these calls).
+that encodes its deployment, and ``Router.aget_responses``, ``adelete_responses`` and
+``alist_input_items`` decode it. Nothing is reserved or recorded for them: no model is called and nothing
+is billed (the callback skips these calls).
 
 ``previous_response_id`` in ``POST /v1/responses`` is held to the same rule: it would let the model read
 the earlier response, so another user's id is refused (400, as OpenAI refuses an unknown one).
@@ -31,6 +33,7 @@ from llmtally.integrations.litellm.router import is_not_found
 MAX_RESPONSE_ID_LENGTH = 1024
 MAX_INCLUDES = 20
 MAX_INCLUDE_LENGTH = 100
+MAX_ITEMS_PAGE = 100  # OpenAI's largest page of input items
 
 
 def _not_found(message: str) -> GatewayError:
@@ -101,8 +104,47 @@ def _includes(request: Request) -> list[str]:
     return values
 
 
+def _page(request: Request) -> dict[str, Any]:
+    """The page of input items asked for: OpenAI's ``limit`` (1 to 100, default 20), ``order``
+    (``desc`` by default), ``after`` and ``before`` (item ids), checked; ``include`` as for a retrieval."""
+    query = request.query_params
+    page: dict[str, Any] = {}
+    limit = query.get("limit")
+    if limit is not None:
+        if not limit.isdigit() or not 1 <= int(limit) <= MAX_ITEMS_PAGE:
+            raise bad_request(f"limit must be a whole number from 1 to {MAX_ITEMS_PAGE}", "limit")
+        page["limit"] = int(limit)
+    order = query.get("order")
+    if order is not None:
+        if order not in ("asc", "desc"):
+            raise bad_request("order must be 'asc' or 'desc'", "order")
+        page["order"] = order
+    for name in ("after", "before"):
+        value = query.get(name)
+        if value is not None:
+            if not value or len(value) > MAX_RESPONSE_ID_LENGTH or not value.isprintable():
+                raise bad_request(f"{name} must be an item id (at most {MAX_RESPONSE_ID_LENGTH} characters)", name)
+            page[name] = value
+    include = _includes(request)
+    if include:
+        page["include"] = include
+    return page
+
+
 def add_stored_response_routes(api: FastAPI, gateway: Gateway) -> None:
     router = gateway.router
+
+    # Before the retrieval's route, whose ``:path`` would take ``/input_items`` as part of the id
+    @api.get("/responses/{response_id:path}/input_items")
+    async def response_input_items(request: Request, response_id: str) -> Response:
+        caller = await authenticate(gateway, request)
+        page = _page(request)
+        await _check_reachable(gateway, caller, response_id)
+        try:
+            items = await router.alist_input_items(response_id, **page)
+        except Exception as exc:
+            raise _upstream_error(exc, response_id) from None
+        return JSONResponse(items if isinstance(items, dict) else items.model_dump(mode="json", exclude_none=True))
 
     # ``:path``: LiteLLM's ids are base64, whose "/" a client sends as %2F (decoded before routing)
     @api.get("/responses/{response_id:path}")

@@ -344,6 +344,11 @@ class GatewayRouter:
         """``Router.adelete_responses``: the stored response deleted at the deployment its id names."""
         return await self._router.adelete_responses(response_id=response_id)
 
+    async def alist_input_items(self, response_id: str, **page: Any) -> Any:
+        """``Router.alist_input_items``: the input items of the stored response, asked of the deployment
+        its id names; ``page`` is OpenAI's ``after``, ``before``, ``limit``, ``order`` and ``include``."""
+        return await self._router.alist_input_items(response_id=response_id, **page)
+
 
 @dataclass(frozen=True)
 class UpstreamFailure:
