@@ -12,11 +12,13 @@ allow-list, and a budget or rate limit refuses the call as :func:`llmtally.budge
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from llmtally.api_tokens import TokenAccess, access_of, looks_like_token, token_hash
 from llmtally.budgets import Estimate, refusal
 from llmtally.db.database import Database
 from llmtally.db.queries import query
+from llmtally.db.statements import StatementPool
 
 
 @dataclass(frozen=True)
@@ -28,28 +30,21 @@ class Admission:
     reserved: bool
 
 
-def admit_keyed_call(
-    db: Database, token: str, model_group: str, call_id: str, est: Estimate, *, ttl_s: int
-) -> Admission:
-    """Check ``token``, and reserve ``est`` for its owner under ``call_id`` when it may use
-    ``model_group``; raises :class:`llmtally.BudgetExceeded` or :class:`llmtally.RateLimited` when
-    the reservation does not fit (nothing is reserved then)."""
-    if not looks_like_token(token):
-        return Admission(None, False)
-    rows = db.fetch_all_autocommit(
-        query("admit_keyed_call"),
-        {
-            "token_hash": token_hash(token),
-            "model_group": model_group,
-            "call_id": call_id,
-            "model": est.model,
-            "provider": est.provider,
-            "prompt_tokens": est.prompt_tokens,
-            "completion_tokens": est.completion_tokens,
-            "usd": est.usd,
-            "ttl_s": ttl_s,
-        },
-    )
+def _params(token: str, model_group: str, call_id: str, est: Estimate, ttl_s: int) -> dict[str, Any]:
+    return {
+        "token_hash": token_hash(token),
+        "model_group": model_group,
+        "call_id": call_id,
+        "model": est.model,
+        "provider": est.provider,
+        "prompt_tokens": est.prompt_tokens,
+        "completion_tokens": est.completion_tokens,
+        "usd": est.usd,
+        "ttl_s": ttl_s,
+    }
+
+
+def _admission(rows: list[dict[str, Any]], est: Estimate) -> Admission:
     if not rows:
         return Admission(None, False)
     row = rows[0]
@@ -60,3 +55,25 @@ def admit_keyed_call(
     if refused is not None:
         raise refused
     return Admission(access, True)
+
+
+def admit_keyed_call(
+    db: Database, token: str, model_group: str, call_id: str, est: Estimate, *, ttl_s: int
+) -> Admission:
+    """Check ``token``, and reserve ``est`` for its owner under ``call_id`` when it may use
+    ``model_group``; raises :class:`llmtally.BudgetExceeded` or :class:`llmtally.RateLimited` when
+    the reservation does not fit (nothing is reserved then)."""
+    if not looks_like_token(token):
+        return Admission(None, False)
+    rows = db.fetch_all_autocommit(query("admit_keyed_call"), _params(token, model_group, call_id, est, ttl_s))
+    return _admission(rows, est)
+
+
+async def aadmit_keyed_call(
+    statements: StatementPool, token: str, model_group: str, call_id: str, est: Estimate, *, ttl_s: int
+) -> Admission:
+    """:func:`admit_keyed_call` on the event loop (the gateway's path)."""
+    if not looks_like_token(token):
+        return Admission(None, False)
+    rows = await statements.fetch_all(query("admit_keyed_call"), _params(token, model_group, call_id, est, ttl_s))
+    return _admission(rows, est)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -104,7 +103,7 @@ class Budgets:
         call_id = call_id or str(uuid.uuid4())
         est = self.estimate(model, messages, max_tokens=max_tokens, billed_models=billed_models, outputs=outputs)
         db = self.db
-        await self.reserving(call_id, functools.partial(reserve, db, user_id, call_id, est, ttl_s=self.ttl_s))
+        await self.reserving(call_id, asyncio.to_thread(reserve, db, user_id, call_id, est, ttl_s=self.ttl_s))
         return call_id, est
 
     def estimate(
@@ -125,12 +124,13 @@ class Budgets:
             key=lambda e: (e.usd is not None, e.usd or 0),
         )
 
-    async def reserving(self, call_id: str, reserve_call: Callable[[], _T]) -> _T:
-        """Run ``reserve_call`` (blocking: it reserves ``call_id``) in a thread and return what it
-        returns. If the caller is cancelled meanwhile, the reservation may still commit: it is released
-        once it has (the call is never made)."""
+    async def reserving(self, call_id: str, reservation: Awaitable[_T]) -> _T:
+        """Await ``reservation`` (it reserves ``call_id``: a statement on the event loop, or a blocking
+        one in a thread) and return what it returns. It runs as a task of its own: if the caller is
+        cancelled meanwhile, the reservation may still commit, and it is released once it has (the call
+        is never made)."""
         db = self.db
-        pending = asyncio.ensure_future(asyncio.to_thread(reserve_call))
+        pending = asyncio.ensure_future(reservation)
         try:
             return await asyncio.shield(pending)
         except asyncio.CancelledError:

@@ -215,6 +215,7 @@ def build_app() -> FastAPI:
         yield
         if gateway.direct is not None:
             await gateway.direct.aclose()
+        await gateway.statements.aclose()
         stop_runtime()
 
     app = FastAPI(title="llmtally", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)

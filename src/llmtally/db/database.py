@@ -43,7 +43,7 @@ CONNECT_TIMEOUT_S = 10
 CONNECTION_KWARGS: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S, "prepare_threshold": None}
 Row = dict[str, Any]
 # json/jsonb numbers with a fraction become Decimal, so costs inside jsonb stay exact.
-_json_loads = functools.partial(json.loads, parse_float=Decimal)
+JSON_LOADS = functools.partial(json.loads, parse_float=Decimal)
 _actor: ContextVar[str | None] = ContextVar("llmtally_actor", default=None)
 
 
@@ -59,7 +59,7 @@ def acting_as(actor: str) -> Iterator[None]:
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
-    set_json_loads(_json_loads, conn)
+    set_json_loads(JSON_LOADS, conn)
 
 
 def redact(url: str) -> str:

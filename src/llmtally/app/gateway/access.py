@@ -7,13 +7,12 @@ the database on each request, so a revoked token is refused at once); the token'
 from __future__ import annotations
 
 import asyncio
-import functools
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
 
-from llmtally.admission import admit_keyed_call
+from llmtally.admission import aadmit_keyed_call
 from llmtally.api_tokens import PREFIX, TokenAccess, shown_prefix, token_access
 from llmtally.app.gateway.direct import DirectCalls
 from llmtally.app.gateway.errors import GatewayError, from_exception
@@ -21,6 +20,7 @@ from llmtally.app.gateway.requests import end_user, request_tags
 from llmtally.budgeted_calls import Budgets
 from llmtally.budgets import Estimate
 from llmtally.db.database import Database
+from llmtally.db.statements import StatementPool
 from llmtally.integrations.litellm.router import GatewayRouter
 
 TAGS_HEADER = "x-llmtally-tags"
@@ -28,11 +28,13 @@ TAGS_HEADER = "x-llmtally-tags"
 
 @dataclass(frozen=True)
 class Gateway:
-    """What the API needs: the database (keys), the budgets (reserve and record) and the router."""
+    """What the API needs: the database (keys), the budgets (reserve and record), the router, and the
+    statements run on the event loop."""
 
     db: Database
     budgets: Budgets
     router: GatewayRouter
+    statements: StatementPool  # the key check and reservation of a chat completion, on the event loop
     direct: DirectCalls | None = None  # chat completions sent to OpenAI-compatible upstreams without the Router
 
 
@@ -76,9 +78,7 @@ async def admit(gateway: Gateway, credential: str, model: str, call_id: str, est
     """Check the key and reserve the call in one statement (:mod:`llmtally.admission`): 401 for a key
     that is not valid, 403 for a model outside its allow-list (nothing reserved either way), 402 or 429
     when the budget or a rate limit refuses the call."""
-    admitting = functools.partial(
-        admit_keyed_call, gateway.db, credential, model, call_id, est, ttl_s=gateway.budgets.ttl_s
-    )
+    admitting = aadmit_keyed_call(gateway.statements, credential, model, call_id, est, ttl_s=gateway.budgets.ttl_s)
     try:
         admission = await gateway.budgets.reserving(call_id, admitting)
     except Exception as exc:

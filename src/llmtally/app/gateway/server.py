@@ -22,6 +22,7 @@ from llmtally.app.web import GuardPolicy, install_guards
 from llmtally.app.web.origin import origin_of
 from llmtally.budgeted_calls import Budgets
 from llmtally.db.database import Database
+from llmtally.db.statements import StatementPool
 from llmtally.errors import ConfigurationError
 from llmtally.integrations.litellm.router import GatewayConfig, GatewayRouter
 from llmtally.ledger.ledger import Ledger
@@ -34,7 +35,7 @@ def gateway_for(ledger: Ledger, db: Database, config: GatewayConfig) -> Gateway:
     """The gateway over a started ledger and an open pool (the router is built here: a bad config raises)."""
     router = GatewayRouter(config)
     direct = DirectCalls(router, ledger) if ledger.settings.gateway_direct else None
-    return Gateway(db=db, budgets=Budgets(ledger, db=db), router=router, direct=direct)
+    return Gateway(db=db, budgets=Budgets(ledger, db=db), router=router, statements=StatementPool(db), direct=direct)
 
 
 @dataclass
@@ -69,6 +70,7 @@ def build_gateway_app(runtime: GatewayRuntime, public_url: str) -> FastAPI:
         yield
         if runtime.gateway.direct is not None:
             await runtime.gateway.direct.aclose()
+        await runtime.gateway.statements.aclose()
         runtime.stop()
 
     app = FastAPI(title="llmtally gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
