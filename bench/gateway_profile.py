@@ -30,7 +30,7 @@ from bench.common import Report
 # (group, a pattern any frame of the stack matches), most specific first
 GROUPS: tuple[tuple[str, str], ...] = (
     (
-        "key check and reservation (the estimate, one statement in a thread)",
+        "key check and reservation (the estimate, one statement)",
         r"\btoken_access \(|llmtally/admission\.py|llmtally/budgets\.py|\bestimate \(|\breserve \(",
     ),
     ("ledger: LiteLLM callback into llmtally, writer", r"llmtally/integrations/litellm/callback\.py|llmtally/ledger/"),

@@ -28,11 +28,12 @@ async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
 
 class StatementPool:
     """Statements of their own (each its own transaction, in one round trip) on ``db``'s server, run on
-    the event loop, over at most ``max_size`` connections."""
+    the event loop, over at most ``max_size`` connections; a statement waits ``wait_s`` at most for one."""
 
-    def __init__(self, db: Database, *, max_size: int = 8) -> None:
+    def __init__(self, db: Database, *, max_size: int = 8, wait_s: float = 30.0) -> None:
         self._db = db
         self._max_size = max_size
+        self._wait_s = wait_s  # for a connection, as long as Database's pool waits, before DatabaseUnreachable
         self._pool: AsyncConnectionPool[Any] | None = None
         self._opening: asyncio.Lock | None = None
 
@@ -48,6 +49,7 @@ class StatementPool:
                     max_size=self._max_size,
                     kwargs={**CONNECTION_KWARGS, "autocommit": True},
                     configure=_configure,
+                    timeout=self._wait_s,
                     open=False,
                     name="llmtally-statements",
                 )
