@@ -3,8 +3,8 @@ the model, and the call's worst case reserved for the token's user (or team).
 
 The gateway checks a key and reserves a call's budget before it asks the upstream, on every call.
 Checking the token (:func:`llmtally.api_tokens.token_access`) and then reserving
-(:func:`llmtally.budgets.reserve`) takes two statements, each a round trip behind a thread hop;
-:func:`admit_keyed_call` is one (``admit_keyed_call`` in ``sql/queries/gateway.sql``) with the same
+(:func:`llmtally.budgets.reserve`) takes two statements, each a round trip; :func:`admit_keyed_call` is
+one (``admit_keyed_call`` in ``sql/queries/gateway.sql``), run on the event loop, with the same
 outcomes: an unknown, revoked or expired token reserves nothing, nor does a model outside the token's
 allow-list, and a budget or rate limit refuses the call as :func:`llmtally.budgets.reserve` does.
 """
@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmtally.api_tokens import TokenAccess, access_of, looks_like_token, token_hash
-from llmtally.budgets import Estimate, refusal
-from llmtally.db.database import Database
+from llmtally.budgets import Estimate, estimate_params, refusal
 from llmtally.db.queries import query
 from llmtally.db.statements import StatementPool
 
@@ -28,20 +27,6 @@ class Admission:
 
     access: TokenAccess | None
     reserved: bool
-
-
-def _params(token: str, model_group: str, call_id: str, est: Estimate, ttl_s: int) -> dict[str, Any]:
-    return {
-        "token_hash": token_hash(token),
-        "model_group": model_group,
-        "call_id": call_id,
-        "model": est.model,
-        "provider": est.provider,
-        "prompt_tokens": est.prompt_tokens,
-        "completion_tokens": est.completion_tokens,
-        "usd": est.usd,
-        "ttl_s": ttl_s,
-    }
 
 
 def _admission(rows: list[dict[str, Any]], est: Estimate) -> Admission:
@@ -57,23 +42,14 @@ def _admission(rows: list[dict[str, Any]], est: Estimate) -> Admission:
     return Admission(access, True)
 
 
-def admit_keyed_call(
-    db: Database, token: str, model_group: str, call_id: str, est: Estimate, *, ttl_s: int
+async def admit_keyed_call(
+    statements: StatementPool, token: str, model_group: str, call_id: str, est: Estimate, *, ttl_s: int
 ) -> Admission:
     """Check ``token``, and reserve ``est`` for its owner under ``call_id`` when it may use
     ``model_group``; raises :class:`llmtally.BudgetExceeded` or :class:`llmtally.RateLimited` when
-    the reservation does not fit (nothing is reserved then)."""
+    the reservation does not fit (nothing is reserved then). Runs on the event loop."""
     if not looks_like_token(token):
         return Admission(None, False)
-    rows = db.fetch_all_autocommit(query("admit_keyed_call"), _params(token, model_group, call_id, est, ttl_s))
-    return _admission(rows, est)
-
-
-async def aadmit_keyed_call(
-    statements: StatementPool, token: str, model_group: str, call_id: str, est: Estimate, *, ttl_s: int
-) -> Admission:
-    """:func:`admit_keyed_call` on the event loop (the gateway's path)."""
-    if not looks_like_token(token):
-        return Admission(None, False)
-    rows = await statements.fetch_all(query("admit_keyed_call"), _params(token, model_group, call_id, est, ttl_s))
+    params = {"token_hash": token_hash(token), "model_group": model_group, "call_id": call_id, "ttl_s": ttl_s}
+    rows = await statements.fetch_all(query("admit_keyed_call"), {**params, **estimate_params(est)})
     return _admission(rows, est)

@@ -336,6 +336,17 @@ def estimate(
     return Estimate(bare, provider, prompt, completion, usd, send)
 
 
+def estimate_params(est: Estimate) -> dict[str, Any]:
+    """The estimate as the reservation's query parameters (``reserve``, ``admit_keyed_call``)."""
+    return {
+        "model": est.model,
+        "provider": est.provider,
+        "prompt_tokens": est.prompt_tokens,
+        "completion_tokens": est.completion_tokens,
+        "usd": est.usd,
+    }
+
+
 def reserve(
     db: Database,
     user_id: str,
@@ -350,17 +361,7 @@ def reserve(
         raise UserInputError("user_id must not be empty")
     row = db.fetch_all_autocommit(
         query("reserve"),
-        {
-            "user_id": user_id,
-            "call_id": call_id,
-            "model": est.model,
-            "provider": est.provider,
-            "prompt_tokens": est.prompt_tokens,
-            "completion_tokens": est.completion_tokens,
-            "usd": est.usd,
-            "ttl_s": ttl_s,
-            "at": at,
-        },
+        {"user_id": user_id, "call_id": call_id, **estimate_params(est), "ttl_s": ttl_s, "at": at},
     )[0]
     refused = refusal(row, est)
     if refused is not None:

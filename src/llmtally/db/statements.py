@@ -2,9 +2,9 @@
 
 :class:`llmtally.db.Database` is synchronous: an async caller runs its statements in a thread
 (``asyncio.to_thread``). On the gateway's busiest path, a statement on every request, the thread hop
-itself (handing the call to a worker, waking the loop, the GIL going back and forth) cost more than the
-statement: run on the event loop instead, the same statement left the gateway 0.5 ms of CPU and 0.9 ms
-of added latency lighter per request (docs/benchmarks.md, part 7). The pool is opened in the running
+(handing the call to a worker, waking the loop, the GIL going back and forth) is a cost of its own: run
+on the event loop instead, the same statement took the gateway's CPU per streamed request from 1.63 to
+1.53 ms at 1 stream and from 1.81 to 1.53 ms at 50 (docs/benchmarks.md, part 7). The pool is opened in the running
 loop on first use and closed by :meth:`StatementPool.aclose` (the gateway's shutdown).
 """
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import Request
 
-from llmtally.admission import aadmit_keyed_call
+from llmtally.admission import admit_keyed_call
 from llmtally.api_tokens import PREFIX, TokenAccess, shown_prefix, token_access
 from llmtally.app.gateway.direct import DirectCalls
 from llmtally.app.gateway.errors import GatewayError, from_exception
@@ -78,7 +78,7 @@ async def admit(gateway: Gateway, credential: str, model: str, call_id: str, est
     """Check the key and reserve the call in one statement (:mod:`llmtally.admission`): 401 for a key
     that is not valid, 403 for a model outside its allow-list (nothing reserved either way), 402 or 429
     when the budget or a rate limit refuses the call."""
-    admitting = aadmit_keyed_call(gateway.statements, credential, model, call_id, est, ttl_s=gateway.budgets.ttl_s)
+    admitting = admit_keyed_call(gateway.statements, credential, model, call_id, est, ttl_s=gateway.budgets.ttl_s)
     try:
         admission = await gateway.budgets.reserving(call_id, admitting)
     except Exception as exc:

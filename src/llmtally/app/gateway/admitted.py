@@ -2,7 +2,7 @@
 
 Every call checks its key and reserves its budget before the upstream is asked. A chat completion whose
 request is valid, for a model the gateway serves, does both in one statement (:func:`access.admit`, one
-round trip behind one thread hop). Any other (bad JSON, a bad field, an unknown model) is checked the
+round trip, on the event loop). Any other (bad JSON, a bad field, an unknown model) is checked the
 way every other route checks: the key first (401 before 400 or 403), then the request, then the
 reservation, so a client gets the same answer either way.
 """
