@@ -40,6 +40,8 @@ def test_a_token_reads_its_owners_usage(api: Api) -> None:
     assert [r["litellm_call_id"] for r in history["items"]] == ["ada-3", "ada-2"]
     rest = body(api.get("/usage/me/history", ADA, limit=2, before=history["next_before"]))
     assert [r["litellm_call_id"] for r in rest["items"]] == ["ada-1"] and rest["next_before"] is None
+    refused: Any = api.get("/usage/me/history", ADA, before=BOB)  # a cursor the server never gave: not echoed
+    assert refused.status_code == 400 and "invalid history cursor" in refused.text and BOB not in refused.text
     [month] = body(api.get("/usage/me/monthly", ADA))
     assert month["requests"] == 3 and set(month["model_breakdown"]) == {"gpt-4o-mini", "acme-internal"}
     recent = body(api.get("/usage/me/recent", ADA))

@@ -75,7 +75,8 @@ def _decode_cursor(cursor: str) -> tuple[dt.datetime, int]:
             raise ValueError(row_id)
         return when, number
     except ValueError:
-        raise UserInputError(f"invalid history cursor {cursor!r}: pass a next_before value") from None
+        # Not echoed: an error answers with no text the caller did not get from the server.
+        raise UserInputError("invalid history cursor: pass the next_before value of the page before") from None
 
 
 def month_split(since: dt.date | None, until: dt.date | None, today: dt.date) -> dict[str, dt.date]:
