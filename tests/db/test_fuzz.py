@@ -56,6 +56,19 @@ def test_every_event_is_recorded_or_quarantined(ledger: Ledger, db: Database, ba
     assert_counters_match_ledger(db)
 
 
+def test_a_refused_call_with_a_hostile_id_is_logged_in_text_any_log_file_can_hold(
+    ledger: Ledger, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    ledger.record(UsageEvent("hostile-\udb6a", "gpt-4o-mini", "success", prompt_tokens=3_000_000_000))
+    assert ledger.flush_sync()
+    stored = clean_text("hostile-\udb6a")  # as the database keeps the id
+    refused = [r.getMessage() for r in caplog.records if "refused call" in r.getMessage()]
+    assert refused and all(f"refused call {stored}:" in m for m in refused)
+    for message in refused:
+        message.encode("utf-8")  # a lone surrogate would make a UTF-8 log handler drop the line
+    assert db.fetch_one("select count(*) as n from quarantine where litellm_call_id = %s", (stored,)) == {"n": 1}
+
+
 def test_decimal_and_datetime_content_round_trip(ledger: Ledger, db: Database) -> None:
     ledger.record(
         UsageEvent(

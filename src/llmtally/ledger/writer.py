@@ -318,8 +318,12 @@ class LedgerWriter:
                 first, second = self._store(items[:half]), self._store(items[half:])
                 return first[0] + second[0], first[1] + second[1]
             event, line = items[0]
-            log.error("llmtally: the database refused call %s: %s", event.litellm_call_id, poison.cause)
             reason = str(poison.cause)
+            # A call id or a reason with a lone surrogate (a hostile client's) would fail the log handler's
+            # UTF-8 encoding, losing the line: both are logged as the database would store them.
+            log.error(
+                "llmtally: the database refused call %s: %s", clean_text(event.litellm_call_id), clean_text(reason)
+            )
         # Alone and refused: record its usage without content, then keep the original in quarantine.
         stripped = dataclasses.replace(
             event,
