@@ -3,10 +3,8 @@ and curl; each ledger row compared with what the local upstream billed, at the p
 
 from __future__ import annotations
 
-import gc
 import json
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -21,32 +19,11 @@ from tests.support.gateway import RunningGateway
 from tests.support.invariants import assert_counters_match_ledger
 from tests.support.upstream import CACHED_TOKENS, COMPLETION_TOKENS, PROMPT_TOKENS, REPLY, Billed, Upstream
 
-# LiteLLM's text-completion-openai handler makes a new HTTP client (an aiohttp session) for each
-# non-streamed call and never closes it: the session and its connector complain when they are collected,
-# which may be during any later test of this module (when LiteLLM's client cache lets them go), not only
-# the one that made them.
-LEAVES_A_SESSION_OPEN = [
-    pytest.mark.filterwarnings(
-        r"ignore:Exception ignored in. <function BaseConnector.__del__:pytest.PytestUnraisableExceptionWarning"
-    ),
-    pytest.mark.filterwarnings(
-        r"ignore:Exception ignored in. <function ClientSession.__del__:pytest.PytestUnraisableExceptionWarning"
-    ),
-]
 pytestmark = [
     # LiteLLM's logging of a streamed response dumps a usage dict where its model expects ResponseAPIUsage:
     # a warning outside tests; as an error here it would make LiteLLM drop the payload it logs.
     pytest.mark.filterwarnings(r"ignore:Pydantic serializer warnings[\s\S]*ResponseAPIUsage:UserWarning"),
-    *LEAVES_A_SESSION_OPEN,
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _collect_left_sessions() -> Iterator[None]:
-    """Sessions LiteLLM left open are collected before the module ends, under its warning filters,
-    rather than in some later module's test."""
-    yield
-    gc.collect()
 
 
 def sdk(gateway: RunningGateway, caller: Caller) -> openai.OpenAI:
