@@ -76,6 +76,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         " (another checkout, e.g. of an earlier commit), side by side",
     )
     parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="ingest: the writer's batch size (LLMTALLY_BATCH_SIZE; default 500); 1 writes every event alone",
+    )
+    parser.add_argument("--events", type=int, help="ingest: events per writer and repetition (default 30000)")
+    parser.add_argument(
         "--chunk-delay-ms",
         type=float,
         default=0.0,
@@ -96,6 +102,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="gateway: also profile the gateway and the Proxy with this py-spy executable, one more run each",
     )
     args = parser.parse_args(argv)
+    for name in ("batch_size", "events"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be 1 or more")
     if args.py_spy is not None and not (args.py_spy.is_file() and os.access(args.py_spy, os.X_OK)):
         parser.error(f"--py-spy: {args.py_spy} is not an executable file (pip install py-spy, then its path)")
     return args
@@ -137,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
             else:
                 cfg = IngestConfig()
+            if args.batch_size is not None:
+                cfg.batch_size = args.batch_size
+            if args.events is not None:
+                cfg.ledger_events = args.events
             if args.against:
                 from bench.against import run_against
 

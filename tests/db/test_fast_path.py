@@ -145,3 +145,45 @@ def test_records_of_the_previous_format_are_still_written(db_url: str, db: Datab
     }
     assert costs["old-1"]["total_cost"] == costs["new-1"]["total_cost"] > 0
     assert costs["old-1"]["cost_status"] == costs["new-1"]["cost_status"] == "recomputed"
+
+
+def _stage_of(conn: psycopg.Connection) -> int | None:
+    """Rows in this connection's line stage, None when it has none."""
+    if conn.execute("select to_regclass('pg_temp.llmtally_line_stage')").fetchone() == (None,):
+        return None
+    return int(conn.execute("select count(*) from pg_temp.llmtally_line_stage").fetchone()[0])  # type: ignore[index]
+
+
+def test_the_stage_lasts_the_connection_holds_only_its_batch_and_survives_a_refused_batch(db_url: str) -> None:
+    """The stage is made once per connection and is empty after every batch; a batch the database
+    refuses takes a stage it made with it, and the next batch makes it again."""
+
+    def line(call_id: str, **fields: Any) -> bytes:
+        return encode(UsageEvent(call_id, "gpt-4o-mini", "success", user_profile_id="github_1", **fields))
+
+    with Database(db_url, max_size=1) as one:
+        with one.connection() as conn:
+            assert _stage_of(conn) is None
+        with pytest.raises(LlmtallyError, match="out of range"):
+            write_lines(one, [line("refused", prompt_tokens=3_000_000_000)])
+        with one.connection() as conn:
+            assert _stage_of(conn) is None  # made in the refused batch's transaction, and gone with it
+        assert write_lines(one, [line("a1", prompt_tokens=1), line("a2", prompt_tokens=2)]) == 2
+        with one.connection() as conn:
+            assert _stage_of(conn) == 0
+            backend = conn.info.backend_pid
+        # a few events (a generic plan), then many (the server's choice), then a refused one
+        assert write_lines(one, [line("b1", prompt_tokens=3)]) == 1
+        assert write_lines(one, [line(f"c{i}", prompt_tokens=4) for i in range(30)]) == 30
+        with pytest.raises(LlmtallyError, match="out of range"):
+            write_lines(one, [line("d1"), line("refused", prompt_tokens=3_000_000_000)])
+        assert write_lines(one, [line("d1", prompt_tokens=5)]) == 1
+        with one.connection() as conn:
+            assert conn.info.backend_pid == backend and _stage_of(conn) == 0
+            # the plan setting was the batch's own
+            assert conn.execute("show plan_cache_mode").fetchone() == ("auto",)
+        rows = one.fetch_all("select litellm_call_id, prompt_tokens from request_logs order by litellm_call_id")
+    expected = {"a1": 1, "a2": 2, "b1": 3, "d1": 5} | {f"c{i}": 4 for i in range(30)}
+    assert {r["litellm_call_id"]: r["prompt_tokens"] for r in rows} == expected
+    with Database(db_url) as db:
+        assert_counters_match_ledger(db)

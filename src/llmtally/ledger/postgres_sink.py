@@ -36,18 +36,24 @@ def write_events(db: Database, events: Sequence[UsageEvent], *, store_content: b
         return int(inserted[0]) if inserted else 0
 
 
+# A batch of at most this many events is planned once per connection (line_stage_ready in ledger.sql).
+FEW_EVENTS = 4
+
+
 def write_lines(db: Database, lines: Sequence[bytes], *, store_content: bool = True) -> int:
     """Write spool records as they are (each starts with FAST_RECORD): PostgreSQL reads their fields.
 
     The same rows as ``write_events`` over the decoded records, without decoding and re-encoding
     them in this process. Raises what the database raises; the writer falls back to write_events.
     """
-    # COPY's text format: a record is one line of ASCII JSON (no tab, no newline); only backslashes
-    # need doubling.
-    data = b"".join(line.replace(b"\\", b"\\\\") for line in lines)
+    # COPY's text format: each record's place in the batch, a tab, and the record, one line of ASCII
+    # JSON (no tab, no newline) in which only backslashes need doubling.
+    data = b"".join(b"%d\t%s" % (seq, line.replace(b"\\", b"\\\\")) for seq, line in enumerate(lines))
     with db.transaction() as conn:
-        conn.execute(query("create_line_stage"))
-        conn.execute(query("line_stage_storage"))
+        stage = conn.execute(query("line_stage_ready"), {"few": len(lines) <= FEW_EVENTS}).fetchone()
+        if not (stage and stage[0]):
+            conn.execute(query("create_line_stage"))
+            conn.execute(query("line_stage_storage"))
         with conn.cursor().copy(query("copy_line_stage")) as copy:
             copy.write(data)
         inserted = conn.execute(query("insert_from_line_stage"), {"store_content": store_content}).fetchone()

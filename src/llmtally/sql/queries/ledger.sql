@@ -2,7 +2,9 @@
 -- starts a query.
 
 -- create_stage --
--- A batch of events lands here by COPY, then moves to request_logs in one statement.
+-- A batch of events lands here by COPY, then moves to request_logs in one statement. The stage is typed
+-- (of llmtally_event), so it lasts only its transaction: a typed table living on in a connection would
+-- stop a migration from altering the type. Only batches the fast path cannot take come this way.
 create temp table llmtally_stage of public.llmtally_event on commit drop
 
 -- copy_stage --
@@ -17,10 +19,24 @@ copy llmtally_stage (seq, user_profile_id, end_user, session_id, litellm_call_id
 -- function of migration 0002, shared with the Supabase API path (llmtally_ingest).
 select public.llmtally_insert_events(array(select s::public.llmtally_event from llmtally_stage s))
 
+-- line_stage_ready --
+-- The fast path's stage lives as long as the server connection (emptied at every commit), so a batch
+-- neither creates nor drops a table: whether this connection has it is asked inside the batch's own
+-- transaction, which is right behind a transaction-mode pooler too (another client's stage on the same
+-- server connection is empty at the start of every transaction). A batch of a few events is planned
+-- once per connection (a generic plan); a larger one keeps the server's choice. Measured, alternating on
+-- one machine: a one-event batch in 0.41 of the time of creating and dropping the stage for it, a
+-- 500-event batch in 0.96 (docs/benchmarks.md, "A one-event batch").
+select pg_catalog.to_regclass('pg_temp.llmtally_line_stage') is not null as ready,
+       pg_catalog.set_config('plan_cache_mode',
+                             case when %(few)s then 'force_generic_plan'
+                                  else pg_catalog.current_setting('plan_cache_mode') end,
+                             true) as plan_cache_mode
+
 -- create_line_stage --
--- The fast path: spool records (JSON lines written by llmtally.ledger.spool.encode) land here by COPY
--- as they are, and PostgreSQL reads their fields; Python neither decodes nor re-encodes them.
-create temp table llmtally_line_stage (seq integer generated always as identity, r jsonb not null) on commit drop
+-- Spool records (JSON lines written by llmtally.ledger.spool.encode) land here by COPY as they are, with
+-- their place in the batch, and PostgreSQL reads their fields; Python neither decodes nor re-encodes them.
+create temp table llmtally_line_stage (seq integer not null, r jsonb not null) on commit delete rows
 
 -- line_stage_storage --
 -- A record with content is larger than TOAST's 2 kB threshold: by default the stage would compress it,
@@ -29,7 +45,7 @@ create temp table llmtally_line_stage (seq integer generated always as identity,
 alter table llmtally_line_stage alter column r set storage external
 
 -- copy_line_stage --
-copy llmtally_line_stage (r) from stdin
+copy llmtally_line_stage (seq, r) from stdin
 
 -- insert_from_line_stage --
 -- The same rows as event_row() in ledger/writer.py builds from a decoded record, for records that
