@@ -84,6 +84,7 @@ class Upstream:
         self.billed: list[Billed] = []
         self.requests: Counter[str] = Counter()
         self.agents: list[tuple[str, str]] = []  # (behaviour, User-Agent) of every request, in order
+        self.peers: list[tuple[str, int]] = []  # (behaviour, client port) of every request: its connection
         self.stored: dict[str, dict[str, Any]] = {}  # the stored responses, by id
         self.lookups: list[Lookup] = []  # GET and DELETE of a stored response
         self._lock = threading.Lock()
@@ -105,6 +106,7 @@ class Upstream:
                 behaviour = path.split("/", 1)[0]
                 with upstream._lock:
                     upstream.agents.append((behaviour, self.headers.get("user-agent", "")))
+                    upstream.peers.append((behaviour, self.client_address[1]))
                 upstream._handle(self, behaviour, body, endpoint)
 
             def do_GET(self) -> None:
@@ -127,6 +129,11 @@ class Upstream:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def connections_of(self, behaviour: str) -> set[int]:
+        """The connections (client ports) requests to ``behaviour`` came on."""
+        with self._lock:
+            return {port for b, port in self.peers if b == behaviour}
 
     def agents_of(self, behaviour: str) -> list[str]:
         """The User-Agent of each request to ``behaviour`` (the HTTP client that sent it), in order."""

@@ -213,9 +213,7 @@ def build_app() -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        if gateway.direct is not None:
-            await gateway.direct.aclose()
-        await gateway.statements.aclose()
+        await gateway.aclose()
         stop_runtime()
 
     app = FastAPI(title="llmtally", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)

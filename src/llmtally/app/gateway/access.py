@@ -21,6 +21,7 @@ from llmtally.budgeted_calls import Budgets
 from llmtally.budgets import Estimate
 from llmtally.db.database import Database
 from llmtally.db.statements import StatementPool
+from llmtally.integrations.litellm.http_client import close_connections
 from llmtally.integrations.litellm.router import GatewayRouter
 
 TAGS_HEADER = "x-llmtally-tags"
@@ -36,6 +37,13 @@ class Gateway:
     router: GatewayRouter
     statements: StatementPool  # the key check and reservation of a chat completion, on the event loop
     direct: DirectCalls | None = None  # chat completions sent to OpenAI-compatible upstreams without the Router
+
+    async def aclose(self) -> None:
+        """At shutdown, on the server's event loop: the connections to the upstreams and the statements'."""
+        if self.direct is not None:
+            await self.direct.aclose()
+        await close_connections()
+        await self.statements.aclose()
 
 
 @dataclass(frozen=True)

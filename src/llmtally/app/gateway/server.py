@@ -68,9 +68,7 @@ def build_gateway_app(runtime: GatewayRuntime, public_url: str) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        if runtime.gateway.direct is not None:
-            await runtime.gateway.direct.aclose()
-        await runtime.gateway.statements.aclose()
+        await runtime.gateway.aclose()
         runtime.stop()
 
     app = FastAPI(title="llmtally gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
