@@ -61,6 +61,7 @@ class GatewayConfig:
     first_calls: int = 20  # per target before the rounds, not timed (LiteLLM loads parts on first use)
     py_spy: Path | None = None  # profile the gateway under this py-spy for one more run, if given
     profile_level: tuple[int, int] = (50, 1000)
+    workers: int = 1  # processes of the llmtally gateway target (llmtally gateway --workers)
 
     @classmethod
     def smoke(cls) -> GatewayConfig:
@@ -277,6 +278,7 @@ def run(srv: Server, report: Report, cfg: GatewayConfig) -> dict[str, Any]:
         " gateway with every call through LiteLLM's Router;"
         f" upstream chunk delay {cfg.chunk_delay_ms:g} ms; every target, the upstream and the load generator"
         " in their own processes on the same cores"
+        + (f"; the llmtally gateway with {cfg.workers} worker processes" if cfg.workers > 1 else "")
     )
     url = srv.create_database("gateway")
     work = Path(tempfile.mkdtemp(prefix="llmtally-bench-gateway-"))
@@ -290,7 +292,7 @@ def run(srv: Server, report: Report, cfg: GatewayConfig) -> dict[str, Any]:
         config = write_gateway_config(work, upstream_url)
         routed_config = write_gateway_config(work, upstream_url, "routed")
         token = make_key(url, work / "home")  # while the proxy loads
-        gateway, gateway_url = start_gateway(work, config, url)
+        gateway, gateway_url = start_gateway(work, config, url, workers=cfg.workers)
         running.append(gateway)
         routed, routed_url = start_gateway(work, routed_config, url, direct=False)
         running.append(routed)

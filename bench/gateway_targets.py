@@ -107,8 +107,9 @@ def start_proxy(where: Path, upstream: str) -> tuple[Process, str]:
     return _spawn("proxy", command, where, _environment({})), f"http://127.0.0.1:{port}"
 
 
-def gateway_command(config: Path, port: int) -> list[str]:
-    return [sys.executable, "-m", "llmtally", "gateway", "--port", str(port), "--config", str(config)]
+def gateway_command(config: Path, port: int, workers: int = 1) -> list[str]:
+    command = [sys.executable, "-m", "llmtally", "gateway", "--port", str(port), "--config", str(config)]
+    return [*command, "--workers", str(workers)] if workers > 1 else command
 
 
 def gateway_env(database_url: str, home: Path, *, direct: bool = True) -> dict[str, str]:
@@ -124,13 +125,16 @@ def write_gateway_config(where: Path, upstream: str, caller: str = "gateway") ->
     return path
 
 
-def start_gateway(where: Path, config: Path, database_url: str, *, direct: bool = True) -> tuple[Process, str]:
+def start_gateway(
+    where: Path, config: Path, database_url: str, *, direct: bool = True, workers: int = 1
+) -> tuple[Process, str]:
     """``llmtally gateway`` on a free port; its URL (wait with :func:`wait_ready`). ``direct=False``: every
-    call through LiteLLM's Router (``LLMTALLY_GATEWAY_DIRECT=false``)."""
+    call through LiteLLM's Router (``LLMTALLY_GATEWAY_DIRECT=false``); ``workers``: its processes."""
     port = free_port()
     env = gateway_env(database_url, where / "home", direct=direct)
     name = "gateway" if direct else "gateway-routed"
-    return _spawn(name, gateway_command(config, port), where, env, cwd=ROOT), f"http://127.0.0.1:{port}"
+    command = gateway_command(config, port, workers)
+    return _spawn(name, command, where, env, cwd=ROOT), f"http://127.0.0.1:{port}"
 
 
 def wait_ready(target: Process, url: str, timeout: float = 180) -> None:

@@ -96,13 +96,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--gateway-rounds", type=int, help="gateway: rounds of direct, Proxy, gateway per level (default 3)"
     )
     parser.add_argument(
+        "--gateway-workers", type=int, help="gateway: processes of the llmtally gateway (--workers; default 1)"
+    )
+    parser.add_argument(
         "--py-spy",
         type=Path,
         metavar="PATH",
         help="gateway: also profile the gateway and the Proxy with this py-spy executable, one more run each",
     )
     args = parser.parse_args(argv)
-    for name in ("batch_size", "events"):
+    for name in ("batch_size", "events", "gateway_workers"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be 1 or more")
     if args.py_spy is not None and not (args.py_spy.is_file() and os.access(args.py_spy, os.X_OK)):
@@ -195,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                 gateway_cfg.levels = args.gateway_levels
             if args.gateway_rounds:
                 gateway_cfg.rounds = args.gateway_rounds
+            if args.gateway_workers:
+                gateway_cfg.workers = args.gateway_workers
             results["gateway"] = run_gateway(srv, report, gateway_cfg)
     elapsed = time.monotonic() - started
     report.line(f"\ntotal time {elapsed / 60:.1f} min")

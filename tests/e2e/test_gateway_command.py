@@ -92,3 +92,61 @@ def test_the_gateway_command_serves_v1_alone_and_records_every_call(db_url: str,
     output = log.read_text()
     assert f"OpenAI-compatible API at http://127.0.0.1:{port}/v1 (router config: built-in)" in output
     assert "Traceback" not in output
+
+
+def test_workers_share_the_port_record_every_call_and_drain_when_stopped(db_url: str, tmp_path: Path) -> None:
+    """``--workers 2``: two processes answer on one port, every call is recorded once, and stopping the
+    command stops both after they have written what they recorded."""
+    import concurrent.futures
+
+    import httpx
+    import psutil
+
+    with Database(db_url) as db:
+        db.execute(query("upsert_user"), {"user_id": "svc_batch", "email": None, "full_name": None, "provider": None})
+        token, _ = create_token(db, "svc_batch", name="batch job")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMTALLY_") and k != "DATABASE_URL"}
+    env.update({"DATABASE_URL": db_url, "LLMTALLY_HOME": str(tmp_path), "LLMTALLY_FLUSH_INTERVAL_MS": "20"})
+    log = tmp_path / "gateway.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "llmtally", "gateway", "--port", str(port), "--workers", "2"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    body = {"model": "llmtally/demo", "messages": [{"role": "user", "content": "Hello"}]}
+
+    def call(_: int) -> int:
+        with httpx.Client(timeout=30, trust_env=False) as client:  # a connection of its own
+            return client.post(
+                f"{url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {token}"}
+            ).status_code
+
+    try:
+        wait_until_answering(process, f"{url}/healthz", log.read_text, "llmtally gateway", timeout=90)
+        workers = [w for w in psutil.Process(process.pid).children() if "spawn" in " ".join(w.cmdline())]
+        assert len(workers) == 2, [w.cmdline() for w in psutil.Process(process.pid).children()]
+        deadline = time.monotonic() + 90
+        while not all(w.num_threads() >= 3 for w in workers):  # started: its ledger writer and pools run
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        cpu_before = [sum(w.cpu_times()[:2]) for w in workers]
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(call, range(80))) == {200}
+        used = [sum(w.cpu_times()[:2]) - before for w, before in zip(workers, cpu_before, strict=True)]
+        assert all(seconds > 0.05 for seconds in used), used  # both processes answered calls
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+    with Database(db_url) as db:
+        rows = db.fetch_all("select litellm_call_id, status from request_logs where user_profile_id = 'svc_batch'")
+    assert len(rows) == 80 and {r["status"] for r in rows} == {"success"}
+    assert len({r["litellm_call_id"] for r in rows}) == 80
+    output = log.read_text()
+    assert "2 worker processes" in output and "Traceback" not in output

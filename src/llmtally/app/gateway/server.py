@@ -89,3 +89,18 @@ def build_gateway_app(runtime: GatewayRuntime, public_url: str) -> FastAPI:
     app.add_middleware(ChatCompletions, gateway=runtime.gateway)  # inside the guards
     install_guards(app, GuardPolicy(origin=origin))
     return app
+
+
+def worker_app() -> FastAPI:
+    """The app of each process of ``llmtally gateway --workers N`` (uvicorn calls it in every worker): the
+    settings, the router config and the public URL come from the environment the command set for them."""
+    from llmtally.app.config import AppSettings
+    from llmtally.integrations.litellm.router import load_config
+
+    app_settings = AppSettings()
+    runtime = GatewayRuntime.start(Settings(), load_config(app_settings.gateway_config))
+    try:
+        return build_gateway_app(runtime, app_settings.url)
+    except BaseException:
+        runtime.stop()
+        raise
