@@ -14,6 +14,7 @@ from llmtally.db import Database
 from llmtally.db.queries import query
 from tests.support.cli import assert_one_line_error, llmtally
 from tests.support.server import ROOT, free_port, wait_until_answering
+from tests.support.upstream import Upstream
 
 
 def curl_post(url: str, auth: str, body: dict[str, object]) -> str:
@@ -150,3 +151,44 @@ def test_workers_share_the_port_record_every_call_and_drain_when_stopped(db_url:
     assert len({r["litellm_call_id"] for r in rows}) == 80
     output = log.read_text()
     assert "2 worker processes" in output and "Traceback" not in output
+
+
+def test_text_completions_share_connections_to_the_upstream(db_url: str, tmp_path: Path) -> None:
+    """LiteLLM would make a client (and a connection) for each non-streamed text completion and leave it
+    open: the command gives the process one client, so the calls keep their connections alive."""
+    with Database(db_url) as db:
+        db.execute(query("upsert_user"), {"user_id": "svc_legacy", "email": None, "full_name": None, "provider": None})
+        token, _ = create_token(db, "svc_legacy", name="legacy job")
+    with Upstream() as upstream:
+        config = tmp_path / "gateway.yaml"
+        config.write_text(
+            "model_list:\n  - model_name: instruct\n    litellm_params:\n"
+            "      model: text-completion-openai/gpt-3.5-turbo-instruct\n"
+            f"      api_base: '{upstream.api_base()}'\n      api_key: k\n"
+        )
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LLMTALLY_") and k != "DATABASE_URL"}
+        env.update({"DATABASE_URL": db_url, "LLMTALLY_HOME": str(tmp_path), "NO_PROXY": "127.0.0.1"})
+        log = tmp_path / "gateway.log"
+        with log.open("w") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "llmtally", "gateway", "--port", str(port), "--config", str(config)],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_answering(process, f"{url}/healthz", log.read_text, "llmtally gateway", timeout=60)
+            auth = f"Authorization: Bearer {token}"
+            for _ in range(6):
+                text = json.loads(curl_post(f"{url}/v1/completions", auth, {"model": "instruct", "prompt": "Hi"}))
+                assert text["object"] == "text_completion", text
+            assert len(upstream.connections_of("ok")) <= 2, upstream.peers
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+    output = log.read_text()
+    assert "Unclosed" not in output and "Traceback" not in output

@@ -79,19 +79,6 @@ def test_a_text_completion_calls_the_upstreams_completions_and_is_recorded_as_bi
     assert_counters_match_ledger(gateway.db)
 
 
-def test_text_completions_share_connections_to_the_upstream(
-    gateway: RunningGateway, caller: Caller, upstream: Upstream
-) -> None:
-    """LiteLLM would make a client (and a connection) for each non-streamed text completion and leave it
-    open: the gateway's one client keeps its connections alive instead."""
-    before = upstream.connections_of("ok")
-    with sdk(gateway, caller) as client:
-        for _ in range(6):
-            client.completions.create(model="instruct", prompt="Say something", max_tokens=5)
-    assert len(upstream.connections_of("ok") - before) <= 2
-    gateway.wait_for_rows(caller.user_id, 6)
-
-
 @pytest.mark.parametrize("include_usage", [True, False])
 async def test_a_streamed_text_completion_gets_its_text_and_the_usage_chunk_only_if_asked(
     gateway: RunningGateway, caller: Caller, upstream: Upstream, include_usage: bool

@@ -79,9 +79,11 @@ def gateway(state: State, host: str, port: int, public_url: str | None, config_p
         import uvicorn
 
         from llmtally.app.gateway.server import GatewayRuntime, build_gateway_app
+        from llmtally.integrations.litellm.http_client import share_http_client
         from llmtally.integrations.litellm.router import load_config
 
         config = load_config(app_settings.gateway_config)
+        share_http_client()
         runtime = GatewayRuntime.start(settings, config)
         try:
             app = build_gateway_app(runtime, app_settings.url)

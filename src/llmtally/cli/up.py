@@ -61,9 +61,11 @@ def up(state: State, host: str, port: int, public_url: str | None) -> None:
             start_runtime,
             stop_runtime,
         )
+        from llmtally.integrations.litellm.http_client import share_http_client
 
         prepare_environment(settings, app_settings)
         providers = check_oauth_configuration()
+        share_http_client()
         runtime = start_runtime(settings, app_settings)
         try:
             app = build_app()

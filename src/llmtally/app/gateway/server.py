@@ -95,9 +95,11 @@ def worker_app() -> FastAPI:
     """The app of each process of ``llmtally gateway --workers N`` (uvicorn calls it in every worker): the
     settings, the router config and the public URL come from the environment the command set for them."""
     from llmtally.app.config import AppSettings
+    from llmtally.integrations.litellm.http_client import share_http_client
     from llmtally.integrations.litellm.router import load_config
 
     app_settings = AppSettings()
+    share_http_client()
     runtime = GatewayRuntime.start(Settings(), load_config(app_settings.gateway_config))
     try:
         return build_gateway_app(runtime, app_settings.url)

@@ -4,10 +4,15 @@ LiteLLM's ``text-completion-openai`` handler builds a new OpenAI client for ever
 a static key, each with its own aiohttp session and connection, and never closes it. A server answering
 legacy completions then opens a connection to the upstream per call, keeps it until the garbage collector
 finds the session, and logs "Unclosed client session" when it does. LiteLLM takes ``litellm.aclient_session``
-instead wherever it would make such a client, so the gateway sets it to one client for the process
-(LiteLLM's own kind, with its aiohttp transport: a session for each event loop, connections kept alive),
-unless the application set one of its own. The client itself stays open while the process runs (LiteLLM's
-cached clients may hold it); a server that stops closes the connections it opened on its event loop.
+instead wherever it would make such a client, so the server commands (``llmtally up``, ``llmtally gateway``
+and each of its workers) set it to one client for the process (LiteLLM's own kind, with its aiohttp
+transport), unless the application set one of its own.
+
+It is set by the commands only, not by the gateway's classes: it is global to the process, and made for a
+process that runs one event loop, as a server does. A process that runs LiteLLM on many short-lived loops
+(a test suite, a script calling ``asyncio.run`` repeatedly) would leave each loop's connections open
+behind it. The client itself stays open while the process runs (LiteLLM's cached clients may hold it); a
+server that stops closes the connections of its loop.
 """
 
 from __future__ import annotations

@@ -28,7 +28,6 @@ from typing import Any
 
 from llmtally.errors import ConfigurationError
 from llmtally.integrations.litellm.demo_provider import DEMO_MODEL, register_demo_model
-from llmtally.integrations.litellm.http_client import share_http_client
 
 ENV_PREFIX = "os.environ/"
 # Router settings a config file may give (the Router's own keyword arguments); others are refused by name.
@@ -214,7 +213,6 @@ class GatewayRouter:
         import litellm
 
         register_demo_model()
-        share_http_client()
         self.config = config
         try:
             self._router = litellm.Router(model_list=[dict(d) for d in config.model_list], **config.router_settings)
