@@ -32,9 +32,11 @@ def _call(call_id: str, user: str, model: str, when: dt.datetime, **fields: Any)
 
 def seed_tour(db_url: str) -> None:
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    midnight = now.replace(hour=0, minute=0, second=0)
     events = []
     for day in range(6):
-        when = now - dt.timedelta(days=day, hours=1)
+        # an hour ago, but today's calls stay in today (UTC): Bob's daily budget counts them from midnight
+        when = now - dt.timedelta(days=day, hours=1) if day else max(now - dt.timedelta(hours=1), midnight)
         events.append(_call(f"a{day}", ALICE, "gpt-4o-mini", when, latency_ms=600 + 90 * day))
         events.append(_call(f"b{day}", "password_bob", "claude-haiku-4-5", when, latency_ms=1200 + 40 * day))
     retried_at = now - dt.timedelta(minutes=5)
