@@ -24,9 +24,9 @@ select public.llmtally_insert_events(array(select s::public.llmtally_event from 
 -- neither creates nor drops a table: whether this connection has it is asked inside the batch's own
 -- transaction, which is right behind a transaction-mode pooler too (another client's stage on the same
 -- server connection is empty at the start of every transaction). A batch of a few events is planned
--- once per connection (a generic plan); a larger one keeps the server's choice. Measured, alternating on
--- one machine: a one-event batch in 0.41 of the time of creating and dropping the stage for it, a
--- 500-event batch in 0.96 (docs/benchmarks.md, "A one-event batch").
+-- once per connection (a generic plan); a larger one keeps the server's choice. Measured against a stage
+-- made and dropped by every batch: 1.44 to 1.85 times the events per second in one-event batches, 0.99 to
+-- 1.06 in batches of 500 (docs/benchmarks.md, "A stage per connection, against a stage per batch").
 select pg_catalog.to_regclass('pg_temp.llmtally_line_stage') is not null as ready,
        pg_catalog.set_config('plan_cache_mode',
                              case when %(few)s then 'force_generic_plan'
